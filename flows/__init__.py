@@ -1,0 +1,1 @@
+"""Prefect flows of govdeploy; they only wire tasks."""

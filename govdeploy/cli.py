@@ -1,0 +1,185 @@
+"""The ``govdeploy`` command line: a thin layer over the core and the flows.
+
+Expected failures are caught once, in ``main``: ``<action> failed: <reason>`` on stderr, exit 1.
+
+Examples:
+    govdeploy up                      start the local stack (S3, MLflow, Prefect, deployments)
+    govdeploy status --json           each component's state and URL, for scripts
+    govdeploy policy check config/policy.yaml
+    govdeploy train --model credit-risk --rows 5000
+    govdeploy release --model credit-risk --version 1
+    govdeploy demo                    the end-to-end scenario on the local stack
+    govdeploy down
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from govdeploy.errors import GovdeployError
+from govdeploy.settings import Settings, get_settings
+
+app = typer.Typer(
+    help="govdeploy: governed model deployment on Prefect and MLflow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+policy_app = typer.Typer(help="Policy-as-code.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+console = Console(stderr=False)
+progress_console = Console(stderr=True)
+
+
+class CommandFailed(Exception):
+    """Carries the action name of a failed command to ``main``."""
+
+    def __init__(self, action: str, error: GovdeployError) -> None:
+        super().__init__(f"{action} failed: {error}")
+
+
+def _progress(message: str) -> None:
+    progress_console.print(f"[dim]·[/dim] {message}")
+
+
+def _use_stack(settings: Settings) -> None:
+    """Point Prefect and MLflow clients of this process at the local stack."""
+    from govdeploy.stack.components import client_env
+
+    os.environ.update(client_env(settings))
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+
+def _status_table(status: Any) -> Table:
+    table = Table(title=f"govdeploy stack ({status.state_dir})")
+    for column in ("component", "state", "url", "pid", "log"):
+        table.add_column(column)
+    for c in status.components:
+        colour = {"running": "green", "unhealthy": "yellow", "stopped": "red"}[c.state]
+        state = f"[{colour}]{c.state}[/{colour}]" + (f" ({c.action})" if c.action else "")
+        table.add_row(c.name, state, c.url, str(c.pid or "-"), c.log)
+    return table
+
+
+@app.command()
+def up() -> None:
+    """Start the local stack; a second call reports what already runs."""
+    from govdeploy.stack.manager import up as stack_up
+
+    try:
+        status = stack_up(get_settings(), _progress)
+    except GovdeployError as exc:
+        raise CommandFailed("up", exc) from exc
+    console.print(_status_table(status))
+
+
+@app.command()
+def down() -> None:
+    """Stop every component of the local stack (its data stays in the state directory)."""
+    from govdeploy.stack.manager import down as stack_down
+
+    console.print(_status_table(stack_down(get_settings(), _progress)))
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False) -> None:
+    """Each component's state, URL, pid and log file."""
+    from govdeploy.stack.manager import status as stack_status
+
+    result = stack_status(get_settings())
+    if as_json:
+        print(json.dumps(result.model_dump(), indent=2))
+    else:
+        console.print(_status_table(result))
+
+
+@policy_app.command("check")
+def policy_check(
+    path: Annotated[Path | None, typer.Argument(help="Policy file (default config/policy.yaml).")] = None,
+    model: Annotated[str, typer.Option(help="Catalog entry to check the policy against.")] = "credit-risk",
+) -> None:
+    """Validate a policy file, and the catalog and suites beside it; exit 1 on any problem."""
+    from govdeploy.governance import load_governance
+
+    settings = get_settings()
+    policy_path = (path or settings.policy_path).resolve()
+    try:
+        loaded = load_governance(policy_path.parent, model, policy_path)
+    except GovdeployError as exc:
+        raise CommandFailed("policy check", exc) from exc
+    console.print(
+        f"[green]policy OK[/green] {policy_path}\n  digest  {loaded.policy.digest}\n"
+        f"  model   {model} ({len(loaded.spec.features)} features, owners recorded)\n"
+        f"  suite   {loaded.suite.spec.name} ({len(loaded.suite.spec.expectations)} expectations)"
+    )
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option(help="Model name in config/models.yaml.")] = "credit-risk",
+    rows: Annotated[int, typer.Option(help="Synthetic rows when no --data is given.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Generator and split seed.")] = 7,
+    label_bias: Annotated[float, typer.Option(help="Bias against one group in synthetic labels.")] = 0.0,
+    data: Annotated[Path | None, typer.Option(help="CSV or Parquet training data.")] = None,
+) -> None:
+    """Train and register a candidate version (runs the train flow against the local stack)."""
+    _use_stack(get_settings())
+    from flows.train import train as train_flow
+
+    try:
+        result = train_flow(model=model, rows=rows, seed=seed, label_bias=label_bias,
+                            data_path=str(data.resolve()) if data else None)
+    except GovdeployError as exc:
+        raise CommandFailed("train", exc) from exc
+    console.print(f"[green]registered[/green] {result['model']} version {result['version']} "
+                  f"(run {result['run_id']})")
+
+
+@app.command()
+def release(
+    model: Annotated[str, typer.Option(help="Registered model name.")],
+    version: Annotated[str, typer.Option(help="Candidate version.")],
+    data: Annotated[Path | None, typer.Option(help="CSV or Parquet evaluation data.")] = None,
+) -> None:
+    """Run the release gates for a candidate version (validation, evaluation, policy)."""
+    _use_stack(get_settings())
+    from flows.release import release as release_flow
+
+    try:
+        result = release_flow(model=model, version=version,
+                              data_path=str(data.resolve()) if data else None)
+    except GovdeployError as exc:
+        raise CommandFailed("release", exc) from exc
+    console.print(f"[green]gate passed[/green] {result['summary']}")
+
+
+@app.command()
+def demo() -> None:
+    """Start the stack and run the end-to-end scenario: train → gates, with two rejections."""
+    settings = get_settings()
+    _use_stack(settings)
+    from flows.demo import run_demo
+
+    try:
+        ok = run_demo(settings, _progress, console)
+    except GovdeployError as exc:
+        raise CommandFailed("demo", exc) from exc
+    if not ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except CommandFailed as exc:
+        print(str(exc), file=sys.stderr)
+        sys.exit(1)

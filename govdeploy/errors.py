@@ -1,0 +1,48 @@
+"""The one exception tree of govdeploy.
+
+Every error govdeploy raises on purpose derives from ``GovdeployError``; its message names the
+offending value and the fix, so the CLI can print it as is, without a traceback.
+
+    GovdeployError
+    ├── ConfigError            a config file (policy, expectations, owners) is unreadable or invalid
+    ├── DataError              a dataset is missing, empty or malformed
+    ├── StackError             a component of the local stack failed to start, stop or answer
+    ├── RegistryError          the MLflow registry refused or lacks what was asked for
+    └── GateError              a release gate rejected the candidate
+        ├── ValidationGateError    data validation (Great Expectations) failed
+        └── PolicyGateError        evaluation results breach the policy
+"""
+
+from __future__ import annotations
+
+
+class GovdeployError(Exception):
+    """Base of every error govdeploy raises on purpose."""
+
+
+class ConfigError(GovdeployError):
+    """A configuration file is unreadable or does not match its schema."""
+
+
+class DataError(GovdeployError):
+    """A dataset is missing, empty or malformed."""
+
+
+class StackError(GovdeployError):
+    """A component of the local stack failed to start, stop or answer."""
+
+
+class RegistryError(GovdeployError):
+    """The model registry refused a request or lacks the model, version or alias asked for."""
+
+
+class GateError(GovdeployError):
+    """A release gate rejected the candidate; the message is the plain-language reason."""
+
+
+class ValidationGateError(GateError):
+    """Data validation failed: the batch is empty, a suite is invalid or expectations failed."""
+
+
+class PolicyGateError(GateError):
+    """Evaluation results breach the thresholds of the policy."""

@@ -1,0 +1,196 @@
+"""Access to the MLflow tracking server and model registry.
+
+Every call goes through ``registry_call`` so that a server that is down or a missing model
+becomes a ``RegistryError`` naming the server and the fix. Model versions carry govdeploy's
+governance tags under the ``govdeploy.`` prefix.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel
+
+from govdeploy.errors import RegistryError
+
+TAG = "govdeploy."
+CHAMPION = "champion"
+
+
+class CandidateVersion(BaseModel):
+    model: str
+    version: str
+    run_id: str
+    model_uri: str
+
+
+@contextmanager
+def registry_call(action: str, tracking_uri: str) -> Iterator[None]:
+    """Turn MLflow and connection failures into RegistryError naming the action and server."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise RegistryError(f"{action}: {exc.message}") from None
+        raise RegistryError(f"{action} at {tracking_uri} failed: {exc.message}") from exc
+    except (ConnectionError, OSError) as exc:
+        raise RegistryError(
+            f"{action}: MLflow at {tracking_uri} is unreachable ({type(exc).__name__}); "
+            "start the stack with 'govdeploy up'"
+        ) from exc
+
+
+def connect(tracking_uri: str, experiment: str) -> str:
+    """Point the MLflow client at the server and make sure the experiment exists."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    with registry_call(f"open experiment {experiment!r}", tracking_uri):
+        found = mlflow.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else mlflow.create_experiment(experiment)
+        mlflow.set_experiment(experiment_id=experiment_id)
+    return str(experiment_id)
+
+
+def flat_tags(prefix: str, values: dict[str, Any]) -> dict[str, str]:
+    """Tags ``govdeploy.<prefix>.<key>`` from a flat mapping (values as strings)."""
+    return {f"{TAG}{prefix}.{key}": str(value) for key, value in values.items()}
+
+
+def log_candidate(
+    *,
+    model: Any,
+    name: str,
+    input_example: pd.DataFrame,
+    pip_requirements: list[str],
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    artifacts: dict[str, Any],
+    files: list[str],
+    tracking_uri: str,
+) -> CandidateVersion:
+    """Log a fitted model and its evidence in one run and register it as a new version."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    with registry_call(f"log and register model {name!r}", tracking_uri):
+        with mlflow.start_run(run_name=f"train-{name}") as run:
+            mlflow.log_params(params)
+            mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
+            mlflow.set_tags(tags)
+            for artifact_name, content in artifacts.items():
+                mlflow.log_dict(content, f"governance/{artifact_name}")
+            for path in files:
+                mlflow.log_artifact(path, "governance")
+            signature = infer_signature(input_example, model.predict_proba(input_example)[:, 1])
+            info = mlflow.sklearn.log_model(
+                sk_model=model,
+                name="model",
+                signature=signature,
+                input_example=input_example,
+                pip_requirements=pip_requirements,
+                serialization_format="skops",
+                registered_model_name=name,
+                await_registration_for=60,
+            )
+        version = str(info.registered_model_version)
+        client = mlflow.MlflowClient()
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version, key, value)
+        client.set_model_version_tag(name, version, f"{TAG}stage", "candidate")
+    return CandidateVersion(model=name, version=version, run_id=run.info.run_id, model_uri=info.model_uri)
+
+
+def version_tags(name: str, version: str, tracking_uri: str) -> dict[str, str]:
+    """The tags of a registered version; RegistryError if it does not exist."""
+    import mlflow
+
+    with registry_call(f"read model {name!r} version {version}", tracking_uri):
+        found = mlflow.MlflowClient().get_model_version(name, version)
+    return dict(found.tags)
+
+
+def alias_version(name: str, alias: str, tracking_uri: str) -> str | None:
+    """The version an alias points to, or None when the model has no such alias."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with registry_call(f"read alias {alias!r} of {name!r}", tracking_uri):
+            found = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+    except RegistryError:
+        return None if _model_exists(name) else None
+    except MlflowException:
+        return None
+    return str(found.version)
+
+
+def _model_exists(name: str) -> bool:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.MlflowClient().get_registered_model(name)
+    except MlflowException:
+        return False
+    return True
+
+
+def model_inputs(name: str, version: str, tracking_uri: str) -> list[str]:
+    """The input column names of a version's MLflow signature."""
+    import mlflow
+
+    with registry_call(f"read the signature of {name!r} version {version}", tracking_uri):
+        info = mlflow.models.get_model_info(f"models:/{name}/{version}")
+    if info.signature is None:
+        raise RegistryError(f"model {name!r} version {version} has no signature; log it with one")
+    return list(info.signature.inputs.input_names())
+
+
+def load_model(name: str, version: str, tracking_uri: str) -> Any:
+    """Load a registered scikit-learn model (skops format)."""
+    import mlflow
+
+    with registry_call(f"load model {name!r} version {version}", tracking_uri):
+        return mlflow.sklearn.load_model(f"models:/{name}/{version}")
+
+
+def record_gate(
+    *,
+    name: str,
+    version: str,
+    report: dict[str, Any],
+    metrics: dict[str, float],
+    passed: bool,
+    policy_digest: str,
+    tracking_uri: str,
+) -> str:
+    """Log a gate decision as its own run and tag the version with it; return the run id."""
+    import mlflow
+
+    with registry_call(f"record the gate decision of {name!r} version {version}", tracking_uri):
+        with mlflow.start_run(run_name=f"gate-{name}-v{version}") as run:
+            mlflow.set_tags({
+                f"{TAG}kind": "gate", f"{TAG}model": name, f"{TAG}version": version,
+                f"{TAG}policy_digest": policy_digest,
+                f"{TAG}gate": "passed" if passed else "failed",
+            })
+            mlflow.log_metrics(metrics)
+            mlflow.log_dict(report, "governance/gate_report.json")
+        client = mlflow.MlflowClient()
+        for key, value in {
+            "gate": "passed" if passed else "failed",
+            "gate.policy_digest": policy_digest,
+            "gate.run_id": run.info.run_id,
+            "gate.summary": json.dumps(report.get("summary", ""))[:4000],
+        }.items():
+            client.set_model_version_tag(name, version, f"{TAG}{key}", value)
+    return str(run.info.run_id)

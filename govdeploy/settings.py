@@ -1,0 +1,93 @@
+"""Typed settings of one govdeploy process, read from ``GOVDEPLOY_*`` environment variables.
+
+Nothing is read at import time: call ``get_settings()``. Every server of the local stack listens
+on a loopback address; ports are configurable so that several stacks (tests, a developer's UI
+session) can run side by side.
+"""
+
+from __future__ import annotations
+
+import getpass
+import ipaddress
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Where the local stack lives and how clients reach it."""
+
+    model_config = SettingsConfigDict(env_prefix="GOVDEPLOY_", extra="ignore")
+
+    state_dir: Path = Field(
+        default=PROJECT_ROOT / ".govdeploy",
+        description="Databases, logs and pid files of the local stack (never committed).",
+    )
+    config_dir: Path = Field(
+        default=PROJECT_ROOT / "config", description="Policy-as-code and identities."
+    )
+    host: str = Field(default="127.0.0.1", description="Loopback address every server binds to.")
+    s3_port: int = Field(default=9900, ge=1024, le=65535)
+    mlflow_port: int = Field(default=5050, ge=1024, le=65535)
+    prefect_port: int = Field(default=4200, ge=1024, le=65535)
+    bucket: str = Field(default="govdeploy-artifacts", min_length=3, max_length=63)
+    experiment: str = Field(default="govdeploy", min_length=1)
+    user: str = Field(
+        default_factory=getpass.getuser,
+        min_length=1,
+        description="Identity recorded as submitter of what this process trains or releases.",
+    )
+    start_timeout: float = Field(default=90.0, gt=0, description="Seconds a server may take.")
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        if value != "localhost" and not ipaddress.ip_address(value).is_loopback:
+            raise ValueError(
+                f"host {value!r} is not a loopback address; the local stack listens on "
+                "127.0.0.1 (or another 127.x address) only"
+            )
+        return value
+
+    @field_validator("state_dir", "config_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://{self.host}:{self.s3_port}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def prefect_ui_url(self) -> str:
+        return f"http://{self.host}:{self.prefect_port}"
+
+    @property
+    def prefect_api_url(self) -> str:
+        return f"{self.prefect_ui_url}/api"
+
+    @property
+    def policy_path(self) -> Path:
+        return self.config_dir / "policy.yaml"
+
+    @property
+    def models_path(self) -> Path:
+        return self.config_dir / "models.yaml"
+
+    @property
+    def expectations_dir(self) -> Path:
+        return self.config_dir / "expectations"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once from the environment."""
+    return Settings()

@@ -1,0 +1,159 @@
+"""The components of the local stack: how each starts, where it listens, how it is checked."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from govdeploy.settings import PROJECT_ROOT, Settings
+
+# The local S3 endpoint accepts any credentials; these name the account in its logs only.
+LOCAL_S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "govdeploy-local",
+    "AWS_SECRET_ACCESS_KEY": "govdeploy-local-only",  # noqa: S105 - not a secret: local endpoint
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    port: int | None
+    url: str
+    command: list[str]
+    env: dict[str, str]
+    healthy: Callable[[], bool]
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def _http_ok(url: str, expect: str | None = None) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            response = httpx.get(url, timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200 and (expect is None or expect in response.text)
+
+    return check
+
+
+def client_env(settings: Settings) -> dict[str, str]:
+    """Environment of a process that uses the stack: the servers' URLs and govdeploy settings."""
+    return {
+        "PREFECT_API_URL": settings.prefect_api_url,
+        "MLFLOW_TRACKING_URI": settings.mlflow_url,
+        "MLFLOW_S3_ENDPOINT_URL": settings.s3_url,
+        "GOVDEPLOY_STATE_DIR": str(settings.state_dir),
+        "GOVDEPLOY_CONFIG_DIR": str(settings.config_dir),
+        "GOVDEPLOY_HOST": settings.host,
+        "GOVDEPLOY_S3_PORT": str(settings.s3_port),
+        "GOVDEPLOY_MLFLOW_PORT": str(settings.mlflow_port),
+        "GOVDEPLOY_PREFECT_PORT": str(settings.prefect_port),
+        "GOVDEPLOY_BUCKET": settings.bucket,
+        "GOVDEPLOY_EXPERIMENT": settings.experiment,
+        **LOCAL_S3_CREDENTIALS,
+    }
+
+
+def _env(settings: Settings, extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    return {**env, **client_env(settings), "PYTHONUNBUFFERED": "1", **extra}
+
+
+def s3(settings: Settings) -> Component:
+    return Component(
+        name="s3",
+        port=settings.s3_port,
+        url=settings.s3_url,
+        command=[_bin("moto_server"), "-H", settings.host, "-p", str(settings.s3_port)],
+        env=_env(settings, {}),
+        healthy=_http_ok(f"{settings.s3_url}/moto-api/data.json"),
+    )
+
+
+def mlflow(settings: Settings) -> Component:
+    database = settings.state_dir / "mlflow.db"
+    return Component(
+        name="mlflow",
+        port=settings.mlflow_port,
+        url=settings.mlflow_url,
+        command=[
+            sys.executable, "-m", "mlflow", "server",
+            "--host", settings.host, "--port", str(settings.mlflow_port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{database}",
+            "--artifacts-destination", f"s3://{settings.bucket}/mlflow",
+            "--serve-artifacts",
+        ],
+        env=_env(settings, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
+        healthy=_http_ok(f"{settings.mlflow_url}/health", expect="OK"),
+    )
+
+
+def prefect(settings: Settings) -> Component:
+    return Component(
+        name="prefect",
+        port=settings.prefect_port,
+        url=settings.prefect_ui_url,
+        command=[_bin("prefect"), "server", "start", "--host", settings.host,
+                 "--port", str(settings.prefect_port)],
+        env=_env(settings, prefect_server_env(settings)),
+        healthy=_http_ok(f"{settings.prefect_api_url}/health", expect="true"),
+    )
+
+
+def prefect_server_env(settings: Settings) -> dict[str, str]:
+    return {
+        "PREFECT_HOME": str(settings.state_dir / "prefect"),
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{settings.state_dir / 'prefect.db'}",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_API_URL": settings.prefect_api_url,
+    }
+
+
+DEPLOYMENTS = ("train/train", "release/release")
+
+
+def deployments(settings: Settings) -> Component:
+    """The process serving the project's Prefect deployments (runs flows started from the UI)."""
+    return Component(
+        name="deployments",
+        port=None,
+        url=f"{settings.prefect_ui_url}/deployments",
+        command=[sys.executable, "-m", "flows.serve"],
+        env=_env(settings, {"PREFECT_HOME": str(settings.state_dir / "prefect"),
+                            "PYTHONPATH": str(PROJECT_ROOT)}),
+        healthy=_all_ok([
+            _deployment_ready(f"{settings.prefect_api_url}/deployments/name/{name}")
+            for name in DEPLOYMENTS
+        ]),
+    )
+
+
+def _deployment_ready(url: str) -> Callable[[], bool]:
+    """A served deployment is READY while its runner polls the server."""
+
+    def check() -> bool:
+        try:
+            response = httpx.get(url, timeout=2.0)
+            return response.status_code == 200 and response.json().get("status") == "READY"
+        except (httpx.HTTPError, ValueError):
+            return False
+
+    return check
+
+
+def _all_ok(checks: list[Callable[[], bool]]) -> Callable[[], bool]:
+    return lambda: all(check() for check in checks)
+
+
+def all_components(settings: Settings) -> list[Component]:
+    """In start order: each may depend on those before it."""
+    return [s3(settings), mlflow(settings), prefect(settings), deployments(settings)]

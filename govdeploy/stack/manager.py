@@ -1,0 +1,151 @@
+"""Start, stop and inspect the local stack.
+
+``up`` is idempotent: a healthy component is reported as already running and left alone. If a
+component fails to start, the components this call started are stopped again, and the error names
+the component and its log file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from govdeploy.errors import StackError
+from govdeploy.settings import Settings
+from govdeploy.stack import process
+from govdeploy.stack.components import Component, all_components
+from govdeploy.storage import ensure_bucket, s3_client
+
+State = Literal["running", "unhealthy", "stopped"]
+Progress = Callable[[str], None]
+
+
+class ComponentStatus(BaseModel):
+    name: str
+    state: State
+    url: str
+    pid: int | None
+    log: str
+    action: str = ""
+
+
+class StackStatus(BaseModel):
+    state_dir: str
+    components: list[ComponentStatus]
+
+    @property
+    def all_running(self) -> bool:
+        return all(c.state == "running" for c in self.components)
+
+
+def _record_path(settings: Settings, name: str) -> Path:
+    return settings.state_dir / "run" / f"{name}.json"
+
+
+def _log_path(settings: Settings, name: str) -> Path:
+    return settings.state_dir / "logs" / f"{name}.log"
+
+
+def component_status(settings: Settings, component: Component) -> ComponentStatus:
+    record = process.read_record(_record_path(settings, component.name))
+    running = record is not None and process.is_running(record)
+    state: State = "stopped"
+    if running:
+        state = "running" if component.healthy() else "unhealthy"
+    return ComponentStatus(
+        name=component.name, state=state, url=component.url,
+        pid=record.pid if running and record else None,
+        log=str(_log_path(settings, component.name)),
+    )
+
+
+def status(settings: Settings) -> StackStatus:
+    return StackStatus(
+        state_dir=str(settings.state_dir),
+        components=[component_status(settings, c) for c in all_components(settings)],
+    )
+
+
+def _launch(settings: Settings, component: Component) -> tuple[object, process.ProcessRecord]:
+    if component.port is not None and process.port_in_use(settings.host, component.port):
+        raise StackError(
+            f"{component.name}: port {component.port} on {settings.host} is already in use by "
+            f"another program; stop it or set GOVDEPLOY_{component.name.upper()}_PORT to a free port"
+        )
+    log = _log_path(settings, component.name)
+    child = process.spawn(component.name, component.command, component.env, log, settings.state_dir)
+    record = process.ProcessRecord(
+        name=component.name, pid=child.pid, start_ticks=process.start_ticks(child.pid) or 0,
+        port=component.port, url=component.url, log=str(log), command=component.command,
+    )
+    process.write_record(_record_path(settings, component.name), record)
+    return child, record
+
+
+def up(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
+    """Start every component that is not running; return the status with what was done.
+
+    Components start in waves (S3; then MLflow and Prefect side by side; then the deployments
+    process), each wave waiting for the health of the one before.
+    """
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    started: list[Component] = []
+    actions: dict[str, str] = {}
+    try:
+        for wave in _waves(all_components(settings)):
+            launched = []
+            for component in wave:
+                current = component_status(settings, component)
+                if current.state == "running":
+                    actions[component.name] = "already running"
+                    progress(f"{component.name} already running at {component.url}")
+                    continue
+                if current.state == "unhealthy":
+                    _stop_component(settings, component)
+                progress(f"starting {component.name} …")
+                launched.append((component, *_launch(settings, component)))
+                started.append(component)
+            for component, child, _record in launched:
+                process.wait_healthy(component.name, child, component.healthy,
+                                     settings.start_timeout, _log_path(settings, component.name))
+                actions[component.name] = "started"
+                progress(f"{component.name} started at {component.url}")
+            if any(c.name == "s3" for c in wave) and ensure_bucket(s3_client(settings), settings.bucket):
+                progress(f"created object-locked bucket {settings.bucket}")
+    except Exception:
+        for component in reversed(started):
+            _stop_component(settings, component)
+        raise
+    result = status(settings)
+    for item in result.components:
+        item.action = actions.get(item.name, "")
+    return result
+
+
+def _waves(components: list[Component]) -> list[list[Component]]:
+    by_name = {c.name: c for c in components}
+    return [[by_name["s3"]], [by_name["mlflow"], by_name["prefect"]], [by_name["deployments"]]]
+
+
+def _stop_component(settings: Settings, component: Component) -> bool:
+    path = _record_path(settings, component.name)
+    record = process.read_record(path)
+    was_running = record is not None and process.stop(record)
+    path.unlink(missing_ok=True)
+    return was_running
+
+
+def down(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
+    """Stop every component, dependants first."""
+    actions: dict[str, str] = {}
+    for component in reversed(all_components(settings)):
+        stopped = _stop_component(settings, component)
+        actions[component.name] = "stopped" if stopped else "was not running"
+        progress(f"{component.name} {actions[component.name]}")
+    result = status(settings)
+    for item in result.components:
+        item.action = actions.get(item.name, "")
+    return result

@@ -1,0 +1,134 @@
+"""Detached server processes: start with a log file, record, health-wait, stop.
+
+A started process leads its own session (process group), so stopping it stops its children too.
+Its record (pid, start time, port, URL, log) is a JSON file in ``<state>/run/``; the start time
+guards against a recycled pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from govdeploy.errors import StackError
+
+
+class ProcessRecord(BaseModel):
+    name: str
+    pid: int
+    start_ticks: int
+    port: int | None
+    url: str
+    log: str
+    command: list[str]
+
+
+def start_ticks(pid: int) -> int | None:
+    """The kernel's start time of a process, or None if it does not exist (Linux /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":  # a zombie has exited
+        return None
+    return int(fields[19])
+
+
+def is_running(record: ProcessRecord) -> bool:
+    return start_ticks(record.pid) == record.start_ticks
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.errno in (errno.EADDRINUSE, errno.EACCES)
+    return False
+
+
+def spawn(name: str, command: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """Start a detached process whose stdout and stderr go to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}: {' '.join(command)}\n".encode())
+        try:
+            return subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, cwd=cwd, start_new_session=True,
+            )
+        except OSError as exc:
+            raise StackError(f"{name} could not be started ({command[0]}): {exc}") from exc
+
+
+def log_tail(log: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_healthy(
+    name: str, process: subprocess.Popen[bytes], healthy: Callable[[], bool], timeout: float, log: Path
+) -> None:
+    """Poll ``healthy`` until it answers True; raise StackError if the process dies or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = process.poll()
+        if code is not None:
+            raise StackError(
+                f"{name} failed to start (exit code {code}); see its log {log}:\n{log_tail(log)}"
+            )
+        if healthy():
+            return
+        time.sleep(0.3)
+    raise StackError(f"{name} did not become healthy within {timeout:.0f} s; see its log {log}")
+
+
+def stop(record: ProcessRecord, grace: float = 20.0) -> bool:
+    """SIGTERM the process group, then SIGKILL after ``grace`` seconds; True if it was running."""
+    if not is_running(record):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(record.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not is_running(record):
+            return True
+        _reap(record.pid)
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(record.pid, signal.SIGKILL)
+    _reap(record.pid)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if the process is our own child (it would linger as a zombie)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def write_record(path: Path, record: ProcessRecord) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(record.model_dump_json(indent=2))
+    tmp.replace(path)
+
+
+def read_record(path: Path) -> ProcessRecord | None:
+    try:
+        return ProcessRecord.model_validate(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return None

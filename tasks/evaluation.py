@@ -1,0 +1,62 @@
+"""Evaluation tasks: score a registered version, apply the policy gate, record the decision."""
+
+from __future__ import annotations
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from govdeploy import gate, registry
+from govdeploy.evaluation import ModelEvaluation, evaluate_model
+from govdeploy.governance import Governance
+from govdeploy.settings import get_settings
+from tasks.artifacts import publish_gate
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def read_candidate(model: str, version: str) -> dict[str, str]:
+    """The version's governance tags; fails if the version does not exist."""
+    settings = get_settings()
+    registry.connect(settings.mlflow_url, settings.experiment)
+    return registry.version_tags(model, version, settings.mlflow_url)
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def current_champion(model: str) -> str | None:
+    """The version the ``champion`` alias points to, if any."""
+    return registry.alias_version(model, registry.CHAMPION, get_settings().mlflow_url)
+
+
+@task(cache_policy=NO_CACHE)
+def evaluate_version(model: str, version: str, frame: pd.DataFrame, config: Governance) -> ModelEvaluation:
+    """Performance, fairness and privacy evidence of one registered version."""
+    url = get_settings().mlflow_url
+    features = registry.model_inputs(model, version, url)
+    loaded = registry.load_model(model, version, url)
+    evaluation = evaluate_model(loaded, frame, config.spec, features, config.policy.gates.privacy)
+    get_run_logger().info("%s v%s on %d rows: %s", model, version, evaluation.rows, evaluation.metrics)
+    return evaluation
+
+
+@task(cache_policy=NO_CACHE)
+def record_decision(report: gate.GateReport, evaluation: ModelEvaluation | None) -> gate.GateReport:
+    """Log the decision to MLflow (gate run + version tags) and to the Prefect UI."""
+    settings = get_settings()
+    metrics = dict(evaluation.metrics) if evaluation else {}
+    for result in evaluation.fairness if evaluation else []:
+        metrics[f"dpd_{result.attribute}"] = result.demographic_parity_difference
+        metrics[f"eod_{result.attribute}"] = result.equalized_odds_difference
+    payload = {
+        **report.model_dump(),
+        "passed": report.passed,
+        "summary": report.summary(),
+        "evaluation": evaluation.model_dump() if evaluation else None,
+    }
+    run_id = registry.record_gate(
+        name=report.model, version=report.version, report=payload, metrics=metrics,
+        passed=report.passed, policy_digest=report.policy_digest, tracking_uri=settings.mlflow_url,
+    )
+    publish_gate(report, settings.mlflow_url, run_id)
+    logger = get_run_logger()
+    (logger.info if report.passed else logger.error)("%s", report.summary())
+    return report

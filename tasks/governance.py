@@ -1,0 +1,15 @@
+"""Loading the governance config (policy, catalog, suites) as a task."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from govdeploy.governance import Governance, load_governance
+from govdeploy.settings import get_settings
+
+
+@task(cache_policy=NO_CACHE)
+def load_config(model: str) -> Governance:
+    """Load and cross-check config/ for one model; every decision records the policy digest."""
+    return load_governance(get_settings().config_dir, model)

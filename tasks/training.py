@@ -1,0 +1,114 @@
+"""Training tasks: fit, capture the environment and SBOM, register the candidate."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from govdeploy import environment, registry
+from govdeploy.catalog import ModelSpec
+from govdeploy.data import dataset_digest, split_frame
+from govdeploy.expectations import Suite, ValidationReport
+from govdeploy.settings import get_settings
+from govdeploy.training import fit
+from tasks.artifacts import artifact_key
+
+SERVING_PACKAGES = ("scikit-learn", "skops", "pandas", "numpy", "scipy", "mlflow")
+
+
+@task(cache_policy=NO_CACHE)
+def fit_model(spec: ModelSpec, frame: pd.DataFrame, seed: int) -> tuple[Any, dict[str, float]]:
+    """Fit the catalogued pipeline on 80 % of the rows; metrics on the other 20 %."""
+    train, test = split_frame(frame, 0.2, seed)
+    model, holdout = fit(spec, train, test)
+    get_run_logger().info("fitted on %d rows; holdout %s", len(train), holdout)
+    return model, holdout
+
+
+@task(cache_policy=NO_CACHE)
+def capture_environment() -> dict[str, Any]:
+    """Python, platform, every installed package with its version, the git commit."""
+    return environment.capture_environment()
+
+
+@task(cache_policy=NO_CACHE, retries=1)
+def build_sbom(directory: str) -> str:
+    """A CycloneDX JSON SBOM of the training environment; returns the file path."""
+    path = Path(directory) / "sbom.cdx.json"
+    sbom = environment.write_sbom(path)
+    get_run_logger().info("SBOM with %d components", len(sbom.get("components", [])))
+    return str(path)
+
+
+@task(cache_policy=NO_CACHE)
+def register_candidate(
+    *,
+    name: str,
+    spec: ModelSpec,
+    model: Any,
+    frame: pd.DataFrame,
+    holdout: dict[str, float],
+    validation: ValidationReport,
+    suite: Suite,
+    policy_digest: str,
+    env: dict[str, Any],
+    sbom_path: str,
+    params: dict[str, Any],
+) -> registry.CandidateVersion:
+    """Log model, signature, input example and evidence to MLflow; register a candidate version."""
+    settings = get_settings()
+    registry.connect(settings.mlflow_url, settings.experiment)
+    lineage = {
+        "dataset_digest": dataset_digest(frame),
+        "dataset_rows": len(frame),
+        "dataset_columns": list(frame.columns),
+        "expectation_suite": suite.spec.name,
+        "expectation_suite_digest": suite.digest,
+        "expectations_met": f"{validation.evaluated - len(validation.failed)}/{validation.declared}",
+        "policy_digest": policy_digest,
+        "source": params.get("source", ""),
+    }
+    owners = spec.owners.model_dump(mode="json")
+    tags = {
+        f"{registry.TAG}submitted_by": settings.user,
+        f"{registry.TAG}git_commit": env["git_commit"],
+        f"{registry.TAG}policy_digest": policy_digest,
+        **registry.flat_tags("lineage", {k: v for k, v in lineage.items() if k != "dataset_columns"}),
+        **registry.flat_tags("owner", {role: f"{o['name']} <{o['email']}>" for role, o in owners.items()}),
+    }
+    candidate = registry.log_candidate(
+        model=model,
+        name=name,
+        input_example=frame[spec.features].head(5),
+        pip_requirements=[f"{p}=={env['packages'][p]}" for p in SERVING_PACKAGES if p in env["packages"]],
+        params=params,
+        metrics=holdout,
+        tags=tags,
+        artifacts={"environment.json": env, "lineage.json": lineage, "owners.json": owners},
+        files=[sbom_path],
+        tracking_uri=settings.mlflow_url,
+    )
+    create_markdown_artifact(
+        key=artifact_key("candidate", name, f"v{candidate.version}"),
+        markdown=(
+            f"# Candidate {name} v{candidate.version}\n\n"
+            f"- submitted by: {settings.user}\n- MLflow run: `{candidate.run_id}`\n"
+            f"- dataset digest: `{lineage['dataset_digest']}` ({len(frame)} rows)\n"
+            f"- suite `{suite.spec.name}` digest: `{suite.digest}`\n"
+            f"- policy digest: `{policy_digest}`\n- holdout: {holdout}\n"
+            f"- model page: {settings.mlflow_url}/#/models/{name}/versions/{candidate.version}\n"
+        ),
+        description="Registered candidate",
+    )
+    return candidate
+
+
+def scratch_dir() -> str:
+    """A temporary directory for files logged as artifacts."""
+    return tempfile.mkdtemp(prefix="govdeploy-")
