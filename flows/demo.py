@@ -72,12 +72,18 @@ def run_demo(settings: Settings, progress: Callable[[str], None], console: Conso
     progress(f"release gates for fair v{fair['version']}")
     outcomes.append(_release_outcome(f"release v{fair['version']}", "passed", fair["version"]))
     progress(f"release gates for biased v{biased['version']}")
-    outcomes.append(_release_outcome(
-        f"release v{biased['version']}", "rejected: policy gate", biased["version"]))
+    outcomes.append(
+        _release_outcome(f"release v{biased['version']}", "rejected: policy gate", biased["version"])
+    )
     progress("release gates on corrupted evaluation data")
-    outcomes.append(_release_outcome(
-        f"release v{fair['version']} on corrupted data", "rejected: data validation",
-        fair["version"], corrupted_evaluation_data(settings)))
+    outcomes.append(
+        _release_outcome(
+            f"release v{fair['version']} on corrupted data",
+            "rejected: data validation",
+            fair["version"],
+            corrupted_evaluation_data(settings),
+        )
+    )
     _report(outcomes, settings, console)
     return all(o.as_expected for o in outcomes)
 
@@ -92,7 +98,7 @@ def _report(outcomes: list[Outcome], settings: Settings, console: Console) -> No
     console.print(table)
     console.print(
         f"\nWhere to look:\n"
-        f"  Prefect UI   {settings.prefect_ui_url}/runs   (flow runs, gate tables and summaries under Artifacts)\n"
+        f"  Prefect UI   {settings.prefect_ui_url}/runs   (flow runs; gate tables under Artifacts)\n"
         f"  MLflow UI    {settings.mlflow_url}/#/models/{MODEL}   (versions, governance tags, gate runs)\n"
         f"  S3 endpoint  {settings.s3_url}   (bucket {settings.bucket}, object-locked)\n"
         f"  logs         {settings.state_dir / 'logs'}\n"

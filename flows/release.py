@@ -64,8 +64,13 @@ def release(
     require_pass(report)
 
     # Stage 5: signed approvals, signing and promotion follow the gate.
-    return {"model": model, "version": version, "gate": "passed",
-            "policy_digest": report.policy_digest, "summary": report.summary()}
+    return {
+        "model": model,
+        "version": version,
+        "gate": "passed",
+        "policy_digest": report.policy_digest,
+        "summary": report.summary(),
+    }
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from prefect import flow
 from govdeploy.expectations import require_valid
 from tasks.data import load_data, validate_data
 from tasks.governance import load_config
-from tasks.training import build_sbom, capture_environment, fit_model, register_candidate, scratch_dir
+from tasks.training import build_sbom, capture_environment, fit_model, register_candidate
 
 
 @flow(name="train", log_prints=True)
@@ -46,15 +46,27 @@ def train(
 
     # Stage 4: evidence of how it was made
     env = capture_environment()
-    sbom_path = build_sbom(scratch_dir())
+    sbom_path = build_sbom(env)
 
     # Stage 5: register the candidate version
     candidate = register_candidate(
-        name=model, spec=config.spec, model=fitted, frame=frame, holdout=holdout,
-        validation=validation, suite=config.suite, policy_digest=config.policy.digest,
-        env=env, sbom_path=sbom_path,
-        params={"rows": len(frame), "seed": seed, "label_bias": label_bias, "shift": shift,
-                "source": data_path or "synthetic"},
+        name=model,
+        spec=config.spec,
+        model=fitted,
+        frame=frame,
+        holdout=holdout,
+        validation=validation,
+        suite=config.suite,
+        policy_digest=config.policy.digest,
+        env=env,
+        sbom_path=sbom_path,
+        params={
+            "rows": rows if data_path is None else "from file",
+            "seed": seed,
+            "label_bias": label_bias,
+            "shift": shift,
+            "source": data_path or "synthetic",
+        },
     )
     return candidate.model_dump()
 

@@ -90,7 +90,9 @@ def down() -> None:
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False) -> None:
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+) -> None:
     """Each component's state, URL, pid and log file."""
     from govdeploy.stack.manager import status as stack_status
 
@@ -135,12 +137,18 @@ def train(
     from flows.train import train as train_flow
 
     try:
-        result = train_flow(model=model, rows=rows, seed=seed, label_bias=label_bias,
-                            data_path=str(data.resolve()) if data else None)
+        result = train_flow(
+            model=model,
+            rows=rows,
+            seed=seed,
+            label_bias=label_bias,
+            data_path=str(data.resolve()) if data else None,
+        )
     except GovdeployError as exc:
         raise CommandFailed("train", exc) from exc
-    console.print(f"[green]registered[/green] {result['model']} version {result['version']} "
-                  f"(run {result['run_id']})")
+    console.print(
+        f"[green]registered[/green] {result['model']} version {result['version']} (run {result['run_id']})"
+    )
 
 
 @app.command()
@@ -154,8 +162,7 @@ def release(
     from flows.release import release as release_flow
 
     try:
-        result = release_flow(model=model, version=version,
-                              data_path=str(data.resolve()) if data else None)
+        result = release_flow(model=model, version=version, data_path=str(data.resolve()) if data else None)
     except GovdeployError as exc:
         raise CommandFailed("release", exc) from exc
     console.print(f"[green]gate passed[/green] {result['summary']}")

@@ -34,7 +34,7 @@ class _StrictSafeLoader(yaml.SafeLoader):
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise ConstructorError(
                     "while constructing a mapping",
@@ -56,7 +56,7 @@ def read_text(path: Path, what: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{what} file {path} does not exist; create it or pass another path")
+        raise ConfigError(f"{what} file {path} does not exist; create it or pass another path") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{what} file {path} cannot be read: {exc}") from exc
 
@@ -65,7 +65,7 @@ def load_yaml(path: Path, what: str) -> Any:
     """Parse a YAML file strictly (no object tags, no duplicate keys)."""
     text = read_text(path, what)
     try:
-        return yaml.load(text, Loader=_StrictSafeLoader)  # noqa: S506 - strict safe loader
+        return yaml.load(text, Loader=_StrictSafeLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{what} file {path} is not valid YAML: {_yaml_reason(exc)}") from exc
 
@@ -91,10 +91,7 @@ def _no_duplicate_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _yaml_reason(exc: yaml.YAMLError) -> str:
     if isinstance(exc, ConstructorError) and exc.problem and "tag" in exc.problem:
         where = f" (line {exc.problem_mark.line + 1})" if exc.problem_mark else ""
-        return (
-            f"{exc.problem}{where}; YAML tags that construct objects are not allowed, "
-            "write plain values"
-        )
+        return f"{exc.problem}{where}; YAML tags that construct objects are not allowed, write plain values"
     return str(exc).replace("\n", " ")
 
 
@@ -102,8 +99,7 @@ def parse_model(model: type[M], data: Any, path: Path, what: str) -> M:
     """Validate parsed data against a config model, or raise ConfigError with every problem."""
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{what} file {path} must hold a mapping at the top level, "
-            f"found {type(data).__name__}"
+            f"{what} file {path} must hold a mapping at the top level, found {type(data).__name__}"
         )
     try:
         return model.model_validate(data)

@@ -109,9 +109,7 @@ def dataset_digest(frame: pd.DataFrame) -> str:
     return hashlib.sha256(csv.encode("utf-8")).hexdigest()
 
 
-def split_frame(
-    frame: pd.DataFrame, test_fraction: float, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_frame(frame: pd.DataFrame, test_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Deterministic train/test split of a frame's rows."""
     rng = np.random.default_rng(seed)
     mask = rng.random(len(frame)) < test_fraction

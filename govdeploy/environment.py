@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import subprocess
@@ -20,11 +21,17 @@ def git_commit(root: Path = PROJECT_ROOT) -> str:
     try:
         head = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True, text=True, check=True, timeout=10,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True, timeout=10,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -41,10 +48,17 @@ def capture_environment() -> dict[str, Any]:
     """What a release needs to be reproduced: interpreter, platform, packages, code version."""
     return {
         "captured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),
-                   "executable": sys.executable},
-        "platform": {"system": platform.system(), "release": platform.release(),
-                     "machine": platform.machine(), "platform": platform.platform()},
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "executable": sys.executable,
+        },
+        "platform": {
+            "system": platform.system(),
+            "release": platform.release(),
+            "machine": platform.machine(),
+            "platform": platform.platform(),
+        },
         "git_commit": git_commit(),
         "packages": installed_packages(),
     }
@@ -53,8 +67,15 @@ def capture_environment() -> dict[str, Any]:
 def write_sbom(path: Path) -> dict[str, Any]:
     """Write a CycloneDX JSON SBOM of this interpreter's environment; return it parsed."""
     command = [
-        sys.executable, "-m", "cyclonedx_py", "environment", sys.executable,
-        "--output-format", "JSON", "--output-file", str(path),
+        sys.executable,
+        "-m",
+        "cyclonedx_py",
+        "environment",
+        sys.executable,
+        "--output-format",
+        "JSON",
+        "--output-file",
+        str(path),
     ]
     try:
         subprocess.run(command, capture_output=True, text=True, check=True, timeout=300)
@@ -64,3 +85,20 @@ def write_sbom(path: Path) -> dict[str, Any]:
         ) from exc
     sbom: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return sbom
+
+
+def environment_key(env: dict[str, Any]) -> str:
+    """Digest of what an SBOM describes: interpreter, platform and package versions."""
+    subject = {"python": env["python"], "platform": env["platform"], "packages": env["packages"]}
+    return hashlib.sha256(json.dumps(subject, sort_keys=True).encode()).hexdigest()
+
+
+def cached_sbom(cache_dir: Path, env: dict[str, Any]) -> Path:
+    """The SBOM of this environment, generated once per distinct environment (it takes ~20 s)."""
+    path = cache_dir / f"sbom-{environment_key(env)[:16]}.cdx.json"
+    if not path.exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        write_sbom(partial)
+        partial.replace(path)
+    return path

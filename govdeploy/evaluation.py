@@ -84,9 +84,7 @@ def fairness_result(
         selection_rate,
     )
 
-    frame = MetricFrame(
-        metrics=selection_rate, y_true=y_true, y_pred=y_pred, sensitive_features=groups
-    )
+    frame = MetricFrame(metrics=selection_rate, y_true=y_true, y_pred=y_pred, sensitive_features=groups)
     return FairnessResult(
         attribute=attribute,
         demographic_parity_difference=round(
@@ -100,13 +98,14 @@ def fairness_result(
     )
 
 
-def privacy_findings(
-    features: list[str], sample: pd.DataFrame, rules: PrivacyGate
-) -> list[PrivacyFinding]:
+def privacy_findings(features: list[str], sample: pd.DataFrame, rules: PrivacyGate) -> list[PrivacyFinding]:
     """Forbidden columns among the model's features, and PII patterns in feature values."""
     findings = [
-        PrivacyFinding(kind="forbidden_feature", column=column,
-                       detail=f"{column!r} is a forbidden feature (personal or sensitive data)")
+        PrivacyFinding(
+            kind="forbidden_feature",
+            column=column,
+            detail=f"{column!r} is a forbidden feature (personal or sensitive data)",
+        )
         for column in features
         if column in set(rules.forbidden_features)
     ]
@@ -116,10 +115,13 @@ def privacy_findings(
         for pattern in rules.scan_patterns:
             hits = int(values.str.contains(PII_REGEXES[pattern]).sum())
             if hits:
-                findings.append(PrivacyFinding(
-                    kind="pii_value", column=column,
-                    detail=f"{hits} of {len(values)} sampled values of {column!r} look like {pattern}",
-                ))
+                findings.append(
+                    PrivacyFinding(
+                        kind="pii_value",
+                        column=column,
+                        detail=f"{hits} of {len(values)} sampled values of {column!r} look like {pattern}",
+                    )
+                )
     return findings
 
 

@@ -145,8 +145,11 @@ def _run_suite(frame: pd.DataFrame, suite: Suite) -> list[ExpectationResult]:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = (
         context.data_sources.add_pandas("govdeploy")
         .add_dataframe_asset("batch")
@@ -168,7 +171,9 @@ def _result(result: Any) -> ExpectationResult:
     info = result.exception_info or {}
     if info.get("raised_exception"):
         return ExpectationResult(
-            type=config.type, column=column, success=False,
+            type=config.type,
+            column=column,
+            success=False,
             detail=f"error: {info.get('exception_message')}",
         )
     observed = result.result or {}

@@ -58,9 +58,7 @@ def validation_check(report: ValidationReport) -> Check:
         f"{report.rows} rows",
         threshold="all expectations met",
         passed=report.passed,
-        reason="evaluation data meets its expectation suite"
-        if report.passed
-        else "; ".join(report.problems),
+        reason="evaluation data meets its expectation suite" if report.passed else "; ".join(report.problems),
     )
 
 
@@ -69,31 +67,48 @@ def performance_checks(policy: Policy, evaluation: ModelEvaluation) -> list[Chec
     for metric, minimum in policy.gates.performance.minimums.items():
         value = evaluation.metrics.get(metric, float("nan"))
         ok = not math.isnan(value) and value >= minimum
-        checks.append(Check(
-            gate="performance", name=f"{metric} minimum", value=f"{value:.4f}",
-            threshold=f">= {minimum}", passed=ok,
-            reason=f"{metric} is {value:.4f}, " + ("at or above" if ok else "below")
-            + f" the minimum {minimum}",
-        ))
+        checks.append(
+            Check(
+                gate="performance",
+                name=f"{metric} minimum",
+                value=f"{value:.4f}",
+                threshold=f">= {minimum}",
+                passed=ok,
+                reason=f"{metric} is {value:.4f}, "
+                + ("at or above" if ok else "below")
+                + f" the minimum {minimum}",
+            )
+        )
     return checks
 
 
 def regression_checks(
-    policy: Policy, candidate: ModelEvaluation, champion: ModelEvaluation | None, champion_version: str | None
+    policy: Policy,
+    candidate: ModelEvaluation,
+    champion: ModelEvaluation | None,
+    champion_version: str | None,
 ) -> list[Check]:
     if champion is None:
         return []
     checks = []
     for metric, allowed in policy.gates.performance.max_regression.items():
-        new, old = candidate.metrics.get(metric, float("nan")), champion.metrics.get(metric, float("nan"))
+        new, old = (
+            candidate.metrics.get(metric, float("nan")),
+            champion.metrics.get(metric, float("nan")),
+        )
         drop = old - new
         ok = not math.isnan(drop) and drop <= allowed
-        checks.append(Check(
-            gate="champion", name=f"{metric} vs champion v{champion_version}",
-            value=f"{new:.4f} (champion {old:.4f})", threshold=f"drop <= {allowed}", passed=ok,
-            reason=f"{metric} is {new:.4f} against the champion's {old:.4f}"
-            + ("" if ok else f", a drop of {drop:.4f} beyond the allowed {allowed}"),
-        ))
+        checks.append(
+            Check(
+                gate="champion",
+                name=f"{metric} vs champion v{champion_version}",
+                value=f"{new:.4f} (champion {old:.4f})",
+                threshold=f"drop <= {allowed}",
+                passed=ok,
+                reason=f"{metric} is {new:.4f} against the champion's {old:.4f}"
+                + ("" if ok else f", a drop of {drop:.4f} beyond the allowed {allowed}"),
+            )
+        )
     return checks
 
 
@@ -104,45 +119,80 @@ def fairness_checks(policy: Policy, evaluation: ModelEvaluation) -> list[Check]:
     for attribute, limits in rules.attributes.items():
         result = found.get(attribute)
         if result is None:
-            checks.append(Check(
-                gate="fairness", name=f"{attribute} evaluated", value="missing",
-                threshold="present", passed=False,
-                reason=f"sensitive attribute {attribute!r} was not evaluated; add it to the "
-                "model's sensitive_attributes and to the evaluation data",
-            ))
+            checks.append(
+                Check(
+                    gate="fairness",
+                    name=f"{attribute} evaluated",
+                    value="missing",
+                    threshold="present",
+                    passed=False,
+                    reason=f"sensitive attribute {attribute!r} was not evaluated; add it to the "
+                    "model's sensitive_attributes and to the evaluation data",
+                )
+            )
             continue
         smallest = min(result.group_size.values())
-        checks.append(Check(
-            gate="fairness", name=f"{attribute} group sizes", value=str(result.group_size),
-            threshold=f">= {rules.min_group_size} per group", passed=smallest >= rules.min_group_size,
-            reason=f"smallest {attribute} group has {smallest} rows"
-            + ("" if smallest >= rules.min_group_size else f", too few to judge (need {rules.min_group_size})"),
-        ))
+        checks.append(
+            Check(
+                gate="fairness",
+                name=f"{attribute} group sizes",
+                value=str(result.group_size),
+                threshold=f">= {rules.min_group_size} per group",
+                passed=smallest >= rules.min_group_size,
+                reason=f"smallest {attribute} group has {smallest} rows"
+                + (
+                    ""
+                    if smallest >= rules.min_group_size
+                    else f", too few to judge (need {rules.min_group_size})"
+                ),
+            )
+        )
         for label, value, limit in (
-            ("demographic parity difference", result.demographic_parity_difference,
-             limits.max_demographic_parity_difference),
-            ("equalized odds difference", result.equalized_odds_difference,
-             limits.max_equalized_odds_difference),
+            (
+                "demographic parity difference",
+                result.demographic_parity_difference,
+                limits.max_demographic_parity_difference,
+            ),
+            (
+                "equalized odds difference",
+                result.equalized_odds_difference,
+                limits.max_equalized_odds_difference,
+            ),
         ):
             ok = value <= limit
-            checks.append(Check(
-                gate="fairness", name=f"{attribute} {label}", value=f"{value:.4f}",
-                threshold=f"<= {limit}", passed=ok,
-                reason=f"{label} across {attribute} is {value:.4f}, "
-                + ("within" if ok else "over") + f" the limit {limit} "
-                f"(selection rates {result.selection_rate})",
-            ))
+            checks.append(
+                Check(
+                    gate="fairness",
+                    name=f"{attribute} {label}",
+                    value=f"{value:.4f}",
+                    threshold=f"<= {limit}",
+                    passed=ok,
+                    reason=f"{label} across {attribute} is {value:.4f}, "
+                    + ("within" if ok else "over")
+                    + f" the limit {limit} "
+                    f"(selection rates {result.selection_rate})",
+                )
+            )
     return checks
 
 
 def privacy_checks(evaluation: ModelEvaluation) -> list[Check]:
     checks = []
-    for kind, name in (("forbidden_feature", "no forbidden features"), ("pii_value", "no PII in feature values")):
+    for kind, name in (
+        ("forbidden_feature", "no forbidden features"),
+        ("pii_value", "no PII in feature values"),
+    ):
         found = [f for f in evaluation.privacy if f.kind == kind]
-        checks.append(Check(
-            gate="privacy", name=name, value=str(len(found)), threshold="0", passed=not found,
-            reason="; ".join(f.detail for f in found) if found else f"{name}: none found",
-        ))
+        checks.append(
+            Check(
+                gate="privacy",
+                name=name,
+                value=str(len(found)),
+                threshold="0",
+                passed=not found,
+                reason="; ".join(f.detail for f in found) if found else f"{name}: none found",
+            )
+        )
     return checks
 
 
@@ -175,5 +225,8 @@ def require_pass(report: GateReport) -> None:
 def validation_only(policy: Policy, model: str, version: str, validation: ValidationReport) -> GateReport:
     """The decision when data validation already failed: nothing else is evaluated on bad data."""
     return GateReport(
-        model=model, version=version, policy_digest=policy.digest, checks=[validation_check(validation)]
+        model=model,
+        version=version,
+        policy_digest=policy.digest,
+        checks=[validation_check(validation)],
     )

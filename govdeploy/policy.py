@@ -17,7 +17,8 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 
 PERFORMANCE_METRICS = ("accuracy", "roc_auc", "f1", "precision", "recall")
-PII_PATTERNS = ("email", "phone", "ssn", "credit_card", "iban")
+PiiPattern = Literal["email", "phone", "ssn", "credit_card", "iban"]
+PII_PATTERNS: tuple[PiiPattern, ...] = ("email", "phone", "ssn", "credit_card", "iban")
 
 
 class DataValidationGate(StrictModel):
@@ -38,9 +39,7 @@ class PerformanceGate(StrictModel):
     def _known_metrics(cls, value: dict[str, float]) -> dict[str, float]:
         unknown = sorted(set(value) - set(PERFORMANCE_METRICS))
         if unknown:
-            raise ValueError(
-                f"unknown metric(s) {unknown}; use some of {list(PERFORMANCE_METRICS)}"
-            )
+            raise ValueError(f"unknown metric(s) {unknown}; use some of {list(PERFORMANCE_METRICS)}")
         return value
 
 
@@ -63,9 +62,7 @@ class PrivacyGate(StrictModel):
 
     pii_columns: list[str] = Field(default_factory=list)
     forbidden_features: list[str] = Field(default_factory=list)
-    scan_patterns: list[Literal["email", "phone", "ssn", "credit_card", "iban"]] = Field(
-        default_factory=lambda: list(PII_PATTERNS)
-    )
+    scan_patterns: list[PiiPattern] = Field(default_factory=lambda: list(PII_PATTERNS))
     scan_rows: PositiveInt = 200
 
 

@@ -119,29 +119,19 @@ def version_tags(name: str, version: str, tracking_uri: str) -> dict[str, str]:
 
 
 def alias_version(name: str, alias: str, tracking_uri: str) -> str | None:
-    """The version an alias points to, or None when the model has no such alias."""
+    """The version an alias points to, or None when the model or the alias does not exist."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
-        with registry_call(f"read alias {alias!r} of {name!r}", tracking_uri):
-            found = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
-    except RegistryError:
-        return None if _model_exists(name) else None
-    except MlflowException:
-        return None
+        found = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise RegistryError(
+            f"read alias {alias!r} of {name!r} at {tracking_uri} failed: {exc.message}"
+        ) from exc
     return str(found.version)
-
-
-def _model_exists(name: str) -> bool:
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    try:
-        mlflow.MlflowClient().get_registered_model(name)
-    except MlflowException:
-        return False
-    return True
 
 
 def model_inputs(name: str, version: str, tracking_uri: str) -> list[str]:
@@ -178,11 +168,15 @@ def record_gate(
 
     with registry_call(f"record the gate decision of {name!r} version {version}", tracking_uri):
         with mlflow.start_run(run_name=f"gate-{name}-v{version}") as run:
-            mlflow.set_tags({
-                f"{TAG}kind": "gate", f"{TAG}model": name, f"{TAG}version": version,
-                f"{TAG}policy_digest": policy_digest,
-                f"{TAG}gate": "passed" if passed else "failed",
-            })
+            mlflow.set_tags(
+                {
+                    f"{TAG}kind": "gate",
+                    f"{TAG}model": name,
+                    f"{TAG}version": version,
+                    f"{TAG}policy_digest": policy_digest,
+                    f"{TAG}gate": "passed" if passed else "failed",
+                }
+            )
             mlflow.log_metrics(metrics)
             mlflow.log_dict(report, "governance/gate_report.json")
         client = mlflow.MlflowClient()

@@ -27,9 +27,7 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT / ".govdeploy",
         description="Databases, logs and pid files of the local stack (never committed).",
     )
-    config_dir: Path = Field(
-        default=PROJECT_ROOT / "config", description="Policy-as-code and identities."
-    )
+    config_dir: Path = Field(default=PROJECT_ROOT / "config", description="Policy-as-code and identities.")
     host: str = Field(default="127.0.0.1", description="Loopback address every server binds to.")
     s3_port: int = Field(default=9900, ge=1024, le=65535)
     mlflow_port: int = Field(default=5050, ge=1024, le=65535)

@@ -46,7 +46,8 @@ def gate_markdown(report: GateReport, mlflow_url: str, gate_run_id: str) -> str:
         f"- policy digest: `{report.policy_digest}`",
         f"- decided at: {report.decided_at}",
         f"- evidence in MLflow: [{gate_run_id}]({mlflow_url}/#/experiments/0/runs/{gate_run_id})"
-        if gate_run_id else "- evidence in MLflow: not recorded",
+        if gate_run_id
+        else "- evidence in MLflow: not recorded",
         "",
         "| gate | check | value | threshold | result |",
         "|---|---|---|---|---|",

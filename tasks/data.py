@@ -24,19 +24,25 @@ def load_data(
     else:
         frame = generate_credit_data(rows, seed=seed, label_bias=label_bias, shift=shift)
         source = f"synthetic(rows={rows}, seed={seed}, label_bias={label_bias}, shift={shift})"
-    get_run_logger().info("loaded %d rows × %d columns from %s", len(frame), frame.shape[1], source)
+    get_run_logger().info("loaded %d rows x %d columns from %s", len(frame), frame.shape[1], source)
     return frame
 
 
 @task(cache_policy=NO_CACHE)
-def validate_data(frame: pd.DataFrame, suite: Suite, min_rows: int, model: str, purpose: str) -> ValidationReport:
+def validate_data(
+    frame: pd.DataFrame, suite: Suite, min_rows: int, model: str, purpose: str
+) -> ValidationReport:
     """Run the expectation suite and show its results in the UI."""
     report = validate_frame(frame, suite, min_rows)
     publish_validation(report, model, purpose)
     logger = get_run_logger()
     if report.passed:
-        logger.info("data validation passed: %d/%d expectations on %d rows",
-                    report.evaluated, report.declared, report.rows)
+        logger.info(
+            "data validation passed: %d/%d expectations on %d rows",
+            report.evaluated,
+            report.declared,
+            report.rows,
+        )
     else:
         logger.error("data validation failed: %s", "; ".join(report.problems))
     return report

@@ -53,8 +53,13 @@ def record_decision(report: gate.GateReport, evaluation: ModelEvaluation | None)
         "evaluation": evaluation.model_dump() if evaluation else None,
     }
     run_id = registry.record_gate(
-        name=report.model, version=report.version, report=payload, metrics=metrics,
-        passed=report.passed, policy_digest=report.policy_digest, tracking_uri=settings.mlflow_url,
+        name=report.model,
+        version=report.version,
+        report=payload,
+        metrics=metrics,
+        passed=report.passed,
+        policy_digest=report.policy_digest,
+        tracking_uri=settings.mlflow_url,
     )
     publish_gate(report, settings.mlflow_url, run_id)
     logger = get_run_logger()

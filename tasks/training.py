@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -38,11 +40,13 @@ def capture_environment() -> dict[str, Any]:
 
 
 @task(cache_policy=NO_CACHE, retries=1)
-def build_sbom(directory: str) -> str:
-    """A CycloneDX JSON SBOM of the training environment; returns the file path."""
-    path = Path(directory) / "sbom.cdx.json"
-    sbom = environment.write_sbom(path)
-    get_run_logger().info("SBOM with %d components", len(sbom.get("components", [])))
+def build_sbom(env: dict[str, Any]) -> str:
+    """A CycloneDX JSON SBOM of the training environment (one per distinct environment)."""
+    cached = environment.cached_sbom(get_settings().state_dir / "sbom", env)
+    path = Path(tempfile.mkdtemp(prefix="govdeploy-")) / "sbom.cdx.json"
+    shutil.copyfile(cached, path)
+    components = json.loads(path.read_text(encoding="utf-8")).get("components", [])
+    get_run_logger().info("SBOM with %d components (%s)", len(components), cached.name)
     return str(path)
 
 
@@ -107,8 +111,3 @@ def register_candidate(
         description="Registered candidate",
     )
     return candidate
-
-
-def scratch_dir() -> str:
-    """A temporary directory for files logged as artifacts."""
-    return tempfile.mkdtemp(prefix="govdeploy-")

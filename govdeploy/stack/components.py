@@ -15,7 +15,7 @@ from govdeploy.settings import PROJECT_ROOT, Settings
 # The local S3 endpoint accepts any credentials; these name the account in its logs only.
 LOCAL_S3_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "govdeploy-local",
-    "AWS_SECRET_ACCESS_KEY": "govdeploy-local-only",  # noqa: S105 - not a secret: local endpoint
+    "AWS_SECRET_ACCESS_KEY": "govdeploy-local-only",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 
@@ -86,10 +86,20 @@ def mlflow(settings: Settings) -> Component:
         port=settings.mlflow_port,
         url=settings.mlflow_url,
         command=[
-            sys.executable, "-m", "mlflow", "server",
-            "--host", settings.host, "--port", str(settings.mlflow_port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{database}",
-            "--artifacts-destination", f"s3://{settings.bucket}/mlflow",
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            settings.host,
+            "--port",
+            str(settings.mlflow_port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{database}",
+            "--artifacts-destination",
+            f"s3://{settings.bucket}/mlflow",
             "--serve-artifacts",
         ],
         env=_env(settings, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
@@ -102,8 +112,15 @@ def prefect(settings: Settings) -> Component:
         name="prefect",
         port=settings.prefect_port,
         url=settings.prefect_ui_url,
-        command=[_bin("prefect"), "server", "start", "--host", settings.host,
-                 "--port", str(settings.prefect_port)],
+        command=[
+            _bin("prefect"),
+            "server",
+            "start",
+            "--host",
+            settings.host,
+            "--port",
+            str(settings.prefect_port),
+        ],
         env=_env(settings, prefect_server_env(settings)),
         healthy=_http_ok(f"{settings.prefect_api_url}/health", expect="true"),
     )
@@ -128,12 +145,13 @@ def deployments(settings: Settings) -> Component:
         port=None,
         url=f"{settings.prefect_ui_url}/deployments",
         command=[sys.executable, "-m", "flows.serve"],
-        env=_env(settings, {"PREFECT_HOME": str(settings.state_dir / "prefect"),
-                            "PYTHONPATH": str(PROJECT_ROOT)}),
-        healthy=_all_ok([
-            _deployment_ready(f"{settings.prefect_api_url}/deployments/name/{name}")
-            for name in DEPLOYMENTS
-        ]),
+        env=_env(
+            settings,
+            {"PREFECT_HOME": str(settings.state_dir / "prefect"), "PYTHONPATH": str(PROJECT_ROOT)},
+        ),
+        healthy=_all_ok(
+            [_deployment_ready(f"{settings.prefect_api_url}/deployments/name/{name}") for name in DEPLOYMENTS]
+        ),
     )
 
 

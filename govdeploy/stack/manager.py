@@ -7,6 +7,7 @@ the component and its log file.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -56,7 +57,9 @@ def component_status(settings: Settings, component: Component) -> ComponentStatu
     if running:
         state = "running" if component.healthy() else "unhealthy"
     return ComponentStatus(
-        name=component.name, state=state, url=component.url,
+        name=component.name,
+        state=state,
+        url=component.url,
         pid=record.pid if running and record else None,
         log=str(_log_path(settings, component.name)),
     )
@@ -69,7 +72,9 @@ def status(settings: Settings) -> StackStatus:
     )
 
 
-def _launch(settings: Settings, component: Component) -> tuple[object, process.ProcessRecord]:
+def _launch(
+    settings: Settings, component: Component
+) -> tuple[subprocess.Popen[bytes], process.ProcessRecord]:
     if component.port is not None and process.port_in_use(settings.host, component.port):
         raise StackError(
             f"{component.name}: port {component.port} on {settings.host} is already in use by "
@@ -78,8 +83,13 @@ def _launch(settings: Settings, component: Component) -> tuple[object, process.P
     log = _log_path(settings, component.name)
     child = process.spawn(component.name, component.command, component.env, log, settings.state_dir)
     record = process.ProcessRecord(
-        name=component.name, pid=child.pid, start_ticks=process.start_ticks(child.pid) or 0,
-        port=component.port, url=component.url, log=str(log), command=component.command,
+        name=component.name,
+        pid=child.pid,
+        start_ticks=process.start_ticks(child.pid) or 0,
+        port=component.port,
+        url=component.url,
+        log=str(log),
+        command=component.command,
     )
     process.write_record(_record_path(settings, component.name), record)
     return child, record
@@ -109,8 +119,13 @@ def up(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
                 launched.append((component, *_launch(settings, component)))
                 started.append(component)
             for component, child, _record in launched:
-                process.wait_healthy(component.name, child, component.healthy,
-                                     settings.start_timeout, _log_path(settings, component.name))
+                process.wait_healthy(
+                    component.name,
+                    child,
+                    component.healthy,
+                    settings.start_timeout,
+                    _log_path(settings, component.name),
+                )
                 actions[component.name] = "started"
                 progress(f"{component.name} started at {component.url}")
             if any(c.name == "s3" for c in wave) and ensure_bucket(s3_client(settings), settings.bucket):

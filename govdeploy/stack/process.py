@@ -58,15 +58,24 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def spawn(name: str, command: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+def spawn(
+    name: str, command: list[str], env: dict[str, str], log: Path, cwd: Path
+) -> subprocess.Popen[bytes]:
     """Start a detached process whose stdout and stderr go to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}: {' '.join(command)}\n".encode())
+        out.write(
+            f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}: {' '.join(command)}\n".encode()
+        )
         try:
             return subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, cwd=cwd, start_new_session=True,
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
             )
         except OSError as exc:
             raise StackError(f"{name} could not be started ({command[0]}): {exc}") from exc
@@ -80,7 +89,11 @@ def log_tail(log: Path, lines: int = 15) -> str:
 
 
 def wait_healthy(
-    name: str, process: subprocess.Popen[bytes], healthy: Callable[[], bool], timeout: float, log: Path
+    name: str,
+    process: subprocess.Popen[bytes],
+    healthy: Callable[[], bool],
+    timeout: float,
+    log: Path,
 ) -> None:
     """Poll ``healthy`` until it answers True; raise StackError if the process dies or times out."""
     deadline = time.monotonic() + timeout

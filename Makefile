@@ -1,0 +1,49 @@
+# govdeploy — two commands from a fresh clone: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+LOCK := requirements/lock.txt
+
+.PHONY: demo test test-unit up down status lint lock clean
+
+$(STAMP): $(LOCK) pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+## demo: install, start the local stack, run the end-to-end scenario (the stack keeps running)
+demo: $(STAMP)
+	$(VENV)/bin/govdeploy demo
+
+## test: install, then lint, type-check and run the whole test suite (starts its own servers)
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -q -ra
+
+## test-unit: only the tests that start no server
+test-unit: $(STAMP)
+	$(PY) -m pytest -q -m "not integration and not e2e"
+
+up: $(STAMP)
+	$(VENV)/bin/govdeploy up
+
+down: $(STAMP)
+	$(VENV)/bin/govdeploy down
+
+status: $(STAMP)
+	$(VENV)/bin/govdeploy status
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+
+## lock: re-resolve requirements/main.in into the hash-pinned lock file
+lock: $(STAMP)
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	  --no-emit-index-url --no-emit-find-links -o $(LOCK) requirements/main.in
+
+clean: down
+	rm -rf .govdeploy
