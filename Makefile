@@ -42,8 +42,8 @@ lint: $(STAMP)
 
 ## lock: re-resolve requirements/main.in into the hash-pinned lock file
 lock: $(STAMP)
-	$(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
-	  --no-emit-index-url --no-emit-find-links -o $(LOCK) requirements/main.in
+	$(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 --no-annotate \
+	  --custom-compile-command "make lock" -o $(LOCK) requirements/main.in
 
 clean: down
 	rm -rf .govdeploy

@@ -15,6 +15,7 @@ Examples:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -50,12 +51,29 @@ def _progress(message: str) -> None:
     progress_console.print(f"[dim]·[/dim] {message}")
 
 
+class _NoTracebackForExpectedFailures(logging.Filter):
+    """Console logs show an expected failure (a GovdeployError) by its message, not a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], GovdeployError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def _use_stack(settings: Settings) -> None:
     """Point Prefect and MLflow clients of this process at the local stack."""
     from govdeploy.stack.components import client_env
 
     os.environ.update(client_env(settings))
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+
+def _quiet_expected_failures() -> None:
+    """Attach the filter to the console handlers Prefect set up when it was imported."""
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.addFilter(_NoTracebackForExpectedFailures())
 
 
 def _status_table(status: Any) -> Table:
@@ -136,6 +154,8 @@ def train(
     _use_stack(get_settings())
     from flows.train import train as train_flow
 
+    _quiet_expected_failures()
+
     try:
         result = train_flow(
             model=model,
@@ -161,6 +181,8 @@ def release(
     _use_stack(get_settings())
     from flows.release import release as release_flow
 
+    _quiet_expected_failures()
+
     try:
         result = release_flow(model=model, version=version, data_path=str(data.resolve()) if data else None)
     except GovdeployError as exc:
@@ -174,6 +196,8 @@ def demo() -> None:
     settings = get_settings()
     _use_stack(settings)
     from flows.demo import run_demo
+
+    _quiet_expected_failures()
 
     try:
         ok = run_demo(settings, _progress, console)

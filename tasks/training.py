@@ -89,7 +89,8 @@ def register_candidate(
     candidate = registry.log_candidate(
         model=model,
         name=name,
-        input_example=frame[spec.features].head(5),
+        # numeric inputs are doubles in the signature, so a missing value is a NaN, not a schema error
+        input_example=frame[spec.features].head(5).astype(dict.fromkeys(spec.numeric_features, "float64")),
         pip_requirements=[f"{p}=={env['packages'][p]}" for p in SERVING_PACKAGES if p in env["packages"]],
         params=params,
         metrics=holdout,

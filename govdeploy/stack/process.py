@@ -117,9 +117,9 @@ def stop(record: ProcessRecord, grace: float = 20.0) -> bool:
         os.killpg(record.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
+        _reap(record.pid)
         if not is_running(record):
             return True
-        _reap(record.pid)
         time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(record.pid, signal.SIGKILL)

@@ -34,7 +34,11 @@ def test_digest_changes_with_any_edit(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("    min_rows: 500", "    min_rows: 500\n    min_rowz: 3", "unknown key 'gates.data_validation.min_rowz'"),
+        (
+            "    min_rows: 500",
+            "    min_rows: 500\n    min_rowz: 3",
+            "unknown key 'gates.data_validation.min_rowz'",
+        ),
         ("  quorum: 2", "  quorum: two", "key 'approval.quorum' = 'two'"),
         ("      roc_auc: 0.75", "      roc_auc: 1.75", "key 'gates.performance.minimums.roc_auc' = 1.75"),
         ("      roc_auc: 0.75", "      gini: 0.75", "unknown metric(s) ['gini']"),
@@ -42,7 +46,11 @@ def test_digest_changes_with_any_edit(tmp_path: Path) -> None:
         ("  steps: [5, 25, 50, 100]", "  steps: [50, 25, 100]", "must strictly increase"),
         ('  schedule: "0 2 * * *"', '  schedule: "nightly"', "not a 5-field cron"),
         ("version: 1", "version: 2", "key 'version' = 2"),
-        ("    pii_columns: [email, phone]", "    pii_columns: [email, phone, ssn]", "personal data is never a feature"),
+        (
+            "    pii_columns: [email, phone]",
+            "    pii_columns: [email, phone, ssn]",
+            "personal data is never a feature",
+        ),
     ],
 )
 def test_invalid_values_are_named(tmp_path: Path, old: str, new: str, expected: str) -> None:

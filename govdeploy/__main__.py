@@ -1,0 +1,5 @@
+"""``python -m govdeploy`` runs the CLI."""
+
+from govdeploy.cli import main
+
+main()
