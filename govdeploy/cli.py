@@ -77,13 +77,14 @@ def _quiet_expected_failures() -> None:
 
 
 def _status_table(status: Any) -> Table:
-    table = Table(title=f"govdeploy stack ({status.state_dir})")
-    for column in ("component", "state", "url", "pid", "log"):
-        table.add_column(column)
+    table = Table(title=f"govdeploy stack — state in {status.state_dir}")
+    for column in ("component", "state", "url", "pid"):
+        table.add_column(column, no_wrap=True)
     for c in status.components:
         colour = {"running": "green", "unhealthy": "yellow", "stopped": "red"}[c.state]
         state = f"[{colour}]{c.state}[/{colour}]" + (f" ({c.action})" if c.action else "")
-        table.add_row(c.name, state, c.url, str(c.pid or "-"), c.log)
+        table.add_row(c.name, state, c.url, str(c.pid or "-"))
+    table.caption = f"logs: {Path(status.state_dir) / 'logs'}"
     return table
 
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from govdeploy.errors import StackError
 from govdeploy.settings import Settings
-from govdeploy.stack import process
+from govdeploy.stack import process, snapshot
 from govdeploy.stack.components import Component, all_components
 from govdeploy.storage import ensure_bucket, s3_client
 
@@ -128,8 +128,8 @@ def up(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
                 )
                 actions[component.name] = "started"
                 progress(f"{component.name} started at {component.url}")
-            if any(c.name == "s3" for c in wave) and ensure_bucket(s3_client(settings), settings.bucket):
-                progress(f"created object-locked bucket {settings.bucket}")
+            if any(c.name == "s3" for c in wave):
+                _prepare_bucket(settings, progress)
     except Exception:
         for component in reversed(started):
             _stop_component(settings, component)
@@ -138,6 +138,36 @@ def up(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
     for item in result.components:
         item.action = actions.get(item.name, "")
     return result
+
+
+def _snapshot_dir(settings: Settings) -> Path:
+    return settings.state_dir / "s3-snapshot"
+
+
+def _prepare_bucket(settings: Settings, progress: Progress) -> None:
+    """Create the locked bucket in a fresh endpoint and put the last snapshot back into it."""
+    client = s3_client(settings)
+    if ensure_bucket(client, settings.bucket):
+        progress(f"created object-locked bucket {settings.bucket}")
+        restored = snapshot.restore(client, settings.bucket, _snapshot_dir(settings))
+        if restored:
+            progress(f"restored {restored} objects of {settings.bucket} from {_snapshot_dir(settings)}")
+
+
+def _save_bucket(settings: Settings, progress: Progress) -> None:
+    """Save the bucket before the in-memory endpoint stops; refuse to stop it if that fails."""
+    s3 = next(c for c in all_components(settings) if c.name == "s3")
+    if component_status(settings, s3).state != "running":
+        return
+    try:
+        saved = snapshot.save(s3_client(settings), settings.bucket, _snapshot_dir(settings))
+    except Exception as exc:
+        raise StackError(
+            f"s3: saving bucket {settings.bucket} to {_snapshot_dir(settings)} failed ({exc}); "
+            "the endpoint keeps running so nothing is lost; see its log "
+            f"{_log_path(settings, 's3')}"
+        ) from exc
+    progress(f"saved {saved} objects of {settings.bucket} to {_snapshot_dir(settings)}")
 
 
 def _waves(components: list[Component]) -> list[list[Component]]:
@@ -157,6 +187,8 @@ def down(settings: Settings, progress: Progress = lambda _: None) -> StackStatus
     """Stop every component, dependants first."""
     actions: dict[str, str] = {}
     for component in reversed(all_components(settings)):
+        if component.name == "s3":
+            _save_bucket(settings, progress)
         stopped = _stop_component(settings, component)
         actions[component.name] = "stopped" if stopped else "was not running"
         progress(f"{component.name} {actions[component.name]}")

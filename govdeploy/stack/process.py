@@ -51,6 +51,8 @@ def is_running(record: ProcessRecord) -> bool:
 
 def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # like the servers themselves: a port in TIME_WAIT after a stop is free, a listener is not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
