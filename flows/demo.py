@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.console import Console
-from rich.table import Table
 
 from flows.release import release
 from flows.train import train
@@ -64,7 +63,7 @@ def run_demo(settings: Settings, progress: Callable[[str], None], console: Conso
     progress("training a fair candidate")
     fair = train(model=MODEL, rows=5000, seed=7)
     progress("training a candidate on historically biased labels")
-    biased = train(model=MODEL, rows=5000, seed=8, label_bias=1.0)
+    biased = train(model=MODEL, rows=5000, seed=8, label_bias=0.8)
     outcomes = [
         Outcome("train fair candidate", "registered", "registered", f"version {fair['version']}"),
         Outcome("train biased candidate", "registered", "registered", f"version {biased['version']}"),
@@ -89,18 +88,18 @@ def run_demo(settings: Settings, progress: Callable[[str], None], console: Conso
 
 
 def _report(outcomes: list[Outcome], settings: Settings, console: Console) -> None:
-    table = Table(title="govdeploy demo", show_lines=True)
-    for column in ("step", "expected", "result", "detail"):
-        table.add_column(column, overflow="fold")
+    console.rule("govdeploy demo — what happened")
     for o in outcomes:
-        mark = "[green]✔[/green]" if o.as_expected else "[red]✘[/red]"
-        table.add_row(o.step, o.expected, f"{mark} {o.got}", o.detail[:400])
-    console.print(table)
+        verdict = "[green]✔[/green]" if o.as_expected else "[red]✘[/red]"
+        surprise = "" if o.as_expected else f" [red](expected {o.expected})[/red]"
+        console.print(f"{verdict} [bold]{o.step}[/bold] → {o.got}{surprise}")
+        console.print(f"    {o.detail}", style="dim", highlight=False)
+    console.rule("where to look")
     console.print(
-        f"\nWhere to look:\n"
-        f"  Prefect UI   {settings.prefect_ui_url}/runs   (flow runs; gate tables under Artifacts)\n"
-        f"  MLflow UI    {settings.mlflow_url}/#/models/{MODEL}   (versions, governance tags, gate runs)\n"
-        f"  S3 endpoint  {settings.s3_url}   (bucket {settings.bucket}, object-locked)\n"
-        f"  logs         {settings.state_dir / 'logs'}\n"
-        f"The stack keeps running for the UIs; stop it with 'make down' (or 'govdeploy down')."
+        f"Prefect UI   {settings.prefect_ui_url}/runs  — flow runs; gate tables under Artifacts\n"
+        f"MLflow UI    {settings.mlflow_url}/#/models/{MODEL}  — versions, governance tags, gate runs\n"
+        f"S3 endpoint  {settings.s3_url}  — bucket {settings.bucket} (versioned, object-locked)\n"
+        f"logs         {settings.state_dir / 'logs'}\n"
+        "The stack keeps running for the UIs; stop it with 'make down'.",
+        highlight=False,
     )

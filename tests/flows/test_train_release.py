@@ -32,7 +32,7 @@ def fair(stack: Settings) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def biased(stack: Settings) -> dict[str, Any]:
-    return train(model=MODEL, rows=3000, seed=8, label_bias=1.0)
+    return train(model=MODEL, rows=3000, seed=8, label_bias=0.8)
 
 
 def version_tags(version: str) -> dict[str, str]:
