@@ -28,8 +28,24 @@ from rich.table import Table
 from govdeploy.errors import GovdeployError
 from govdeploy.settings import Settings, get_settings
 
+EXAMPLES = """Examples:
+
+  govdeploy up
+
+  govdeploy status --json
+
+  govdeploy policy check config/policy.yaml
+
+  govdeploy train --model credit-risk --rows 5000
+
+  govdeploy release --model credit-risk --version 1
+
+  govdeploy demo
+"""
+
 app = typer.Typer(
     help="govdeploy: governed model deployment on Prefect and MLflow.",
+    epilog=EXAMPLES,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

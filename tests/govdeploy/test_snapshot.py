@@ -20,8 +20,13 @@ def start_s3(settings: Settings, log: Path) -> process.ProcessRecord:
     child = process.spawn("s3", component.command, component.env, log, settings.state_dir)
     process.wait_healthy("s3", child, component.healthy, 30, log)
     return process.ProcessRecord(
-        name="s3", pid=child.pid, start_ticks=process.start_ticks(child.pid) or 0,
-        port=component.port, url=component.url, log=str(log), command=component.command,
+        name="s3",
+        pid=child.pid,
+        start_ticks=process.start_ticks(child.pid) or 0,
+        port=component.port,
+        url=component.url,
+        log=str(log),
+        command=component.command,
     )
 
 
@@ -32,12 +37,21 @@ def test_objects_and_locks_survive_a_restart(tmp_path: Path) -> None:
     try:
         assert ensure_bucket(client, settings.bucket)
         big = bytes(range(256)) * 40_000  # 10 MB: uploaded in parts
-        client.put_object(Bucket=settings.bucket, Key="mlflow/a/model.skops", Body=b"model bytes",
-                          Metadata={"origin": "test"})
+        client.put_object(
+            Bucket=settings.bucket,
+            Key="mlflow/a/model.skops",
+            Body=b"model bytes",
+            Metadata={"origin": "test"},
+        )
         client.put_object(Bucket=settings.bucket, Key="mlflow/a/big.bin", Body=big)
         until = datetime.now(UTC) + timedelta(days=1)
-        client.put_object(Bucket=settings.bucket, Key="audit/head", Body=b"head",
-                          ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=until)
+        client.put_object(
+            Bucket=settings.bucket,
+            Key="audit/head",
+            Body=b"head",
+            ObjectLockMode="COMPLIANCE",
+            ObjectLockRetainUntilDate=until,
+        )
         assert snapshot.save(client, settings.bucket, tmp_path / "snap") == 3
     finally:
         process.stop(record)
