@@ -163,7 +163,7 @@ def record_gate(
     policy_digest: str,
     tracking_uri: str,
 ) -> str:
-    """Log a gate decision as its own run and tag the version with it; return the run id."""
+    """Log a gate decision as its own run and tag the version with it; return the run's URL."""
     import mlflow
 
     with registry_call(f"record the gate decision of {name!r} version {version}", tracking_uri):
@@ -187,4 +187,4 @@ def record_gate(
             "gate.summary": json.dumps(report.get("summary", ""))[:4000],
         }.items():
             client.set_model_version_tag(name, version, f"{TAG}{key}", value)
-    return str(run.info.run_id)
+    return f"{tracking_uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"

@@ -24,7 +24,7 @@ def publish_validation(report: ValidationReport, model: str, purpose: str) -> No
     )
 
 
-def publish_gate(report: GateReport, mlflow_url: str, gate_run_id: str) -> None:
+def publish_gate(report: GateReport, gate_run_url: str) -> None:
     create_table_artifact(
         key=artifact_key("gate", report.model, f"v{report.version}"),
         table=[c.model_dump() for c in report.checks],
@@ -33,21 +33,19 @@ def publish_gate(report: GateReport, mlflow_url: str, gate_run_id: str) -> None:
     )
     create_markdown_artifact(
         key=artifact_key("gate-summary", report.model, f"v{report.version}"),
-        markdown=gate_markdown(report, mlflow_url, gate_run_id),
+        markdown=gate_markdown(report, gate_run_url),
         description="Release gate decision",
     )
 
 
-def gate_markdown(report: GateReport, mlflow_url: str, gate_run_id: str) -> str:
+def gate_markdown(report: GateReport, gate_run_url: str) -> str:
     verdict = "✅ passed" if report.passed else "❌ failed"
     lines = [
         f"# Release gate: {report.model} v{report.version} — {verdict}",
         "",
         f"- policy digest: `{report.policy_digest}`",
         f"- decided at: {report.decided_at}",
-        f"- evidence in MLflow: [{gate_run_id}]({mlflow_url}/#/experiments/0/runs/{gate_run_id})"
-        if gate_run_id
-        else "- evidence in MLflow: not recorded",
+        f"- evidence in MLflow: [gate run]({gate_run_url})",
         "",
         "| gate | check | value | threshold | result |",
         "|---|---|---|---|---|",

@@ -52,7 +52,7 @@ def record_decision(report: gate.GateReport, evaluation: ModelEvaluation | None)
         "summary": report.summary(),
         "evaluation": evaluation.model_dump() if evaluation else None,
     }
-    run_id = registry.record_gate(
+    run_url = registry.record_gate(
         name=report.model,
         version=report.version,
         report=payload,
@@ -61,7 +61,7 @@ def record_decision(report: gate.GateReport, evaluation: ModelEvaluation | None)
         policy_digest=report.policy_digest,
         tracking_uri=settings.mlflow_url,
     )
-    publish_gate(report, settings.mlflow_url, run_id)
+    publish_gate(report, run_url)
     logger = get_run_logger()
     (logger.info if report.passed else logger.error)("%s", report.summary())
     return report
