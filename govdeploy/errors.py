@@ -8,6 +8,7 @@ offending value and the fix, so the CLI can print it as is, without a traceback.
     ├── DataError              a dataset is missing, empty or malformed
     ├── StackError             a component of the local stack failed to start, stop or answer
     ├── RegistryError          the MLflow registry refused or lacks what was asked for
+    ├── AuditError             the audit trail cannot be written or does not verify
     └── GateError              a release gate rejected the candidate
         ├── ValidationGateError    data validation (Great Expectations) failed
         └── PolicyGateError        evaluation results breach the policy
@@ -34,6 +35,10 @@ class StackError(GovdeployError):
 
 class RegistryError(GovdeployError):
     """The model registry refused a request or lacks the model, version or alias asked for."""
+
+
+class AuditError(GovdeployError):
+    """The audit trail cannot be written, or it does not verify."""
 
 
 class GateError(GovdeployError):

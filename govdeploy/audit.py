@@ -1,0 +1,244 @@
+"""The tamper-evident audit trail of governance events.
+
+Each record is hash-chained to the one before (``prev``), hashed over its canonical JSON form and
+signed with the audit key (Ed25519). After each append the new head (sequence number and hash) is
+written to the object-locked bucket in COMPLIANCE mode, where the writer cannot delete or
+overwrite it: a writer who rewrites the whole local log, signatures included, no longer matches
+the anchors. Appends from several processes are serialised with a file lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from pydantic import BaseModel, Field, ValidationError
+
+from govdeploy.errors import AuditError
+
+GENESIS = "0" * 64
+ANCHOR_PREFIX = "audit/anchors/"
+
+
+class AuditRecord(BaseModel):
+    seq: int
+    id: str
+    time: str
+    actor: str
+    action: str
+    model: str | None = None
+    version: str | None = None
+    policy_digest: str | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+    prev: str
+    hash: str = ""
+    signature: str = ""
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"hash", "signature"})
+
+
+class Anchor(BaseModel):
+    seq: int
+    hash: str
+    time: str
+
+
+class AnchorStore(Protocol):
+    def put(self, anchor: Anchor) -> None: ...
+    def all(self) -> list[Anchor]: ...
+
+
+def canonical(data: dict[str, Any]) -> bytes:
+    """The canonical JSON bytes that are hashed and signed."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def record_hash(record: AuditRecord) -> str:
+    return hashlib.sha256(canonical(record.body())).hexdigest()
+
+
+class S3Anchors:
+    """Heads of the audit log in the object-locked bucket, one COMPLIANCE-locked object each."""
+
+    def __init__(self, client: Any, bucket: str, retention_days: int) -> None:
+        self.client, self.bucket, self.retention_days = client, bucket, retention_days
+
+    def put(self, anchor: Anchor) -> None:
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=f"{ANCHOR_PREFIX}{anchor.seq:012d}.json",
+            Body=anchor.model_dump_json().encode(),
+            ContentType="application/json",
+            ObjectLockMode="COMPLIANCE",
+            ObjectLockRetainUntilDate=datetime.now(UTC) + timedelta(days=self.retention_days),
+        )
+
+    def all(self) -> list[Anchor]:
+        anchors = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=ANCHOR_PREFIX
+        ):
+            for item in page.get("Contents", []):
+                body = self.client.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
+                anchors.append(Anchor.model_validate_json(body))
+        return sorted(anchors, key=lambda a: a.seq)
+
+
+class AuditLog:
+    """Append-only, hash-chained, signed JSON-lines log with anchored heads."""
+
+    def __init__(self, path: Path, key: ed25519.Ed25519PrivateKey, anchors: AnchorStore) -> None:
+        self.path, self.key, self.anchors = path, key, anchors
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.with_suffix(".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def append(
+        self,
+        action: str,
+        actor: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        model: str | None = None,
+        version: str | None = None,
+        policy_digest: str | None = None,
+    ) -> AuditRecord:
+        """Write one record and anchor the new head; raise AuditError if either fails."""
+        with self._locked():
+            last = _last_record(self.path)
+            record = AuditRecord(
+                seq=last.seq + 1 if last else 1,
+                id=str(uuid.uuid4()),
+                time=datetime.now(UTC).isoformat(timespec="microseconds"),
+                actor=actor,
+                action=action,
+                model=model,
+                version=version,
+                policy_digest=policy_digest,
+                payload=payload or {},
+                prev=last.hash if last else GENESIS,
+            )
+            record.hash = record_hash(record)
+            record.signature = base64.b64encode(self.key.sign(bytes.fromhex(record.hash))).decode()
+            with self.path.open("a", encoding="utf-8") as out:
+                out.write(record.model_dump_json() + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            try:
+                self.anchors.put(Anchor(seq=record.seq, hash=record.hash, time=record.time))
+            except Exception as exc:
+                raise AuditError(
+                    f"audit record {record.seq} ({action}) is written to {self.path} but its anchor "
+                    f"could not be stored ({exc}); the next append anchors it, check the bucket"
+                ) from exc
+        return record
+
+
+def _last_record(path: Path) -> AuditRecord | None:
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        end = handle.tell()
+        block = min(end, 65536)
+        handle.seek(end - block)
+        lines = handle.read().splitlines()
+    try:
+        return AuditRecord.model_validate_json(lines[-1])
+    except ValidationError as exc:
+        raise AuditError(
+            f"the last line of {path} is not an audit record; run 'govdeploy audit verify'"
+        ) from exc
+
+
+def read_records(path: Path) -> list[AuditRecord]:
+    """Every record of the log, in file order (for display; use ``verify`` to check them)."""
+    if not path.exists():
+        return []
+    return [AuditRecord.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class VerifyReport(BaseModel):
+    records: int
+    anchors: int
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(path: Path, public_key: ed25519.Ed25519PublicKey, anchors: list[Anchor]) -> VerifyReport:
+    """Check chain, hashes, signatures and anchors; every problem found is listed."""
+    problems: list[str] = []
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    records: list[AuditRecord] = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(AuditRecord.model_validate_json(line))
+        except ValidationError:
+            problems.append(f"line {number} is not an audit record (edited or corrupted)")
+    prev = GENESIS
+    for position, record in enumerate(records, start=1):
+        problems += _check_record(record, position, prev, public_key)
+        prev = record.hash
+    problems += _check_anchors(records, anchors)
+    return VerifyReport(records=len(records), anchors=len(anchors), problems=problems)
+
+
+def _check_record(
+    record: AuditRecord, position: int, prev: str, public_key: ed25519.Ed25519PublicKey
+) -> list[str]:
+    problems = []
+    if record.seq != position:
+        problems.append(
+            f"record at position {position} has seq {record.seq}: a record was deleted, inserted or moved"
+        )
+    if record.prev != prev:
+        problems.append(f"record {record.seq} does not chain to the record before it")
+    if record_hash(record) != record.hash:
+        problems.append(
+            f"record {record.seq} ({record.action}) was edited: its hash does not match its content"
+        )
+    try:
+        public_key.verify(base64.b64decode(record.signature), bytes.fromhex(record.hash))
+    except (InvalidSignature, ValueError):
+        problems.append(f"record {record.seq} has no valid signature of the audit key")
+    return problems
+
+
+def _check_anchors(records: list[AuditRecord], anchors: list[Anchor]) -> list[str]:
+    problems = []
+    by_seq = {r.seq: r for r in records}
+    for anchor in anchors:
+        record = by_seq.get(anchor.seq)
+        if record is None:
+            problems.append(
+                f"anchor {anchor.seq} has no record: the log was truncated or records were removed "
+                f"(it ends at {len(records)})"
+            )
+        elif record.hash != anchor.hash:
+            problems.append(f"record {anchor.seq} differs from its anchor: the chain was rewritten")
+    if records and (not anchors or anchors[-1].seq < records[-1].seq):
+        last = anchors[-1].seq if anchors else 0
+        problems.append(f"records {last + 1}..{records[-1].seq} are not anchored in the bucket")
+    return problems

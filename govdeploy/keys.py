@@ -1,0 +1,121 @@
+"""Development keys in the state directory, and loading keys from PEM files.
+
+``init_keys`` creates, once, in ``<state>/keys/`` (directory 0700, private files 0600):
+
+- ``signing.key`` / ``signing.pub``  ECDSA P-256: signs model artifacts (OpenSSF model signing)
+- ``audit.key`` / ``audit.pub``      Ed25519: signs audit records
+- ``master.key``                     AES-256: wraps the data keys of encrypted objects
+- ``approvers/<id>.key`` / ``.pub``  Ed25519: one pair per demo approver
+
+In production the private keys come from a secret store and only public keys are configured;
+private keys are never committed and never logged.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from govdeploy.errors import ConfigError
+
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
+def _pem_private(key: PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _pem_public(key: PrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _create_pair(private_path: Path, key: PrivateKey) -> bool:
+    if private_path.exists():
+        return False
+    _write_private(private_path, _pem_private(key))
+    private_path.with_suffix(".pub").write_bytes(_pem_public(key))
+    return True
+
+
+def init_keys(keys_dir: Path, approver_ids: list[str]) -> list[str]:
+    """Create the missing development keys; return the names of those created."""
+    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(keys_dir, 0o700)
+    created = []
+    if _create_pair(keys_dir / "signing.key", ec.generate_private_key(ec.SECP256R1())):
+        created.append("signing.key")
+    if _create_pair(keys_dir / "audit.key", ed25519.Ed25519PrivateKey.generate()):
+        created.append("audit.key")
+    if not (keys_dir / "master.key").exists():
+        _write_private(keys_dir / "master.key", os.urandom(32).hex().encode())
+        created.append("master.key")
+    for approver in approver_ids:
+        if _create_pair(keys_dir / "approvers" / f"{approver}.key", ed25519.Ed25519PrivateKey.generate()):
+            created.append(f"approvers/{approver}.key")
+    return created
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{what} {path} does not exist; create development keys with 'govdeploy keys init'"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be read: {exc}") from exc
+
+
+def load_ed25519_private(path: Path, what: str = "private key") -> ed25519.Ed25519PrivateKey:
+    key = _load_private(path, what)
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise ConfigError(f"{what} {path} is not an Ed25519 key; approvals and audit records use Ed25519")
+    return key
+
+
+def _load_private(path: Path, what: str) -> object:
+    try:
+        return serialization.load_pem_private_key(_read(path, what), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{what} {path} is not an unencrypted PEM private key: {exc}") from None
+
+
+def load_ed25519_public(data: bytes, where: str) -> ed25519.Ed25519PublicKey:
+    """An Ed25519 public key from PEM bytes."""
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: not a PEM public key: {exc}") from None
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise ConfigError(f"{where}: not an Ed25519 public key")
+    return key
+
+
+def read_public(path: Path, what: str = "public key") -> bytes:
+    return _read(path, what)
+
+
+def master_key(keys_dir: Path) -> bytes:
+    """The AES-256 master key (hex in ``master.key``)."""
+    raw = _read(keys_dir / "master.key", "master key").strip()
+    try:
+        key = bytes.fromhex(raw.decode())
+    except ValueError:
+        raise ConfigError(f"master key {keys_dir / 'master.key'} is not hex") from None
+    if len(key) != 32:
+        raise ConfigError(f"master key {keys_dir / 'master.key'} has {len(key)} bytes; AES-256 needs 32")
+    return key
