@@ -11,6 +11,7 @@ from prefect import flow
 
 from govdeploy.errors import ValidationGateError
 from govdeploy.gate import decide, require_pass, validation_only
+from tasks.audit import audit_gate
 from tasks.data import load_data, validate_data
 from tasks.evaluation import current_champion, evaluate_version, read_candidate, record_decision
 from tasks.governance import load_config
@@ -44,7 +45,8 @@ def release(
         frame, config.suite, config.policy.gates.data_validation.min_rows, model, "evaluation"
     )
     if not validation.passed:
-        record_decision(validation_only(config.policy, model, version, validation), None)
+        report = record_decision(validation_only(config.policy, model, version, validation), None)
+        audit_gate(report, config.policy.retention.audit_days)
         raise ValidationGateError(
             f"{model} v{version} failed data validation: " + "; ".join(validation.problems)
         )
@@ -61,6 +63,7 @@ def release(
         decide(config.policy, model, version, validation, candidate, champion, champion_version),
         candidate,
     )
+    audit_gate(report, config.policy.retention.audit_days)
     require_pass(report)
 
     # Stage 5: signed approvals, signing and promotion follow the gate.

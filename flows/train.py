@@ -7,9 +7,11 @@ from typing import Any
 from prefect import flow
 
 from govdeploy.expectations import require_valid
+from govdeploy.settings import get_settings
+from tasks.audit import audit_event
 from tasks.data import load_data, validate_data
 from tasks.governance import load_config
-from tasks.training import build_sbom, capture_environment, fit_model, register_candidate
+from tasks.training import build_sbom, capture_environment, fit_model, register_candidate, sign_candidate
 
 
 @flow(name="train", log_prints=True)
@@ -20,6 +22,7 @@ def train(
     label_bias: float = 0.0,
     shift: float = 0.0,
     data_path: str | None = None,
+    submitted_by: str | None = None,
 ) -> dict[str, Any]:
     """Train a candidate and register it in MLflow with its governance evidence.
 
@@ -30,7 +33,10 @@ def train(
         label_bias: Historical bias against one group in the synthetic labels (0 = none).
         shift: Distribution shift of the synthetic data (0 = none).
         data_path: A CSV or Parquet file to train on instead of synthetic data.
+        submitted_by: Identity recorded as the submitter (default: GOVDEPLOY_USER or the login);
+            the submitter can never approve the version's release.
     """
+    submitter = submitted_by or get_settings().user
     # Stage 1: governance config (policy, catalog entry, expectation suite)
     config = load_config(model)
 
@@ -67,8 +73,25 @@ def train(
             "shift": shift,
             "source": data_path or "synthetic",
         },
+        submitted_by=submitter,
     )
-    return candidate.model_dump()
+
+    # Stage 6: sign the candidate's artifacts and record it in the audit trail
+    signed = sign_candidate(candidate)
+    audit_event(
+        "candidate.registered",
+        {
+            "run_id": candidate.run_id,
+            "artifact_digest": signed.artifact_digest,
+            "signature_sha256": signed.signature_sha256,
+        },
+        model=model,
+        version=candidate.version,
+        policy_digest=config.policy.digest,
+        actor=submitter,
+        retention_days=config.policy.retention.audit_days,
+    )
+    return {**candidate.model_dump(), "artifact_digest": signed.artifact_digest, "submitted_by": submitter}
 
 
 if __name__ == "__main__":

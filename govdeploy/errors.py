@@ -9,6 +9,7 @@ offending value and the fix, so the CLI can print it as is, without a traceback.
     ├── StackError             a component of the local stack failed to start, stop or answer
     ├── RegistryError          the MLflow registry refused or lacks what was asked for
     ├── AuditError             the audit trail cannot be written or does not verify
+    ├── SignatureError         model artifacts do not verify against a trusted signature
     └── GateError              a release gate rejected the candidate
         ├── ValidationGateError    data validation (Great Expectations) failed
         └── PolicyGateError        evaluation results breach the policy
@@ -39,6 +40,10 @@ class RegistryError(GovdeployError):
 
 class AuditError(GovdeployError):
     """The audit trail cannot be written, or it does not verify."""
+
+
+class SignatureError(GovdeployError):
+    """Model artifacts do not verify against a trusted signature; nothing was loaded."""
 
 
 class GateError(GovdeployError):

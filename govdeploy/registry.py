@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -134,25 +135,6 @@ def alias_version(name: str, alias: str, tracking_uri: str) -> str | None:
     return str(found.version)
 
 
-def model_inputs(name: str, version: str, tracking_uri: str) -> list[str]:
-    """The input column names of a version's MLflow signature."""
-    import mlflow
-
-    with registry_call(f"read the signature of {name!r} version {version}", tracking_uri):
-        info = mlflow.models.get_model_info(f"models:/{name}/{version}")
-    if info.signature is None:
-        raise RegistryError(f"model {name!r} version {version} has no signature; log it with one")
-    return list(info.signature.inputs.input_names())
-
-
-def load_model(name: str, version: str, tracking_uri: str) -> Any:
-    """Load a registered scikit-learn model (skops format)."""
-    import mlflow
-
-    with registry_call(f"load model {name!r} version {version}", tracking_uri):
-        return mlflow.sklearn.load_model(f"models:/{name}/{version}")
-
-
 def record_gate(
     *,
     name: str,
@@ -188,3 +170,45 @@ def record_gate(
         }.items():
             client.set_model_version_tag(name, version, f"{TAG}{key}", value)
     return f"{tracking_uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+
+
+def logged_model_id(name: str, version: str, tracking_uri: str) -> str:
+    """The MLflow logged-model id behind a registered version (its source ``models:/<id>``)."""
+    import mlflow
+
+    with registry_call(f"read model {name!r} version {version}", tracking_uri):
+        source = str(mlflow.MlflowClient().get_model_version(name, version).source or "")
+    if not source.startswith("models:/m-"):
+        raise RegistryError(f"model {name!r} version {version} has source {source!r}, not a logged model")
+    return source.removeprefix("models:/")
+
+
+def download_model_dir(name: str, version: str, destination: Path, tracking_uri: str) -> Path:
+    """Download exactly the files of a version's artifact directory (nothing added client-side)."""
+    import mlflow
+
+    model_id = logged_model_id(name, version, tracking_uri)
+    with registry_call(f"download model {name!r} version {version}", tracking_uri):
+        location = mlflow.MlflowClient().get_logged_model(model_id).artifact_location
+        path = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(destination))
+    return Path(path)
+
+
+def upload_model_files(name: str, version: str, files: list[Path], tracking_uri: str) -> None:
+    """Add files to a version's artifact directory (signatures, identity, approvals)."""
+    import mlflow
+
+    model_id = logged_model_id(name, version, tracking_uri)
+    with registry_call(f"upload {[f.name for f in files]} to model {name!r} version {version}", tracking_uri):
+        client = mlflow.MlflowClient()
+        for path in files:
+            client.log_model_artifact(model_id, str(path))
+
+
+def set_version_tags(name: str, version: str, tags: dict[str, str], tracking_uri: str) -> None:
+    import mlflow
+
+    with registry_call(f"tag model {name!r} version {version}", tracking_uri):
+        client = mlflow.MlflowClient()
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version, key, value)

@@ -40,6 +40,14 @@ class Settings(BaseSettings):
         description="Identity recorded as submitter of what this process trains or releases.",
     )
     start_timeout: float = Field(default=90.0, gt=0, description="Seconds a server may take.")
+    trusted_keys: list[Path] = Field(
+        default_factory=list,
+        description="PEM public keys trusted to sign models (default: the development signing key).",
+    )
+    signing_key: Path | None = Field(
+        default=None, description="PEM private key that signs models (default: the development key)."
+    )
+    alert_webhook: str | None = Field(default=None, description="URL that receives alerts as JSON.")
 
     @field_validator("host")
     @classmethod
@@ -71,6 +79,26 @@ class Settings(BaseSettings):
     @property
     def prefect_api_url(self) -> str:
         return f"{self.prefect_ui_url}/api"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.state_dir / "keys"
+
+    @property
+    def model_signing_key(self) -> Path:
+        return self.signing_key or self.keys_dir / "signing.key"
+
+    @property
+    def trusted_signing_keys(self) -> list[Path]:
+        return self.trusted_keys or [self.keys_dir / "signing.pub"]
+
+    @property
+    def audit_log_path(self) -> Path:
+        return self.state_dir / "audit" / "audit.jsonl"
+
+    @property
+    def approvers_path(self) -> Path:
+        return self.config_dir / "approvers.yaml"
 
     @property
     def policy_path(self) -> Path:

@@ -9,6 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from govdeploy import gate, registry
 from govdeploy.evaluation import ModelEvaluation, evaluate_model
 from govdeploy.governance import Governance
+from govdeploy.loader import load_verified_model
 from govdeploy.settings import get_settings
 from tasks.artifacts import publish_gate
 
@@ -29,11 +30,18 @@ def current_champion(model: str) -> str | None:
 
 @task(cache_policy=NO_CACHE)
 def evaluate_version(model: str, version: str, frame: pd.DataFrame, config: Governance) -> ModelEvaluation:
-    """Performance, fairness and privacy evidence of one registered version."""
-    url = get_settings().mlflow_url
-    features = registry.model_inputs(model, version, url)
-    loaded = registry.load_model(model, version, url)
-    evaluation = evaluate_model(loaded, frame, config.spec, features, config.policy.gates.privacy)
+    """Performance, fairness and privacy evidence of one registered version (verified, then loaded)."""
+    settings = get_settings()
+    verified = load_verified_model(
+        model,
+        version,
+        trusted_keys=settings.trusted_signing_keys,
+        level="candidate",
+        tracking_uri=settings.mlflow_url,
+    )
+    evaluation = evaluate_model(
+        verified.model, frame, config.spec, verified.inputs, config.policy.gates.privacy
+    )
     get_run_logger().info("%s v%s on %d rows: %s", model, version, evaluation.rows, evaluation.metrics)
     return evaluation
 

@@ -13,10 +13,11 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from govdeploy import environment, registry
+from govdeploy import environment, provenance, registry
 from govdeploy.catalog import ModelSpec
 from govdeploy.data import dataset_digest, split_frame
 from govdeploy.expectations import Suite, ValidationReport
+from govdeploy.provenance import SignedVersion
 from govdeploy.settings import get_settings
 from govdeploy.training import fit
 from tasks.artifacts import artifact_key
@@ -64,6 +65,7 @@ def register_candidate(
     env: dict[str, Any],
     sbom_path: str,
     params: dict[str, Any],
+    submitted_by: str,
 ) -> registry.CandidateVersion:
     """Log model, signature, input example and evidence to MLflow; register a candidate version."""
     settings = get_settings()
@@ -80,7 +82,7 @@ def register_candidate(
     }
     owners = spec.owners.model_dump(mode="json")
     tags = {
-        f"{registry.TAG}submitted_by": settings.user,
+        f"{registry.TAG}submitted_by": submitted_by,
         f"{registry.TAG}git_commit": env["git_commit"],
         f"{registry.TAG}policy_digest": policy_digest,
         **registry.flat_tags("lineage", {k: v for k, v in lineage.items() if k != "dataset_columns"}),
@@ -103,7 +105,7 @@ def register_candidate(
         key=artifact_key("candidate", name, f"v{candidate.version}"),
         markdown=(
             f"# Candidate {name} v{candidate.version}\n\n"
-            f"- submitted by: {settings.user}\n- MLflow run: `{candidate.run_id}`\n"
+            f"- submitted by: {submitted_by}\n- MLflow run: `{candidate.run_id}`\n"
             f"- dataset digest: `{lineage['dataset_digest']}` ({len(frame)} rows)\n"
             f"- suite `{suite.spec.name}` digest: `{suite.digest}`\n"
             f"- policy digest: `{policy_digest}`\n- holdout: {holdout}\n"
@@ -112,3 +114,16 @@ def register_candidate(
         description="Registered candidate",
     )
     return candidate
+
+
+@task(cache_policy=NO_CACHE)
+def sign_candidate(candidate: registry.CandidateVersion) -> SignedVersion:
+    """Sign the registered artifacts (candidate level), so that nothing loads them unverified."""
+    settings = get_settings()
+    signed = provenance.sign_candidate(
+        candidate.model, candidate.version, candidate.run_id, settings.model_signing_key, settings.mlflow_url
+    )
+    get_run_logger().info(
+        "signed %s v%s: artifact digest %s", candidate.model, candidate.version, signed.artifact_digest
+    )
+    return signed

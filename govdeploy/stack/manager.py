@@ -14,7 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from govdeploy.approvers import load_approvers
 from govdeploy.errors import StackError
+from govdeploy.keys import init_keys
 from govdeploy.settings import Settings
 from govdeploy.stack import process, snapshot
 from govdeploy.stack.components import Component, all_components
@@ -102,6 +104,9 @@ def up(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
     process), each wave waiting for the health of the one before.
     """
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    created = init_keys(settings.keys_dir, sorted(load_approvers(settings.approvers_path).approvers))
+    if created:
+        progress(f"created development keys in {settings.keys_dir}: {', '.join(created)}")
     started: list[Component] = []
     actions: dict[str, str] = {}
     try:

@@ -34,7 +34,9 @@ def key() -> ed25519.Ed25519PrivateKey:
 def log(tmp_path: Path, key: ed25519.Ed25519PrivateKey) -> AuditLog:
     audit = AuditLog(tmp_path / "audit.jsonl", key, MemoryAnchors())
     for n in range(5):
-        audit.append("gate.decided", "trainer", {"n": n}, model="credit-risk", version=str(n), policy_digest="d" * 64)
+        audit.append(
+            "gate.decided", "trainer", {"n": n}, model="credit-risk", version=str(n), policy_digest="d" * 64
+        )
     return audit
 
 
@@ -61,7 +63,9 @@ def test_an_edited_record_is_caught(log: AuditLog, key: ed25519.Ed25519PrivateKe
     assert "record 3 (gate.decided) was edited: its hash does not match its content" in check(log, key)
 
 
-def test_deleted_reordered_and_inserted_records_are_caught(log: AuditLog, key: ed25519.Ed25519PrivateKey) -> None:
+def test_deleted_reordered_and_inserted_records_are_caught(
+    log: AuditLog, key: ed25519.Ed25519PrivateKey
+) -> None:
     lines = log.path.read_text().splitlines()
     rewrite(log, lines[:1] + lines[2:])
     assert any("a record was deleted, inserted or moved" in p for p in check(log, key))
@@ -73,10 +77,14 @@ def test_deleted_reordered_and_inserted_records_are_caught(log: AuditLog, key: e
 
 def test_a_truncated_log_is_caught(log: AuditLog, key: ed25519.Ed25519PrivateKey) -> None:
     rewrite(log, log.path.read_text().splitlines()[:3])
-    assert "anchor 4 has no record: the log was truncated or records were removed (it ends at 3)" in check(log, key)
+    assert "anchor 4 has no record: the log was truncated or records were removed (it ends at 3)" in check(
+        log, key
+    )
 
 
-def test_a_rewritten_and_resigned_chain_is_caught_by_the_anchors(log: AuditLog, key: ed25519.Ed25519PrivateKey) -> None:
+def test_a_rewritten_and_resigned_chain_is_caught_by_the_anchors(
+    log: AuditLog, key: ed25519.Ed25519PrivateKey
+) -> None:
     records = read_records(log.path)
     records[1].actor = "forger"
     prev = records[0].hash
@@ -92,7 +100,10 @@ def test_a_rewritten_and_resigned_chain_is_caught_by_the_anchors(log: AuditLog, 
 
 def test_a_wrong_signature_is_caught(log: AuditLog, key: ed25519.Ed25519PrivateKey) -> None:
     other = ed25519.Ed25519PrivateKey.generate()
-    assert "record 1 has no valid signature of the audit key" in verify(log.path, other.public_key(), log.anchors.all()).problems
+    assert (
+        "record 1 has no valid signature of the audit key"
+        in verify(log.path, other.public_key(), log.anchors.all()).problems
+    )
 
 
 def test_garbage_lines_are_caught(log: AuditLog, key: ed25519.Ed25519PrivateKey) -> None:
@@ -106,9 +117,12 @@ def test_a_failed_anchor_is_an_error_and_is_reported(tmp_path: Path, key: ed2551
     audit = AuditLog(tmp_path / "a.jsonl", key, anchors)
     audit.append("x", "me")
     anchors.fail = True
-    with pytest.raises(AuditError, match="record 2 .* its anchor could not be stored"):
+    with pytest.raises(AuditError, match=r"record 2 .* its anchor could not be stored"):
         audit.append("y", "me")
-    assert "records 2..2 are not anchored in the bucket" in verify(audit.path, key.public_key(), anchors.all()).problems
+    assert (
+        "records 2..2 are not anchored in the bucket"
+        in verify(audit.path, key.public_key(), anchors.all()).problems
+    )
     anchors.fail = False
     audit.append("z", "me")
     assert verify(audit.path, key.public_key(), anchors.all()).ok

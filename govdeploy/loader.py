@@ -1,0 +1,51 @@
+"""``load_verified_model``: the one way govdeploy loads a registered model.
+
+The version's artifact directory is downloaded to a fresh private directory, every file is
+verified against its signature from a trusted key (and the signature's identity against the
+requested model and version), and only then is the model deserialised, from those same verified
+bytes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from govdeploy import registry
+from govdeploy.errors import RegistryError
+from govdeploy.signatures import Level, artifact_digest, verify_directory
+
+
+@dataclass(frozen=True)
+class VerifiedModel:
+    model: Any
+    name: str
+    version: str
+    level: Level
+    signature_sha256: str
+    artifact_digest: str
+    inputs: list[str]
+
+
+def load_verified_model(
+    name: str, version: str, *, trusted_keys: list[Path], level: Level, tracking_uri: str
+) -> VerifiedModel:
+    """Download, verify every file, then load; raise SignatureError before loading anything."""
+    import mlflow
+
+    workdir = Path(tempfile.mkdtemp(prefix="govdeploy-verify-"))
+    try:
+        directory = registry.download_model_dir(name, version, workdir, tracking_uri)
+        signature = verify_directory(directory, trusted_keys, level, name, version)
+        digest = artifact_digest(directory)
+        metadata = mlflow.models.Model.load(str(directory / "MLmodel"))
+        if metadata.signature is None:
+            raise RegistryError(f"model {name!r} version {version} has no input signature; log it with one")
+        model = mlflow.sklearn.load_model(str(directory))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    inputs = list(metadata.signature.inputs.input_names())
+    return VerifiedModel(model, name, version, level, signature, digest, inputs)
