@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -27,6 +27,7 @@ from rich.table import Table
 
 from govdeploy.errors import GovdeployError
 from govdeploy.settings import Settings, get_settings
+from govdeploy.signatures import Level
 
 EXAMPLES = """Examples:
 
@@ -205,6 +206,98 @@ def release(
     except GovdeployError as exc:
         raise CommandFailed("release", exc) from exc
     console.print(f"[green]gate passed[/green] {result['summary']}")
+
+
+keys_app = typer.Typer(help="Development keys.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+
+
+@keys_app.command("init")
+def keys_init() -> None:
+    """Create the missing development keys (model signing, audit, master, demo approvers)."""
+    from govdeploy.approvers import load_approvers
+    from govdeploy.keys import init_keys
+
+    settings = get_settings()
+    try:
+        created = init_keys(settings.keys_dir, sorted(load_approvers(settings.approvers_path).approvers))
+    except GovdeployError as exc:
+        raise CommandFailed("keys init", exc) from exc
+    console.print(f"created {', '.join(created)}" if created else "all development keys exist")
+    console.print(f"keys directory: {settings.keys_dir} (private keys 0600; never commit them)")
+
+
+@app.command()
+def verify(
+    model_uri: Annotated[str, typer.Argument(help="models:/NAME/VERSION or models:/NAME@ALIAS")],
+    level: Annotated[str, typer.Option(help="candidate or release signature.")] = "release",
+) -> None:
+    """Re-hash every file of a registered version and check its signature against trusted keys."""
+    from govdeploy.loader import parse_model_uri, verify_version
+    from govdeploy.registry import connect
+
+    settings = get_settings()
+    _use_stack(settings)
+    if level not in ("candidate", "release"):
+        raise CommandFailed("verify", GovdeployError(f"level {level!r} is not 'candidate' or 'release'"))
+    try:
+        connect(settings.mlflow_url, settings.experiment)
+        name, version = parse_model_uri(model_uri, settings.mlflow_url)
+        check = verify_version(
+            name,
+            version,
+            trusted_keys=settings.trusted_signing_keys,
+            level=cast(Level, level),
+            tracking_uri=settings.mlflow_url,
+        )
+    except GovdeployError as exc:
+        raise CommandFailed("verify", exc) from exc
+    console.print(
+        f"[green]verified[/green] {name} v{version}: {check.files} files match the {level} signature\n"
+        f"  artifact digest   {check.artifact_digest}\n  signature sha256  {check.signature_sha256}"
+    )
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check every record's hash, chain and signature, and the anchors in the locked bucket."""
+    from govdeploy.evidence import verify_trail
+
+    settings = get_settings()
+    try:
+        report = verify_trail(settings)
+    except GovdeployError as exc:
+        raise CommandFailed("audit verify", exc) from exc
+    if not report.ok:
+        raise CommandFailed(
+            "audit verify",
+            GovdeployError(f"{settings.audit_log_path}: " + "; ".join(report.problems)),
+        )
+    console.print(
+        f"[green]audit trail intact[/green]: {report.records} records, chain and signatures valid, "
+        f"{report.anchors} anchors in bucket {settings.bucket} match"
+    )
+
+
+@audit_app.command("show")
+def audit_show(
+    model: Annotated[str | None, typer.Option(help="Only records of this model.")] = None,
+) -> None:
+    """Who did what, when, under which policy digest."""
+    from govdeploy.evidence import records
+
+    table = Table(title="govdeploy audit trail")
+    for column in ("seq", "time", "actor", "action", "model", "policy", "details"):
+        table.add_column(column, overflow="fold")
+    for r in records(get_settings(), model):
+        details = ", ".join(f"{k}={v}" for k, v in r.payload.items())
+        version = f"{r.model} v{r.version}" if r.model else "-"
+        table.add_row(
+            str(r.seq), r.time[:19], r.actor, r.action, version, (r.policy_digest or "-")[:12], details[:200]
+        )
+    console.print(table)
 
 
 @app.command()

@@ -49,3 +49,44 @@ def load_verified_model(
         shutil.rmtree(workdir, ignore_errors=True)
     inputs = list(metadata.signature.inputs.input_names())
     return VerifiedModel(model, name, version, level, signature, digest, inputs)
+
+
+@dataclass(frozen=True)
+class VersionCheck:
+    name: str
+    version: str
+    level: Level
+    signature_sha256: str
+    artifact_digest: str
+    files: int
+
+
+def verify_version(
+    name: str, version: str, *, trusted_keys: list[Path], level: Level, tracking_uri: str
+) -> VersionCheck:
+    """Re-hash every file of a version in the artifact store and check its signature; load nothing."""
+    workdir = Path(tempfile.mkdtemp(prefix="govdeploy-verify-"))
+    try:
+        directory = registry.download_model_dir(name, version, workdir, tracking_uri)
+        signature = verify_directory(directory, trusted_keys, level, name, version)
+        files = sum(1 for p in directory.rglob("*") if p.is_file())
+        return VersionCheck(name, version, level, signature, artifact_digest(directory), files)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def parse_model_uri(uri: str, tracking_uri: str) -> tuple[str, str]:
+    """``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` → (name, version)."""
+    if not uri.startswith("models:/"):
+        raise RegistryError(f"model URI {uri!r} is not models:/NAME/VERSION or models:/NAME@ALIAS")
+    rest = uri.removeprefix("models:/")
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        version = registry.alias_version(name, alias, tracking_uri)
+        if version is None:
+            raise RegistryError(f"model {name!r} has no alias {alias!r}; see its aliases in MLflow")
+        return name, version
+    name, _, version = rest.partition("/")
+    if not name or not version.isdigit():
+        raise RegistryError(f"model URI {uri!r} is not models:/NAME/VERSION (VERSION a number)")
+    return name, version

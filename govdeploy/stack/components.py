@@ -59,6 +59,7 @@ def client_env(settings: Settings) -> dict[str, str]:
         "GOVDEPLOY_PREFECT_PORT": str(settings.prefect_port),
         "GOVDEPLOY_BUCKET": settings.bucket,
         "GOVDEPLOY_EXPERIMENT": settings.experiment,
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         **LOCAL_S3_CREDENTIALS,
     }
 
