@@ -1,7 +1,4 @@
-"""The ``release`` flow: validation and evaluation gates for a registered candidate version.
-
-Signed approvals, signing and promotion slot in after the policy gate (stage 5).
-"""
+"""The ``release`` flow: gates → signed approvals → signed promotion of a candidate version."""
 
 from __future__ import annotations
 
@@ -11,7 +8,8 @@ from prefect import flow
 
 from govdeploy.errors import ValidationGateError
 from govdeploy.gate import decide, require_pass, validation_only
-from tasks.audit import audit_gate
+from tasks.approval import approval_request, promote_version, wait_for_approvals
+from tasks.audit import audit_event, audit_gate
 from tasks.data import load_data, validate_data
 from tasks.evaluation import current_champion, evaluate_version, read_candidate, record_decision
 from tasks.governance import load_config
@@ -24,8 +22,12 @@ def release(
     data_path: str | None = None,
     eval_rows: int = 3000,
     eval_seed: int = 1234,
+    approval_timeout_minutes: int | None = None,
 ) -> dict[str, Any]:
-    """Gate a candidate version against the policy; fails with the reasons when it does not pass.
+    """Gate a candidate, wait for signed approvals, then sign and promote it.
+
+    Fails, with the reasons and nothing promoted, when a gate does not pass, an authorised approver
+    rejects, or the quorum is not reached in time.
 
     Args:
         model: Registered model name (and entry of config/models.yaml).
@@ -33,11 +35,12 @@ def release(
         data_path: CSV or Parquet evaluation data; synthetic hold-out data when None.
         eval_rows: Rows of synthetic evaluation data.
         eval_seed: Seed of the synthetic evaluation data (distinct from training seeds).
+        approval_timeout_minutes: Wait less than the policy's approval timeout (never longer).
     """
     version = str(version)
     # Stage 1: governance config and the candidate's registry record
     config = load_config(model)
-    read_candidate(model, version)
+    tags = read_candidate(model, version)
 
     # Stage 2: data validation gate
     frame = load_data(data_path, eval_rows, eval_seed)
@@ -66,13 +69,33 @@ def release(
     audit_gate(report, config.policy.retention.audit_days)
     require_pass(report)
 
-    # Stage 5: signed approvals, signing and promotion follow the gate.
+    # Stage 5: signed approvals (the run pauses; approvers resume it from the UI or the CLI)
+    request = approval_request(model, version, candidate.artifact_digest, tags, config.policy.digest)
+    approvals = wait_for_approvals(request, report, config, approval_timeout_minutes)
+
+    # Stage 6: signed promotion (release signature over the approved bytes, then the alias)
+    promoted = promote_version(request, approvals, report, config)
+    audit_event(
+        "model.promoted",
+        {
+            "alias": promoted.alias,
+            "previous": promoted.previous,
+            "approvers": promoted.approvers,
+            "artifact_digest": promoted.artifact_digest,
+            "signature_sha256": promoted.signature_sha256,
+        },
+        model=model,
+        version=version,
+        policy_digest=config.policy.digest,
+        retention_days=config.policy.retention.audit_days,
+    )
     return {
         "model": model,
         "version": version,
         "gate": "passed",
         "policy_digest": report.policy_digest,
         "summary": report.summary(),
+        "promotion": promoted.model_dump(),
     }
 
 

@@ -25,6 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from govdeploy.approvals import Decision
 from govdeploy.errors import GovdeployError
 from govdeploy.settings import Settings, get_settings
 from govdeploy.signatures import Level
@@ -258,6 +259,59 @@ def verify(
         f"[green]verified[/green] {name} v{version}: {check.files} files match the {level} signature\n"
         f"  artifact digest   {check.artifact_digest}\n  signature sha256  {check.signature_sha256}"
     )
+
+
+def _approval_token(run_id: str, approver: str, key: Path, reject: bool, reason: str) -> tuple[Settings, str]:
+    settings = get_settings()
+    _use_stack(settings)  # before Prefect is imported: its settings are read at import
+    from flows.approve import approval_token
+
+    decision: Decision = "reject" if reject else "approve"
+    if reject and not reason:
+        raise GovdeployError("a rejection needs --reason TEXT")
+    return settings, approval_token(settings, run_id, approver, key, decision, reason or "approved")
+
+
+@app.command()
+def approve(
+    run_id: Annotated[str, typer.Argument(help="Flow run id of the paused release.")],
+    approver: Annotated[str, typer.Option(help="Your approver id in config/approvers.yaml.")],
+    key: Annotated[Path, typer.Option(help="Your Ed25519 private key (PEM).")],
+    reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approving.")] = False,
+    reason: Annotated[str, typer.Option(help="Why (required with --reject).")] = "",
+) -> None:
+    """Verify the waiting candidate, sign an approval (or rejection) and resume the release with it."""
+    try:
+        settings, token = _approval_token(run_id, approver, key, reject, reason)
+        from flows.approve import submit
+
+        verdict = submit(settings, run_id, token)
+    except GovdeployError as exc:
+        raise CommandFailed("approve", exc) from exc
+    if verdict is None:
+        console.print("submitted; the release flow has not recorded a verdict yet (see its logs)")
+    elif verdict.action == "approval.refused":
+        raise CommandFailed("approve", GovdeployError(f"refused: {verdict.payload['reason']}"))
+    else:
+        console.print(
+            f"[green]{verdict.action}[/green]: {verdict.payload['reason']} (audit record {verdict.seq})"
+        )
+
+
+@app.command("approval-token")
+def approval_token_command(
+    run_id: Annotated[str, typer.Argument(help="Flow run id of the paused release.")],
+    approver: Annotated[str, typer.Option(help="Your approver id in config/approvers.yaml.")],
+    key: Annotated[Path, typer.Option(help="Your Ed25519 private key (PEM).")],
+    reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approving.")] = False,
+    reason: Annotated[str, typer.Option(help="Why (required with --reject).")] = "",
+) -> None:
+    """Print a signed approval token to paste into the release's form in the Prefect UI."""
+    try:
+        _, token = _approval_token(run_id, approver, key, reject, reason)
+    except GovdeployError as exc:
+        raise CommandFailed("approval-token", exc) from exc
+    print(token)
 
 
 @audit_app.command("verify")

@@ -10,6 +10,7 @@ offending value and the fix, so the CLI can print it as is, without a traceback.
     ├── RegistryError          the MLflow registry refused or lacks what was asked for
     ├── AuditError             the audit trail cannot be written or does not verify
     ├── SignatureError         model artifacts do not verify against a trusted signature
+    ├── ApprovalError          approvals were refused, rejected or did not arrive in time
     └── GateError              a release gate rejected the candidate
         ├── ValidationGateError    data validation (Great Expectations) failed
         └── PolicyGateError        evaluation results breach the policy
@@ -44,6 +45,10 @@ class AuditError(GovdeployError):
 
 class SignatureError(GovdeployError):
     """Model artifacts do not verify against a trusted signature; nothing was loaded."""
+
+
+class ApprovalError(GovdeployError):
+    """The release got a rejection from an authorised approver, or no quorum before the timeout."""
 
 
 class GateError(GovdeployError):

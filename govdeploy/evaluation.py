@@ -50,6 +50,7 @@ class ModelEvaluation(BaseModel):
     """Evidence about one model on one evaluation dataset."""
 
     rows: int
+    artifact_digest: str = ""
     metrics: dict[str, float]
     fairness: list[FairnessResult]
     privacy: list[PrivacyFinding]

@@ -83,8 +83,13 @@ class ApprovalPolicy(StrictModel):
 
 
 class CanaryPolicy(StrictModel):
-    """Traffic steps of a canary release and the limits that trigger a rollback."""
+    """Traffic steps of a canary release and the limits that trigger a rollback.
 
+    With ``enabled`` false, promotion moves the ``champion`` alias directly; with it true, it
+    moves ``challenger`` and the canary flow decides.
+    """
+
+    enabled: bool = False
     steps: list[Annotated[int, Field(gt=0, le=100)]] = Field(default_factory=lambda: [5, 25, 50, 100])
     bake_seconds: PositiveInt = 60
     min_requests: PositiveInt = 100

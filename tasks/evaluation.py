@@ -41,7 +41,7 @@ def evaluate_version(model: str, version: str, frame: pd.DataFrame, config: Gove
     )
     evaluation = evaluate_model(
         verified.model, frame, config.spec, verified.inputs, config.policy.gates.privacy
-    )
+    ).model_copy(update={"artifact_digest": verified.artifact_digest})
     get_run_logger().info("%s v%s on %d rows: %s", model, version, evaluation.rows, evaluation.metrics)
     return evaluation
 

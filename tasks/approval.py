@@ -1,0 +1,208 @@
+"""Waiting for signed approvals, and signed promotion, inside the release flow.
+
+``wait_for_approvals`` pauses the flow run (it must be called from a flow): approvers resume it
+from the Prefect UI form or with ``govdeploy approve``; each input is checked by the approval
+ledger and recorded in the audit trail, and the run keeps waiting for valid approvals until the
+quorum, an authorised rejection, or the timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NoReturn
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from govdeploy import promotion
+from govdeploy.alerts import post_alert
+from govdeploy.approvals import ApprovalLedger, ApprovalRequest, Outcome, SignedStatement
+from govdeploy.approvers import load_approvers
+from govdeploy.errors import ApprovalError
+from govdeploy.gate import GateReport
+from govdeploy.governance import Governance
+from govdeploy.settings import get_settings
+from tasks.audit import audit_event
+
+
+class ApprovalInput(RunInput):
+    token: str = Field(
+        description="Signed approval token: govdeploy approval-token RUN_ID --approver ID --key KEYFILE"
+    )
+
+
+def approval_request(
+    model: str, version: str, artifact_digest: str, tags: dict[str, str], policy_digest: str
+) -> ApprovalRequest:
+    return ApprovalRequest(
+        flow_run_id=str(flow_run.id),
+        model=model,
+        version=version,
+        artifact_digest=artifact_digest,
+        submitted_by=tags.get("govdeploy.submitted_by", "unknown"),
+        policy_digest=policy_digest,
+    )
+
+
+def approval_markdown(request: ApprovalRequest, report: GateReport, ledger: ApprovalLedger, last: str) -> str:
+    """What an approver sees in the Prefect UI before signing."""
+    policy = ledger.policy
+    checks = "\n".join(
+        f"| {c.gate} | {c.name} | {c.value} | {c.threshold} | {'pass' if c.passed else 'FAIL'} |"
+        for c in report.checks
+    )
+    run = request.flow_run_id
+    return (
+        f"## Approve release of {request.model} v{request.version}?\n\n"
+        f"- artifact digest: `{request.artifact_digest}`\n- policy digest: `{request.policy_digest}`\n"
+        f"- submitted (trained) by: **{request.submitted_by}** — cannot approve it\n"
+        f"- quorum: {policy.quorum} distinct approvers with a role in {policy.required_roles}; "
+        f"so far: {ledger.approved_by or 'none'}\n"
+        + (f"- last attempt: {last}\n" if last else "")
+        + "\n| gate | check | value | threshold | result |\n|---|---|---|---|---|\n"
+        + checks
+        + "\n\nApprove from a terminal: `govdeploy approve "
+        + run
+        + " --approver ID --key KEYFILE`, or paste the token printed by `govdeploy approval-token "
+        + run
+        + " --approver ID --key KEYFILE` below. Add `--reject --reason TEXT` to reject."
+    )
+
+
+def _record_attempt(outcome: Outcome, request: ApprovalRequest, retention_days: int) -> None:
+    statement = outcome.signed.statement if outcome.signed else None
+    if not outcome.accepted:
+        action = "approval.refused"
+    else:
+        action = "approval.rejected" if outcome.decision == "reject" else "approval.accepted"
+    audit_event(
+        action,
+        {
+            "reason": outcome.reason,
+            "claimed_approver": statement.approver if statement else None,
+            "decision": statement.decision if statement else None,
+            "nonce": statement.nonce if statement else None,
+            "flow_run_id": request.flow_run_id,
+            "artifact_digest": request.artifact_digest,
+        },
+        model=request.model,
+        version=request.version,
+        policy_digest=request.policy_digest,
+        actor=outcome.approver if outcome.accepted and outcome.approver else "unverified",
+        retention_days=retention_days,
+    )
+
+
+def wait_for_approvals(
+    request: ApprovalRequest, report: GateReport, config: Governance, timeout_minutes: int | None = None
+) -> list[SignedStatement]:
+    """Pause until the quorum of valid signed approvals; raise ApprovalError on rejection or timeout."""
+    settings = get_settings()
+    policy = config.policy.approval
+    ledger = ApprovalLedger(request, policy, load_approvers(settings.approvers_path), settings.keys_dir)
+    limit = min(policy.timeout_minutes, timeout_minutes or policy.timeout_minutes)
+    deadline = time.monotonic() + limit * 60
+    logger = get_run_logger()
+    last, attempt = "", 0
+    while not ledger.quorum_reached:
+        remaining = int(deadline - time.monotonic())
+        logger.info(
+            "waiting %d s for approvals of %s v%s (%s); approve with: "
+            "govdeploy approve %s --approver ID --key KEYFILE",
+            remaining,
+            request.model,
+            request.version,
+            ledger.approved_by or "none yet",
+            request.flow_run_id,
+        )
+        try:
+            if remaining <= 0:
+                raise FlowPauseTimeout("approval window closed")
+            received = pause_flow_run(
+                wait_for_input=ApprovalInput.with_initial_data(
+                    description=approval_markdown(request, report, ledger, last)
+                ),
+                timeout=remaining,
+                poll_interval=1,
+                key=f"approval-{attempt}",
+            )
+        except FlowPauseTimeout:
+            timed_out(request, ledger, limit, config.policy.retention.audit_days)
+        attempt += 1
+        outcome = ledger.consider(received.token)
+        _record_attempt(outcome, request, config.policy.retention.audit_days)
+        (logger.info if outcome.accepted else logger.warning)(
+            "approval attempt %d: %s", attempt, outcome.reason
+        )
+        if outcome.accepted and outcome.decision == "reject":
+            raise ApprovalError(f"{request.model} v{request.version} {outcome.reason}; nothing was promoted")
+        last = outcome.reason
+    return ledger.approved
+
+
+def timed_out(
+    request: ApprovalRequest, ledger: ApprovalLedger, minutes: int, retention_days: int
+) -> NoReturn:
+    """Record and announce a release that got no quorum in time, then fail it."""
+    reason = (
+        f"{request.model} v{request.version} got {len(ledger.approved)} of {ledger.policy.quorum} approvals "
+        f"({ledger.approved_by or 'none'}) within {minutes} min; nothing was promoted"
+    )
+    audit_event(
+        "approval.timed_out",
+        {"reason": reason, "flow_run_id": request.flow_run_id},
+        model=request.model,
+        version=request.version,
+        policy_digest=request.policy_digest,
+        retention_days=retention_days,
+    )
+    alert = {
+        "event": "govdeploy.approval.timed_out",
+        "model": request.model,
+        "version": request.version,
+        "flow_run_id": request.flow_run_id,
+        "reason": reason,
+    }
+    emit_event(
+        event="govdeploy.approval.timed_out",
+        resource={"prefect.resource.id": f"govdeploy.model.{request.model}.v{request.version}"},
+        payload=alert,
+    )
+    get_run_logger().error(
+        "approval timed out: %s; alert %s", reason, post_alert(get_settings().alert_webhook, alert)
+    )
+    raise ApprovalError(reason)
+
+
+@task(cache_policy=NO_CACHE)
+def promote_version(
+    request: ApprovalRequest, approvals: list[SignedStatement], report: GateReport, config: Governance
+) -> promotion.Promotion:
+    """Sign the approved artifacts and move the alias (challenger with a canary, else champion)."""
+    settings = get_settings()
+    alias = "challenger" if config.policy.canary.enabled else "champion"
+    gate: dict[str, Any] = {
+        "passed": report.passed,
+        "checks": [c.model_dump() for c in report.checks],
+        "policy_digest": report.policy_digest,
+        "decided_at": report.decided_at,
+    }
+    promoted = promotion.promote(
+        request,
+        approvals,
+        gate,
+        alias,
+        signing_key=settings.model_signing_key,
+        trusted_keys=settings.trusted_signing_keys,
+        tracking_uri=settings.mlflow_url,
+    )
+    get_run_logger().info(
+        "promoted %s v%s to %s (previous: %s)", promoted.model, promoted.version, alias, promoted.previous
+    )
+    return promoted
