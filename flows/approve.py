@@ -11,6 +11,7 @@ from pathlib import Path
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
 from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import resume_flow_run
 
@@ -34,18 +35,30 @@ def _run_id(flow_run_id: str) -> UUID:
         ) from None
 
 
-def pending_request(settings: Settings, flow_run_id: str) -> ApprovalRequest:
-    """The request a paused release run waits on, with the artifact digest verified here."""
+def _paused_run(settings: Settings, flow_run_id: str, wait_seconds: float) -> FlowRun:
+    """The flow run once it is paused; a run that is busy (checking the last input) is waited for."""
+    deadline = time.monotonic() + wait_seconds
     with get_client(sync_client=True) as client:
-        try:
-            run = client.read_flow_run(_run_id(flow_run_id))
-        except ObjectNotFound:
-            raise ApprovalError(
-                f"flow run {flow_run_id} does not exist on {settings.prefect_api_url}"
-            ) from None
-    if run.state is None or not run.state.is_paused():
-        state = run.state.name if run.state else "unknown"
-        raise ApprovalError(f"flow run {flow_run_id} is not waiting for approval (it is {state})")
+        while True:
+            try:
+                run = client.read_flow_run(_run_id(flow_run_id))
+            except ObjectNotFound:
+                raise ApprovalError(
+                    f"flow run {flow_run_id} does not exist on {settings.prefect_api_url}"
+                ) from None
+            state = run.state
+            if state is not None and state.is_paused():
+                return run
+            busy = state is not None and state.is_running()
+            if not busy or time.monotonic() > deadline:
+                name = state.name if state else "unknown"
+                raise ApprovalError(f"flow run {flow_run_id} is not waiting for approval (it is {name})")
+            time.sleep(0.5)
+
+
+def pending_request(settings: Settings, flow_run_id: str, wait_seconds: float = 30.0) -> ApprovalRequest:
+    """The request a paused release run waits on, with the artifact digest verified here."""
+    run = _paused_run(settings, flow_run_id, wait_seconds)
     model, version = str(run.parameters["model"]), str(run.parameters["version"])
     registry.connect(settings.mlflow_url, settings.experiment)
     check = verify_version(

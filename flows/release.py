@@ -22,7 +22,7 @@ def release(
     data_path: str | None = None,
     eval_rows: int = 3000,
     eval_seed: int = 1234,
-    approval_timeout_minutes: int | None = None,
+    approval_timeout_seconds: int | None = None,
 ) -> dict[str, Any]:
     """Gate a candidate, wait for signed approvals, then sign and promote it.
 
@@ -35,7 +35,7 @@ def release(
         data_path: CSV or Parquet evaluation data; synthetic hold-out data when None.
         eval_rows: Rows of synthetic evaluation data.
         eval_seed: Seed of the synthetic evaluation data (distinct from training seeds).
-        approval_timeout_minutes: Wait less than the policy's approval timeout (never longer).
+        approval_timeout_seconds: Wait less than the policy's approval timeout (never longer).
     """
     version = str(version)
     # Stage 1: governance config and the candidate's registry record
@@ -71,7 +71,7 @@ def release(
 
     # Stage 5: signed approvals (the run pauses; approvers resume it from the UI or the CLI)
     request = approval_request(model, version, candidate.artifact_digest, tags, config.policy.digest)
-    approvals = wait_for_approvals(request, report, config, approval_timeout_minutes)
+    approvals = wait_for_approvals(request, report, config, approval_timeout_seconds)
 
     # Stage 6: signed promotion (release signature over the approved bytes, then the alias)
     promoted = promote_version(request, approvals, report, config)

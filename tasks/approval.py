@@ -100,14 +100,14 @@ def _record_attempt(outcome: Outcome, request: ApprovalRequest, retention_days: 
 
 
 def wait_for_approvals(
-    request: ApprovalRequest, report: GateReport, config: Governance, timeout_minutes: int | None = None
+    request: ApprovalRequest, report: GateReport, config: Governance, timeout_seconds: int | None = None
 ) -> list[SignedStatement]:
     """Pause until the quorum of valid signed approvals; raise ApprovalError on rejection or timeout."""
     settings = get_settings()
     policy = config.policy.approval
     ledger = ApprovalLedger(request, policy, load_approvers(settings.approvers_path), settings.keys_dir)
-    limit = min(policy.timeout_minutes, timeout_minutes or policy.timeout_minutes)
-    deadline = time.monotonic() + limit * 60
+    limit = min(policy.timeout_minutes * 60, timeout_seconds or policy.timeout_minutes * 60)
+    deadline = time.monotonic() + limit
     logger = get_run_logger()
     last, attempt = "", 0
     while not ledger.quorum_reached:
@@ -147,12 +147,12 @@ def wait_for_approvals(
 
 
 def timed_out(
-    request: ApprovalRequest, ledger: ApprovalLedger, minutes: int, retention_days: int
+    request: ApprovalRequest, ledger: ApprovalLedger, seconds: int, retention_days: int
 ) -> NoReturn:
     """Record and announce a release that got no quorum in time, then fail it."""
     reason = (
         f"{request.model} v{request.version} got {len(ledger.approved)} of {ledger.policy.quorum} approvals "
-        f"({ledger.approved_by or 'none'}) within {minutes} min; nothing was promoted"
+        f"({ledger.approved_by or 'none'}) within {seconds} s; nothing was promoted"
     )
     audit_event(
         "approval.timed_out",

@@ -13,30 +13,25 @@ import mlflow
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-from prefect.deployments import run_deployment
 
 from flows.release import release
 from flows.train import train
 from govdeploy.data import dataset_digest, generate_credit_data
-from govdeploy.errors import PolicyGateError, ValidationGateError
+from govdeploy.errors import ApprovalError, PolicyGateError, ValidationGateError
 from govdeploy.settings import Settings
+from tests.flows.conftest import MODEL, reject, start_release, version_tags, wait_for_state
 
 pytestmark = pytest.mark.e2e
-MODEL = "credit-risk"
 
 
 @pytest.fixture(scope="module")
 def fair(stack: Settings) -> dict[str, Any]:
-    return train(model=MODEL, rows=3000, seed=7)
+    return train(model=MODEL, rows=3000, seed=7, submitted_by="dana")
 
 
 @pytest.fixture(scope="module")
 def biased(stack: Settings) -> dict[str, Any]:
     return train(model=MODEL, rows=3000, seed=8, label_bias=0.8)
-
-
-def version_tags(version: str) -> dict[str, str]:
-    return dict(mlflow.MlflowClient().get_model_version(MODEL, version).tags)
 
 
 def artifact_keys(prefix: str) -> set[str]:
@@ -50,7 +45,9 @@ def test_train_registers_a_candidate_with_its_evidence(
 ) -> None:
     tags = version_tags(fair["version"])
     assert tags["govdeploy.stage"] == "candidate"
-    assert tags["govdeploy.submitted_by"] == "test-trainer"
+    assert tags["govdeploy.submitted_by"] == "dana"
+    assert tags["govdeploy.artifact_digest"] == fair["artifact_digest"]
+    assert len(tags["govdeploy.signature.candidate.sha256"]) == 64
     assert tags["govdeploy.lineage.dataset_digest"] == dataset_digest(generate_credit_data(3000, seed=7))
     assert tags["govdeploy.lineage.dataset_rows"] == "3000"
     assert tags["govdeploy.owner.data"] == "Credit Data Office <credit-data@example.com>"
@@ -81,16 +78,21 @@ def test_train_registers_a_candidate_with_its_evidence(
     assert "gender" not in info.signature.inputs.input_names()
 
 
-def test_fair_candidate_passes_the_gates(stack: Settings, fair: dict[str, Any]) -> None:
-    result = release(model=MODEL, version=fair["version"])
-    assert result["gate"] == "passed"
+def test_fair_candidate_passes_the_gates_and_waits_for_approval(
+    stack: Settings, fair: dict[str, Any]
+) -> None:
+    run_id = start_release(fair["version"])
+    assert wait_for_state(run_id, "Paused").is_paused()
     tags = version_tags(fair["version"])
     assert tags["govdeploy.gate"] == "passed"
-    assert tags["govdeploy.gate.policy_digest"] == result["policy_digest"]
     gate_run = mlflow.get_run(tags["govdeploy.gate.run_id"])
     assert gate_run.data.metrics["roc_auc"] >= 0.75
     assert "dpd_gender" in gate_run.data.metrics
     assert f"gate-credit-risk-v{fair['version']}" in artifact_keys("gate-credit-risk")
+    reject(stack, run_id, "bob", "holding this release for the quarterly review")
+    final = wait_for_state(run_id, "Failed")
+    assert "rejected by bob" in (final.message or "")
+    assert "govdeploy.release" not in version_tags(fair["version"])
 
 
 def test_biased_candidate_fails_the_fairness_gate(stack: Settings, biased: dict[str, Any]) -> None:
@@ -126,20 +128,18 @@ def test_empty_evaluation_data_fails_validation(
 
 
 def test_candidate_is_compared_with_the_champion(stack: Settings, fair: dict[str, Any]) -> None:
-    mlflow.MlflowClient().set_registered_model_alias(MODEL, "champion", fair["version"])
-    challenger = train(model=MODEL, rows=3000, seed=11)
-    release(model=MODEL, version=challenger["version"])
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(MODEL, "champion", fair["version"])
+    try:
+        challenger = train(model=MODEL, rows=3000, seed=11, submitted_by="dana")
+        with pytest.raises(ApprovalError, match="got 0 of 2 approvals"):
+            release(model=MODEL, version=challenger["version"], approval_timeout_seconds=3)
+    finally:
+        client.delete_registered_model_alias(MODEL, "champion")
     tags = version_tags(challenger["version"])
     report = mlflow.artifacts.load_dict(f"runs:/{tags['govdeploy.gate.run_id']}/governance/gate_report.json")
     champion_checks = [c for c in report["checks"] if c["gate"] == "champion"]
     assert champion_checks and champion_checks[0]["name"] == f"roc_auc vs champion v{fair['version']}"
-
-
-def test_served_deployment_runs_a_release(stack: Settings, fair: dict[str, Any]) -> None:
-    run = run_deployment(
-        "release/release", parameters={"model": MODEL, "version": fair["version"]}, timeout=240
-    )
-    assert run.state is not None and run.state.is_completed(), run.state
 
 
 def test_cli_release_of_a_missing_version_fails_cleanly(stack: Settings) -> None:
