@@ -1,0 +1,253 @@
+"""Verify-before-load against real tampering in the local S3 bucket, and promotion under faults."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+from mlflow.exceptions import MlflowException
+
+from flows.train import train
+from govdeploy import registry
+from govdeploy.approvals import ApprovalRequest, SignedStatement, make_statement, parse_token, sign_statement
+from govdeploy.errors import RegistryError, SignatureError
+from govdeploy.keys import init_keys, load_ed25519_private
+from govdeploy.loader import load_verified_model, verify_version
+from govdeploy.promotion import promote
+from govdeploy.settings import Settings
+from govdeploy.storage import s3_client
+from tests.flows.conftest import MODEL, version_tags
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def pair(stack: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two signed candidates."""
+    return (
+        train(model=MODEL, rows=2000, seed=31, submitted_by="dana"),
+        train(model=MODEL, rows=2000, seed=32, submitted_by="dana"),
+    )
+
+
+def prefix(version: str) -> str:
+    client = mlflow.MlflowClient()
+    model_id = client.get_model_version(MODEL, version).source.removeprefix("models:/")
+    location = client.get_logged_model(model_id).artifact_location
+    return "mlflow/" + location.removeprefix("mlflow-artifacts:/") + "/"
+
+
+@pytest.fixture
+def bucket(stack: Settings, pair: tuple[dict[str, Any], dict[str, Any]]) -> Iterator[tuple[Any, str, str]]:
+    """The S3 client and the first candidate's key prefix; every object is put back afterwards."""
+    client, version = s3_client(stack), pair[0]["version"]
+    key_prefix = prefix(version)
+    saved = {
+        item["Key"]: client.get_object(Bucket=stack.bucket, Key=item["Key"])["Body"].read()
+        for item in client.list_objects_v2(Bucket=stack.bucket, Prefix=key_prefix)["Contents"]
+    }
+    yield client, key_prefix, version
+    for item in client.list_objects_v2(Bucket=stack.bucket, Prefix=key_prefix).get("Contents", []):
+        client.delete_object(Bucket=stack.bucket, Key=item["Key"])
+    for key, body in saved.items():
+        client.put_object(Bucket=stack.bucket, Key=key, Body=body)
+
+
+def check(stack: Settings, version: str, trusted: list[Path] | None = None) -> None:
+    verify_version(
+        MODEL,
+        version,
+        trusted_keys=trusted or stack.trusted_signing_keys,
+        level="candidate",
+        tracking_uri=stack.mlflow_url,
+    )
+
+
+def test_untouched_artifacts_verify_and_load(stack: Settings, bucket: tuple[Any, str, str]) -> None:
+    _, _, version = bucket
+    loaded = load_verified_model(
+        MODEL,
+        version,
+        trusted_keys=stack.trusted_signing_keys,
+        level="candidate",
+        tracking_uri=stack.mlflow_url,
+    )
+    assert loaded.inputs[0] == "income"
+    assert loaded.artifact_digest == version_tags(version)["govdeploy.artifact_digest"]
+
+
+def test_a_flipped_byte_is_refused_before_loading(
+    stack: Settings, bucket: tuple[Any, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, key_prefix, version = bucket
+    body = bytearray(client.get_object(Bucket=stack.bucket, Key=key_prefix + "model.skops")["Body"].read())
+    body[len(body) // 2] ^= 0x01
+    client.put_object(Bucket=stack.bucket, Key=key_prefix + "model.skops", Body=bytes(body))
+    loads: list[str] = []
+    monkeypatch.setattr(mlflow.sklearn, "load_model", lambda path: loads.append(path))
+    with pytest.raises(SignatureError, match=r"does not verify against its candidate.sig.*model.skops"):
+        load_verified_model(
+            MODEL,
+            version,
+            trusted_keys=stack.trusted_signing_keys,
+            level="candidate",
+            tracking_uri=stack.mlflow_url,
+        )
+    assert loads == []
+
+
+def test_added_removed_and_renamed_files_are_refused(stack: Settings, bucket: tuple[Any, str, str]) -> None:
+    client, key_prefix, version = bucket
+    client.put_object(Bucket=stack.bucket, Key=key_prefix + "helper.py", Body=b"import os")
+    with pytest.raises(SignatureError, match=r"helper\.py"):
+        check(stack, version)
+    client.delete_object(Bucket=stack.bucket, Key=key_prefix + "helper.py")
+    requirements = client.get_object(Bucket=stack.bucket, Key=key_prefix + "requirements.txt")["Body"].read()
+    client.delete_object(Bucket=stack.bucket, Key=key_prefix + "requirements.txt")
+    with pytest.raises(SignatureError, match=r"requirements\.txt"):
+        check(stack, version)
+    client.put_object(Bucket=stack.bucket, Key=key_prefix + "requirements.in", Body=requirements)
+    with pytest.raises(SignatureError, match="requirements"):
+        check(stack, version)
+
+
+def test_another_versions_signed_artifacts_are_refused(
+    stack: Settings, bucket: tuple[Any, str, str], pair: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    client, key_prefix, version = bucket
+    other_prefix = prefix(pair[1]["version"])
+    for item in client.list_objects_v2(Bucket=stack.bucket, Prefix=other_prefix)["Contents"]:
+        body = client.get_object(Bucket=stack.bucket, Key=item["Key"])["Body"].read()
+        client.put_object(
+            Bucket=stack.bucket, Key=key_prefix + item["Key"].removeprefix(other_prefix), Body=body
+        )
+    with pytest.raises(
+        SignatureError, match=f"valid for credit-risk v{pair[1]['version']}, not for credit-risk v{version}"
+    ):
+        check(stack, version)
+
+
+def test_an_unknown_signer_is_refused(stack: Settings, bucket: tuple[Any, str, str], tmp_path: Path) -> None:
+    init_keys(tmp_path, [])
+    with pytest.raises(SignatureError, match="does not verify"):
+        check(stack, bucket[2], trusted=[tmp_path / "signing.pub"])
+
+
+def _approvals(stack: Settings, request: ApprovalRequest) -> list[SignedStatement]:
+    signed = []
+    for approver in ("alice", "bob"):
+        token = sign_statement(
+            make_statement(request, approver, "approve", "ok", 30),
+            load_ed25519_private(stack.keys_dir / "approvers" / f"{approver}.key"),
+        )
+        parsed = parse_token(token)
+        assert parsed is not None
+        signed.append(parsed)
+    return signed
+
+
+def test_promotion_faults_leave_tags_and_aliases_and_a_retry_completes(
+    stack: Settings, pair: tuple[dict[str, Any], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = pair
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(MODEL, "champion", first["version"])
+    request = ApprovalRequest(
+        flow_run_id="run-x",
+        model=MODEL,
+        version=second["version"],
+        artifact_digest=second["artifact_digest"],
+        submitted_by="dana",
+        policy_digest="p" * 64,
+    )
+    approvals = _approvals(stack, request)
+    before = version_tags(second["version"])
+
+    def attempt() -> Any:
+        return promote(
+            request,
+            approvals,
+            {"passed": True},
+            "champion",
+            signing_key=stack.model_signing_key,
+            trusted_keys=stack.trusted_signing_keys,
+            tracking_uri=stack.mlflow_url,
+        )
+
+    def unchanged() -> None:
+        assert client.get_model_version_by_alias(MODEL, "champion").version == first["version"]
+        assert version_tags(second["version"]) == before
+
+    with monkeypatch.context() as patch:  # the S3 upload of the release signature fails
+        patch.setattr(registry, "upload_model_files", _raise(RegistryError("S3 endpoint unreachable")))
+        with pytest.raises(RegistryError, match="S3 endpoint unreachable"):
+            attempt()
+    unchanged()
+    with monkeypatch.context() as patch:  # MLflow fails while the alias moves
+        patch.setattr(
+            mlflow.MlflowClient,
+            "set_registered_model_alias",
+            _fail_once(mlflow.MlflowClient.set_registered_model_alias, MlflowException("registry down")),
+        )
+        with pytest.raises(RegistryError, match="left as they were"):
+            attempt()
+    unchanged()
+    with monkeypatch.context() as patch:  # MLflow fails on the release tag
+        patch.setattr(
+            mlflow.MlflowClient,
+            "set_model_version_tag",
+            _fail_once(mlflow.MlflowClient.set_model_version_tag, MlflowException("registry down")),
+        )
+        with pytest.raises(RegistryError, match="left as they were"):
+            attempt()
+    unchanged()
+    with pytest.raises(SignatureError, match="not the approved"):  # the approved bytes changed
+        promote(
+            request.model_copy(update={"artifact_digest": "0" * 64}),
+            approvals,
+            {},
+            "champion",
+            signing_key=stack.model_signing_key,
+            trusted_keys=stack.trusted_signing_keys,
+            tracking_uri=stack.mlflow_url,
+        )
+    unchanged()
+
+    done = attempt()
+    assert done.previous == first["version"]
+    assert client.get_model_version_by_alias(MODEL, "champion").version == second["version"]
+    again = attempt()  # idempotent
+    assert again.previous == second["version"]
+    assert json.loads(version_tags(second["version"])["govdeploy.release"])["approvers"] == ["alice", "bob"]
+    verify_version(
+        MODEL,
+        second["version"],
+        trusted_keys=stack.trusted_signing_keys,
+        level="release",
+        tracking_uri=stack.mlflow_url,
+    )
+    client.delete_registered_model_alias(MODEL, "champion")
+
+
+def _raise(error: Exception) -> Any:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise error
+
+    return fail
+
+
+def _fail_once(original: Any, error: Exception) -> Any:
+    """Fails the first call (the promotion's), then behaves (the restore's calls go through)."""
+    calls: list[int] = []
+
+    def flaky(*args: object, **kwargs: object) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise error
+        return original(*args, **kwargs)
+
+    return flaky
