@@ -38,7 +38,7 @@ def test_identity_of_another_version_and_missing_signature(signed: tuple[Path, P
     model, keys = signed
     with pytest.raises(SignatureError, match="valid for m v1, not for m v2"):
         verify_directory(model, [keys / "signing.pub"], "candidate", "m", "2")
-    with pytest.raises(SignatureError, match="has no release.sig"):
+    with pytest.raises(SignatureError, match=r"has no release\.sig"):
         verify_directory(model, [keys / "signing.pub"], "release", "m", "1")
 
 
