@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -96,11 +96,20 @@ class S3Anchors:
         return sorted(anchors, key=lambda a: a.seq)
 
 
-class AuditLog:
-    """Append-only, hash-chained, signed JSON-lines log with anchored heads."""
+Sealer = Callable[[bytes, str], dict[str, Any]]
 
-    def __init__(self, path: Path, key: ed25519.Ed25519PrivateKey, anchors: AnchorStore) -> None:
-        self.path, self.key, self.anchors = path, key, anchors
+
+class AuditLog:
+    """Append-only, hash-chained, signed JSON-lines log with anchored heads.
+
+    Personal data goes in ``sensitive``: it is sealed (encrypted, bound to the record id) by
+    ``sealer`` and stored under ``payload["sealed"]``, so the log holds only ciphertext of it.
+    """
+
+    def __init__(
+        self, path: Path, key: ed25519.Ed25519PrivateKey, anchors: AnchorStore, sealer: Sealer | None = None
+    ) -> None:
+        self.path, self.key, self.anchors, self.sealer = path, key, anchors, sealer
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -121,20 +130,27 @@ class AuditLog:
         model: str | None = None,
         version: str | None = None,
         policy_digest: str | None = None,
+        sensitive: dict[str, Any] | None = None,
     ) -> AuditRecord:
         """Write one record and anchor the new head; raise AuditError if either fails."""
+        record_id = str(uuid.uuid4())
+        payload = dict(payload or {})
+        if sensitive:
+            if self.sealer is None:
+                raise AuditError(f"{action}: personal data given but no sealer (master key) configured")
+            payload["sealed"] = self.sealer(canonical(sensitive), record_id)
         with self._locked():
             last = _last_record(self.path)
             record = AuditRecord(
                 seq=last.seq + 1 if last else 1,
-                id=str(uuid.uuid4()),
+                id=record_id,
                 time=datetime.now(UTC).isoformat(timespec="microseconds"),
                 actor=actor,
                 action=action,
                 model=model,
                 version=version,
                 policy_digest=policy_digest,
-                payload=payload or {},
+                payload=payload,
                 prev=last.hash if last else GENESIS,
             )
             record.hash = record_hash(record)

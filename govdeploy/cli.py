@@ -338,19 +338,32 @@ def audit_verify() -> None:
 @audit_app.command("show")
 def audit_show(
     model: Annotated[str | None, typer.Option(help="Only records of this model.")] = None,
+    reveal: Annotated[bool, typer.Option("--reveal", help="Decrypt sealed personal data.")] = False,
 ) -> None:
     """Who did what, when, under which policy digest."""
-    from govdeploy.evidence import records
+    from govdeploy.evidence import records, unseal
 
+    settings = get_settings()
     table = Table(title="govdeploy audit trail")
     for column in ("seq", "time", "actor", "action", "model", "policy", "details"):
         table.add_column(column, overflow="fold")
-    for r in records(get_settings(), model):
-        details = ", ".join(f"{k}={v}" for k, v in r.payload.items())
-        version = f"{r.model} v{r.version}" if r.model else "-"
-        table.add_row(
-            str(r.seq), r.time[:19], r.actor, r.action, version, (r.policy_digest or "-")[:12], details[:200]
-        )
+    try:
+        for r in records(settings, model):
+            details = ", ".join(f"{k}={v}" for k, v in r.payload.items() if k != "sealed" and v is not None)
+            if "sealed" in r.payload:
+                details += f", personal data: {unseal(settings, r) if reveal else '(sealed)'}"
+            version = f"{r.model} v{r.version}" if r.model else "-"
+            table.add_row(
+                str(r.seq),
+                r.time[:19],
+                r.actor,
+                r.action,
+                version,
+                (r.policy_digest or "-")[:12],
+                details[:300],
+            )
+    except GovdeployError as exc:
+        raise CommandFailed("audit show", exc) from exc
     console.print(table)
 
 

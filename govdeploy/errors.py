@@ -10,6 +10,7 @@ offending value and the fix, so the CLI can print it as is, without a traceback.
     ├── RegistryError          the MLflow registry refused or lacks what was asked for
     ├── AuditError             the audit trail cannot be written or does not verify
     ├── SignatureError         model artifacts do not verify against a trusted signature
+    ├── CryptoError            encrypted data does not open (wrong key, moved, or altered)
     ├── ApprovalError          approvals were refused, rejected or did not arrive in time
     └── GateError              a release gate rejected the candidate
         ├── ValidationGateError    data validation (Great Expectations) failed
@@ -45,6 +46,10 @@ class AuditError(GovdeployError):
 
 class SignatureError(GovdeployError):
     """Model artifacts do not verify against a trusted signature; nothing was loaded."""
+
+
+class CryptoError(GovdeployError):
+    """A ciphertext does not open: wrong key, wrong object id, or it was altered."""
 
 
 class ApprovalError(GovdeployError):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from govdeploy.audit import AuditLog, AuditRecord, S3Anchors, VerifyReport, read_records, verify
-from govdeploy.keys import load_ed25519_private, load_ed25519_public, read_public
+from govdeploy.crypto import Envelope, open_envelope, seal
+from govdeploy.keys import load_ed25519_private, load_ed25519_public, master_key, read_public
 from govdeploy.settings import Settings
 from govdeploy.storage import s3_client
 
@@ -18,7 +22,23 @@ def anchors(settings: Settings, retention_days: int = DEFAULT_RETENTION_DAYS) ->
 
 def audit_log(settings: Settings, retention_days: int = DEFAULT_RETENTION_DAYS) -> AuditLog:
     key = load_ed25519_private(settings.keys_dir / "audit.key", "audit signing key")
-    return AuditLog(settings.audit_log_path, key, anchors(settings, retention_days))
+    master = master_key(settings.keys_dir)
+    return AuditLog(
+        settings.audit_log_path,
+        key,
+        anchors(settings, retention_days),
+        sealer=lambda data, record_id: seal(data, master, record_id).model_dump(),
+    )
+
+
+def unseal(settings: Settings, record: AuditRecord) -> dict[str, Any] | None:
+    """The personal data sealed in a record, decrypted with the master key (None if none)."""
+    sealed = record.payload.get("sealed")
+    if not sealed:
+        return None
+    plain = open_envelope(Envelope.model_validate(sealed), master_key(settings.keys_dir), record.id)
+    data: dict[str, Any] = json.loads(plain)
+    return data
 
 
 def audit_public_key(settings: Settings) -> ed25519.Ed25519PublicKey:

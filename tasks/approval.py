@@ -75,8 +75,10 @@ def approval_markdown(request: ApprovalRequest, report: GateReport, ledger: Appr
     )
 
 
-def _record_attempt(outcome: Outcome, request: ApprovalRequest, retention_days: int) -> None:
+def _record_attempt(outcome: Outcome, ledger: ApprovalLedger, retention_days: int) -> None:
+    request = ledger.request
     statement = outcome.signed.statement if outcome.signed else None
+    person = ledger.approvers.get(outcome.approver) if outcome.accepted and outcome.approver else None
     if not outcome.accepted:
         action = "approval.refused"
     else:
@@ -96,6 +98,7 @@ def _record_attempt(outcome: Outcome, request: ApprovalRequest, retention_days: 
         policy_digest=request.policy_digest,
         actor=outcome.approver if outcome.accepted and outcome.approver else "unverified",
         retention_days=retention_days,
+        sensitive={"name": person.name, "email": str(person.email)} if person else None,
     )
 
 
@@ -136,7 +139,7 @@ def wait_for_approvals(
             timed_out(request, ledger, limit, config.policy.retention.audit_days)
         attempt += 1
         outcome = ledger.consider(received.token)
-        _record_attempt(outcome, request, config.policy.retention.audit_days)
+        _record_attempt(outcome, ledger, config.policy.retention.audit_days)
         (logger.info if outcome.accepted else logger.warning)(
             "approval attempt %d: %s", attempt, outcome.reason
         )

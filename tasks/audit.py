@@ -23,8 +23,12 @@ def audit_event(
     policy_digest: str | None = None,
     actor: str | None = None,
     retention_days: int = 2555,
+    sensitive: dict[str, Any] | None = None,
 ) -> AuditRecord:
-    """Append one record (hash-chained, signed, anchored in the locked bucket)."""
+    """Append one record (hash-chained, signed, anchored in the locked bucket).
+
+    ``sensitive`` (personal data) is stored encrypted in the record, never in clear.
+    """
     settings = get_settings()
     record = audit_log(settings, retention_days).append(
         action,
@@ -33,6 +37,7 @@ def audit_event(
         model=model,
         version=version,
         policy_digest=policy_digest,
+        sensitive=sensitive,
     )
     get_run_logger().info("audit record %d: %s by %s", record.seq, action, record.actor)
     return record

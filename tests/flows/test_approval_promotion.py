@@ -18,7 +18,7 @@ from flows.approve import approval_token, submit
 from flows.release import release
 from flows.train import train
 from govdeploy.errors import ApprovalError
-from govdeploy.evidence import records, verify_trail
+from govdeploy.evidence import records, unseal, verify_trail
 from govdeploy.loader import verify_version
 from govdeploy.settings import Settings, get_settings
 from tests.flows.conftest import MODEL, approve, start_release, version_tags, wait_for_state
@@ -106,6 +106,9 @@ def test_every_attempt_is_in_the_verified_audit_trail(stack: Settings, promoted:
     assert actions.count("approval.accepted") == 2
     assert actions[-1] == "model.promoted"
     assert mine[-1].payload["approvers"] == ["alice", "bob"]
+    accepted = [r for r in mine if r.action == "approval.accepted"]
+    assert unseal(stack, accepted[0]) == {"name": "Alice Moreau", "email": "alice@example.com"}
+    assert b"alice@example.com" not in stack.audit_log_path.read_bytes()
     report = verify_trail(stack)
     assert report.ok, report.problems
     result = cli(stack, "audit", "verify")
