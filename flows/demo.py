@@ -1,24 +1,33 @@
 """The end-to-end demo scenario on the local stack.
 
-A fair candidate passes every gate; a candidate trained on historically biased labels is
-rejected by the fairness gate; corrupted evaluation data is rejected by data validation.
+A fair candidate passes the gates and waits for approval on the served deployment; its submitter's
+own approval is refused, two risk officers sign and it is promoted with a release signature that
+is then verified. A candidate trained on historically biased labels is rejected by the fairness
+gate; corrupted evaluation data is rejected by data validation. The audit trail is verified last.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.console import Console
 
+from flows import runs
+from flows.approve import approval_token, submit
 from flows.release import release
 from flows.train import train
+from govdeploy import registry
 from govdeploy.data import generate_credit_data
-from govdeploy.errors import GateError, PolicyGateError, ValidationGateError
+from govdeploy.errors import GovdeployError, PolicyGateError, ValidationGateError
+from govdeploy.evidence import verify_trail
+from govdeploy.loader import verify_version
 from govdeploy.settings import Settings
 from govdeploy.stack.manager import up
 
 MODEL = "credit-risk"
+SUBMITTER = "dana"
 
 
 @dataclass
@@ -44,43 +53,114 @@ def corrupted_evaluation_data(settings: Settings) -> str:
     return str(path)
 
 
-def _release_outcome(step: str, expected: str, version: str, data_path: str | None = None) -> Outcome:
+def _gate_outcome(step: str, expected: str, version: str, data_path: str | None = None) -> Outcome:
     try:
-        result = release(model=MODEL, version=version, data_path=data_path)
+        result = release(model=MODEL, version=version, data_path=data_path, approval_timeout_seconds=1)
     except ValidationGateError as exc:
         return Outcome(step, expected, "rejected: data validation", str(exc))
     except PolicyGateError as exc:
         return Outcome(step, expected, "rejected: policy gate", str(exc))
-    except GateError as exc:
-        return Outcome(step, expected, "rejected", str(exc))
-    return Outcome(step, expected, "passed", result["summary"])
+    except GovdeployError as exc:
+        return Outcome(step, expected, "passed the gates", str(exc))
+    return Outcome(step, expected, "promoted", str(result))
+
+
+def _attempt(settings: Settings, run_id: str, approver: str) -> Outcome:
+    key = settings.keys_dir / "approvers" / f"{approver}.key"
+    expected = "refused" if approver == SUBMITTER else "accepted"
+    token = approval_token(settings, run_id, approver, key, "approve", "reviewed the gate evidence")
+    verdict = submit(settings, run_id, token)
+    if verdict is None:
+        return Outcome(f"{approver} approves", expected, "no verdict", "the flow recorded nothing in time")
+    got = verdict.action.removeprefix("approval.")
+    return Outcome(
+        f"{approver} approves", expected, got, f"{verdict.payload['reason']} (audit record {verdict.seq})"
+    )
+
+
+def _approval_path(settings: Settings, version: str, progress: Callable[[str], None]) -> list[Outcome]:
+    run_id = runs.start("release/release", {"model": MODEL, "version": version})
+    progress(f"release v{version} runs on the served deployment; waiting for it to pause for approval")
+    runs.wait_for_state(run_id, "Paused")
+    outcomes = [
+        Outcome(
+            f"release v{version}: gates",
+            "paused for approval",
+            "paused for approval",
+            f"waits for 2 signed approvals: {settings.prefect_ui_url}/runs/flow-run/{run_id}",
+        )
+    ]
+    for approver in (SUBMITTER, "alice", "bob"):
+        progress(f"{approver} signs an approval statement")
+        outcomes.append(_attempt(settings, run_id, approver))
+    runs.wait_for_state(run_id, "Completed")
+    release_tag = json.loads(registry.version_tags(MODEL, version, settings.mlflow_url)["govdeploy.release"])
+    outcomes.append(
+        Outcome(
+            f"release v{version}: promotion",
+            "promoted",
+            "promoted",
+            f"alias {release_tag['alias']} → v{version}, approved by "
+            + " and ".join(release_tag["approvers"]),
+        )
+    )
+    check = verify_version(
+        MODEL,
+        version,
+        trusted_keys=settings.trusted_signing_keys,
+        level="release",
+        tracking_uri=settings.mlflow_url,
+    )
+    outcomes.append(
+        Outcome(
+            f"govdeploy verify models:/{MODEL}@champion",
+            "verified",
+            "verified",
+            f"{check.files} files match the release signature; digest {check.artifact_digest[:16]}…",
+        )
+    )
+    return outcomes
 
 
 def run_demo(settings: Settings, progress: Callable[[str], None], console: Console) -> bool:
     """Run the scenario; print what happened and where to look; True if all went as expected."""
     progress("starting the local stack")
     up(settings, progress)
-    progress("training a fair candidate")
-    fair = train(model=MODEL, rows=5000, seed=7)
+    progress(f"training a fair candidate (submitted by {SUBMITTER})")
+    fair = train(model=MODEL, rows=5000, seed=7, submitted_by=SUBMITTER)
     progress("training a candidate on historically biased labels")
-    biased = train(model=MODEL, rows=5000, seed=8, label_bias=0.8)
+    biased = train(model=MODEL, rows=5000, seed=8, label_bias=0.8, submitted_by=SUBMITTER)
     outcomes = [
-        Outcome("train fair candidate", "registered", "registered", f"version {fair['version']}"),
+        Outcome(
+            "train fair candidate",
+            "registered",
+            "registered",
+            f"version {fair['version']}, signed, digest {fair['artifact_digest'][:16]}…",
+        ),
         Outcome("train biased candidate", "registered", "registered", f"version {biased['version']}"),
     ]
-    progress(f"release gates for fair v{fair['version']}")
-    outcomes.append(_release_outcome(f"release v{fair['version']}", "passed", fair["version"]))
+    outcomes += _approval_path(settings, fair["version"], progress)
     progress(f"release gates for biased v{biased['version']}")
     outcomes.append(
-        _release_outcome(f"release v{biased['version']}", "rejected: policy gate", biased["version"])
+        _gate_outcome(f"release v{biased['version']}", "rejected: policy gate", biased["version"])
     )
     progress("release gates on corrupted evaluation data")
     outcomes.append(
-        _release_outcome(
+        _gate_outcome(
             f"release v{fair['version']} on corrupted data",
             "rejected: data validation",
             fair["version"],
             corrupted_evaluation_data(settings),
+        )
+    )
+    trail = verify_trail(settings)
+    outcomes.append(
+        Outcome(
+            "govdeploy audit verify",
+            "intact",
+            "intact" if trail.ok else "BROKEN",
+            f"{trail.records} records, {trail.anchors} anchors"
+            + ("" if trail.ok else ": " + "; ".join(trail.problems)),
         )
     )
     _report(outcomes, settings, console)
@@ -99,7 +179,11 @@ def _report(outcomes: list[Outcome], settings: Settings, console: Console) -> No
         f"Prefect UI   {settings.prefect_ui_url}/runs  — flow runs; gate tables under Artifacts\n"
         f"MLflow UI    {settings.mlflow_url}/#/models/{MODEL}  — versions, governance tags, gate runs\n"
         f"S3 endpoint  {settings.s3_url}  — bucket {settings.bucket} (versioned, object-locked)\n"
+        f"audit trail  govdeploy audit show   (verify: govdeploy audit verify)\n"
         f"logs         {settings.state_dir / 'logs'}\n"
+        "Try it yourself: 'govdeploy train', then 'govdeploy release --model credit-risk --version N';\n"
+        "while it waits, approve from another terminal:\n"
+        f"  govdeploy approve RUN_ID --approver alice --key {settings.keys_dir}/approvers/alice.key\n"
         "The stack keeps running for the UIs; stop it with 'make down'.",
         highlight=False,
     )

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from uuid import UUID
-
 import mlflow
 import pytest
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
-from prefect.deployments import run_deployment
 
+from flows import runs
 from flows.approve import approval_token, submit
 from govdeploy.audit import AuditRecord
+from govdeploy.errors import GovdeployError
 from govdeploy.settings import Settings
 
 MODEL = "credit-risk"
@@ -20,26 +17,14 @@ MODEL = "credit-risk"
 
 def start_release(version: str, **parameters: object) -> str:
     """Start the release flow on the served deployment (its own process); return the run id."""
-    run = run_deployment(
-        "release/release", parameters={"model": MODEL, "version": version, **parameters}, timeout=0
-    )
-    return str(run.id)
+    return runs.start("release/release", {"model": MODEL, "version": version, **parameters})
 
 
 def wait_for_state(run_id: str, name: str, timeout: float = 240) -> State:
-    deadline = time.monotonic() + timeout
-    state = None
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            state = client.read_flow_run(UUID(run_id)).state
-            if state is not None and state.name == name:
-                return state
-            if state is not None and state.is_final():
-                break
-            time.sleep(0.5)
-    pytest.fail(
-        f"flow run {run_id} is {state.name if state else None}, not {name}: {state.message if state else ''}"
-    )
+    try:
+        return runs.wait_for_state(run_id, name, timeout)
+    except GovdeployError as exc:
+        pytest.fail(str(exc))
 
 
 def approve(stack: Settings, run_id: str, approver: str) -> AuditRecord | None:
