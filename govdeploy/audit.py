@@ -86,14 +86,17 @@ class S3Anchors:
         )
 
     def all(self) -> list[Anchor]:
+        """Every version of every anchor: an overwritten anchor keeps its locked earlier version."""
         anchors = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(
+        for page in self.client.get_paginator("list_object_versions").paginate(
             Bucket=self.bucket, Prefix=ANCHOR_PREFIX
         ):
-            for item in page.get("Contents", []):
-                body = self.client.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
+            for item in page.get("Versions", []):
+                body = self.client.get_object(
+                    Bucket=self.bucket, Key=item["Key"], VersionId=item["VersionId"]
+                )["Body"].read()
                 anchors.append(Anchor.model_validate_json(body))
-        return sorted(anchors, key=lambda a: a.seq)
+        return sorted(anchors, key=lambda a: (a.seq, a.time))
 
 
 Sealer = Callable[[bytes, str], dict[str, Any]]
@@ -245,15 +248,20 @@ def _check_record(
 def _check_anchors(records: list[AuditRecord], anchors: list[Anchor]) -> list[str]:
     problems = []
     by_seq = {r.seq: r for r in records}
+    reported: set[int] = set()
     for anchor in anchors:
         record = by_seq.get(anchor.seq)
+        if anchor.seq in reported:
+            continue
         if record is None:
             problems.append(
                 f"anchor {anchor.seq} has no record: the log was truncated or records were removed "
                 f"(it ends at {len(records)})"
             )
+            reported.add(anchor.seq)
         elif record.hash != anchor.hash:
             problems.append(f"record {anchor.seq} differs from its anchor: the chain was rewritten")
+            reported.add(anchor.seq)
     if records and (not anchors or anchors[-1].seq < records[-1].seq):
         last = anchors[-1].seq if anchors else 0
         problems.append(f"records {last + 1}..{records[-1].seq} are not anchored in the bucket")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from govdeploy.settings import Settings
 from govdeploy.stack import components, process, snapshot
@@ -52,21 +53,30 @@ def test_objects_and_locks_survive_a_restart(tmp_path: Path) -> None:
             ObjectLockMode="COMPLIANCE",
             ObjectLockRetainUntilDate=until,
         )
-        assert snapshot.save(client, settings.bucket, tmp_path / "snap") == 3
+        client.put_object(Bucket=settings.bucket, Key="audit/head", Body=b"overwritten")
+        client.put_object(Bucket=settings.bucket, Key="gone", Body=b"x")
+        client.delete_object(Bucket=settings.bucket, Key="gone")
+        assert snapshot.save(client, settings.bucket, tmp_path / "snap") == 6
     finally:
         process.stop(record)
 
     record = start_s3(settings, tmp_path / "s3.log")
     try:
         assert ensure_bucket(client, settings.bucket)  # a fresh, empty endpoint
-        assert snapshot.restore(client, settings.bucket, tmp_path / "snap") == 3
+        assert snapshot.restore(client, settings.bucket, tmp_path / "snap") == 6
         model = client.get_object(Bucket=settings.bucket, Key="mlflow/a/model.skops")
         assert model["Body"].read() == b"model bytes"
         assert model["Metadata"] == {"origin": "test"}
         assert client.get_object(Bucket=settings.bucket, Key="mlflow/a/big.bin")["Body"].read() == big
-        head = client.head_object(Bucket=settings.bucket, Key="audit/head")
+        versions = client.list_object_versions(Bucket=settings.bucket, Prefix="audit/head")["Versions"]
+        assert len(versions) == 2
+        assert client.get_object(Bucket=settings.bucket, Key="audit/head")["Body"].read() == b"overwritten"
+        oldest = next(v for v in versions if not v["IsLatest"])
+        head = client.head_object(Bucket=settings.bucket, Key="audit/head", VersionId=oldest["VersionId"])
         assert head["ObjectLockMode"] == "COMPLIANCE"
         assert abs((head["ObjectLockRetainUntilDate"] - until).total_seconds()) < 1
+        with pytest.raises(ClientError):
+            client.head_object(Bucket=settings.bucket, Key="gone")
     finally:
         process.stop(record)
 
