@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,23 +32,33 @@ class VerifiedModel:
     inputs: list[str]
 
 
+@contextmanager
+def verified_directory(
+    name: str, version: str, *, trusted_keys: list[Path], level: Level, tracking_uri: str
+) -> Iterator[tuple[Path, str]]:
+    """A private download of the version whose every file verified; yields (directory, signature sha256)."""
+    workdir = Path(tempfile.mkdtemp(prefix="govdeploy-verify-"))
+    try:
+        directory = registry.download_model_dir(name, version, workdir, tracking_uri)
+        yield directory, verify_directory(directory, trusted_keys, level, name, version)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def load_verified_model(
     name: str, version: str, *, trusted_keys: list[Path], level: Level, tracking_uri: str
 ) -> VerifiedModel:
     """Download, verify every file, then load; raise SignatureError before loading anything."""
     import mlflow
 
-    workdir = Path(tempfile.mkdtemp(prefix="govdeploy-verify-"))
-    try:
-        directory = registry.download_model_dir(name, version, workdir, tracking_uri)
-        signature = verify_directory(directory, trusted_keys, level, name, version)
-        digest = artifact_digest(directory)
+    with verified_directory(
+        name, version, trusted_keys=trusted_keys, level=level, tracking_uri=tracking_uri
+    ) as (directory, signature):
         metadata = mlflow.models.Model.load(str(directory / "MLmodel"))
         if metadata.signature is None:
             raise RegistryError(f"model {name!r} version {version} has no input signature; log it with one")
         model = mlflow.sklearn.load_model(str(directory))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        digest = artifact_digest(directory)
     inputs = list(metadata.signature.inputs.input_names())
     return VerifiedModel(model, name, version, level, signature, digest, inputs)
 
@@ -65,14 +77,11 @@ def verify_version(
     name: str, version: str, *, trusted_keys: list[Path], level: Level, tracking_uri: str
 ) -> VersionCheck:
     """Re-hash every file of a version in the artifact store and check its signature; load nothing."""
-    workdir = Path(tempfile.mkdtemp(prefix="govdeploy-verify-"))
-    try:
-        directory = registry.download_model_dir(name, version, workdir, tracking_uri)
-        signature = verify_directory(directory, trusted_keys, level, name, version)
+    with verified_directory(
+        name, version, trusted_keys=trusted_keys, level=level, tracking_uri=tracking_uri
+    ) as (directory, signature):
         files = sum(1 for p in directory.rglob("*") if p.is_file())
         return VersionCheck(name, version, level, signature, artifact_digest(directory), files)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def parse_model_uri(uri: str, tracking_uri: str) -> tuple[str, str]:
