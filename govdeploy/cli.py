@@ -196,7 +196,7 @@ def release(
     version: Annotated[str, typer.Option(help="Candidate version.")],
     data: Annotated[Path | None, typer.Option(help="CSV or Parquet evaluation data.")] = None,
 ) -> None:
-    """Run the release gates for a candidate version (validation, evaluation, policy)."""
+    """Gate a candidate, wait for signed approvals (see 'approve'), then sign and promote it."""
     _use_stack(get_settings())
     from flows.release import release as release_flow
 
@@ -206,7 +206,11 @@ def release(
         result = release_flow(model=model, version=version, data_path=str(data.resolve()) if data else None)
     except GovdeployError as exc:
         raise CommandFailed("release", exc) from exc
-    console.print(f"[green]gate passed[/green] {result['summary']}")
+    promoted = result["promotion"]
+    console.print(
+        f"[green]promoted[/green] {model} v{version} to {promoted['alias']}, approved by "
+        f"{', '.join(promoted['approvers'])}; {result['summary']}"
+    )
 
 
 keys_app = typer.Typer(help="Development keys.", no_args_is_help=True)
