@@ -54,7 +54,7 @@ def approval_markdown(request: ApprovalRequest, report: GateReport, ledger: Appr
     """What an approver sees in the Prefect UI before signing."""
     policy = ledger.policy
     checks = "\n".join(
-        f"| {c.gate} | {c.name} | {c.value} | {c.threshold} | {'pass' if c.passed else 'FAIL'} |"
+        f"| {'pass' if c.passed else '**FAIL**'} | {c.name} | {c.value} | {c.threshold} |"
         for c in report.checks
     )
     run = request.flow_run_id
@@ -65,7 +65,7 @@ def approval_markdown(request: ApprovalRequest, report: GateReport, ledger: Appr
         f"- quorum: {policy.quorum} distinct approvers with a role in {policy.required_roles}; "
         f"so far: {ledger.approved_by or 'none'}\n"
         + (f"- last attempt: {last}\n" if last else "")
-        + "\n| gate | check | value | threshold | result |\n|---|---|---|---|---|\n"
+        + "\n| result | check | value | threshold |\n|---|---|---|---|\n"
         + checks
         + "\n\nApprove from a terminal: `govdeploy approve "
         + run
