@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -105,6 +108,18 @@ def test_added_removed_and_renamed_files_are_refused(stack: Settings, bucket: tu
     client.put_object(Bucket=stack.bucket, Key=key_prefix + "helper.py", Body=b"import os")
     with pytest.raises(SignatureError, match=r"helper\.py"):
         check(stack, version)
+    cli = subprocess.run(
+        [sys.executable, "-m", "govdeploy", "verify", f"models:/{MODEL}/{version}", "--level", "candidate"],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=120,
+    )
+    assert cli.returncode == 1
+    assert cli.stderr.startswith(
+        f"verify failed: {MODEL} v{version} does not verify against its candidate.sig"
+    )
+    assert "helper.py" in cli.stderr
     client.delete_object(Bucket=stack.bucket, Key=key_prefix + "helper.py")
     requirements = client.get_object(Bucket=stack.bucket, Key=key_prefix + "requirements.txt")["Body"].read()
     client.delete_object(Bucket=stack.bucket, Key=key_prefix + "requirements.txt")
