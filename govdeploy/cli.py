@@ -221,13 +221,12 @@ app.add_typer(audit_app, name="audit")
 
 @keys_app.command("init")
 def keys_init() -> None:
-    """Create the missing development keys (model signing, audit, master, demo approvers)."""
-    from govdeploy.approvers import load_approvers
-    from govdeploy.keys import init_keys
+    """Create the missing development keys (model signing, audit, master, approvers, API keys)."""
+    from govdeploy.stack.manager import development_keys
 
     settings = get_settings()
     try:
-        created = init_keys(settings.keys_dir, sorted(load_approvers(settings.approvers_path).approvers))
+        created = development_keys(settings)
     except GovdeployError as exc:
         raise CommandFailed("keys init", exc) from exc
     console.print(f"created {', '.join(created)}" if created else "all development keys exist")

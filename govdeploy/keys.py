@@ -7,13 +7,19 @@
 - ``master.key``                     AES-256: wraps the data keys of encrypted objects
 - ``approvers/<id>.key`` / ``.pub``  Ed25519: one pair per demo approver
 
+``init_api_keys`` creates ``api/<id>.key`` (a random gateway API key, 0600) and ``api/<id>.sha256``
+(its SHA-256 hex digest, the only form the gateway configuration refers to) per principal.
+
 In production the private keys come from a secret store and only public keys are configured;
 private keys are never committed and never logged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import secrets
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -119,3 +125,30 @@ def master_key(keys_dir: Path) -> bytes:
     if len(key) != 32:
         raise ConfigError(f"master key {keys_dir / 'master.key'} has {len(key)} bytes; AES-256 needs 32")
     return key
+
+
+_API_PRINCIPAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def init_api_keys(keys_dir: Path, principal_ids: list[str]) -> list[str]:
+    """Create a random gateway API key and its SHA-256 digest file per principal that lacks one.
+
+    Return the names of the key files created ("api/<id>.key"); existing keys are kept.
+    """
+    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    created = []
+    for principal in principal_ids:
+        if not _API_PRINCIPAL_ID.fullmatch(principal):
+            raise ConfigError(
+                f"API principal id {principal!r} is not a valid file name; "
+                "use letters, digits, '.', '_' and '-', starting with a letter or digit"
+            )
+        key_path = keys_dir / "api" / f"{principal}.key"
+        if key_path.exists():
+            continue
+        api_key = "gd_" + secrets.token_urlsafe(32)
+        _write_private(key_path, api_key.encode())
+        digest = hashlib.sha256(api_key.encode()).hexdigest()
+        (keys_dir / "api" / f"{principal}.sha256").write_text(digest + "\n", encoding="utf-8")
+        created.append(f"api/{principal}.key")
+    return created

@@ -30,6 +30,7 @@ class VerifiedModel:
     signature_sha256: str
     artifact_digest: str
     inputs: list[str]
+    input_types: dict[str, str]
 
 
 @contextmanager
@@ -60,7 +61,8 @@ def load_verified_model(
         model = mlflow.sklearn.load_model(str(directory))
         digest = artifact_digest(directory)
     inputs = list(metadata.signature.inputs.input_names())
-    return VerifiedModel(model, name, version, level, signature, digest, inputs)
+    types = {spec.name: spec.type.name for spec in metadata.signature.inputs.inputs}
+    return VerifiedModel(model, name, version, level, signature, digest, inputs, types)
 
 
 @dataclass(frozen=True)

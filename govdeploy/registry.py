@@ -257,3 +257,16 @@ def _restore(
             f"promotion of {name!r} v{version} failed and restoring its tag and alias failed too ({exc}); "
             f"check alias {alias!r} (was {previous or 'unset'}) and tag {key!r} in MLflow"
         ) from exc
+
+
+def model_tag(name: str, key: str, tracking_uri: str) -> str | None:
+    """A tag of the registered model (not of a version), or None when the model or tag is missing."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(mlflow.MlflowClient().get_registered_model(name).tags).get(key)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise RegistryError(f"read tags of model {name!r} at {tracking_uri} failed: {exc.message}") from exc

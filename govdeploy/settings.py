@@ -48,6 +48,12 @@ class Settings(BaseSettings):
         default=None, description="PEM private key that signs models (default: the development key)."
     )
     alert_webhook: str | None = Field(default=None, description="URL that receives alerts as JSON.")
+    gateway_port: int = Field(default=8080, ge=1024, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, gt=0, description="Larger request bodies get 413.")
+    max_rows_per_request: int = Field(default=1000, gt=0)
+    batch_max_rows: int = Field(default=64, gt=0, description="Rows the gateway scores in one model call.")
+    batch_max_wait_ms: float = Field(default=2.0, ge=0, description="How long a batch waits for more rows.")
+    refresh_seconds: float = Field(default=2.0, gt=0, description="How often the gateway polls the registry.")
 
     @field_validator("host")
     @classmethod
@@ -79,6 +85,14 @@ class Settings(BaseSettings):
     @property
     def prefect_api_url(self) -> str:
         return f"{self.prefect_ui_url}/api"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.host}:{self.gateway_port}"
+
+    @property
+    def access_path(self) -> Path:
+        return self.config_dir / "access.yaml"
 
     @property
     def keys_dir(self) -> Path:

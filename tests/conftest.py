@@ -33,6 +33,7 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         "GOVDEPLOY_S3_PORT": str(free_port()),
         "GOVDEPLOY_MLFLOW_PORT": str(free_port()),
         "GOVDEPLOY_PREFECT_PORT": str(free_port()),
+        "GOVDEPLOY_GATEWAY_PORT": str(free_port()),
         "GOVDEPLOY_USER": "test-trainer",
     }
     for key, value in values.items():

@@ -57,6 +57,7 @@ def client_env(settings: Settings) -> dict[str, str]:
         "GOVDEPLOY_S3_PORT": str(settings.s3_port),
         "GOVDEPLOY_MLFLOW_PORT": str(settings.mlflow_port),
         "GOVDEPLOY_PREFECT_PORT": str(settings.prefect_port),
+        "GOVDEPLOY_GATEWAY_PORT": str(settings.gateway_port),
         "GOVDEPLOY_BUCKET": settings.bucket,
         "GOVDEPLOY_EXPERIMENT": settings.experiment,
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
@@ -169,10 +170,34 @@ def _deployment_ready(url: str) -> Callable[[], bool]:
     return check
 
 
+def gateway(settings: Settings) -> Component:
+    """The governed serving gateway (verified models, access control, I/O logs, metrics)."""
+    return Component(
+        name="gateway",
+        port=settings.gateway_port,
+        url=settings.gateway_url,
+        command=[
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "govdeploy.gateway.main:app",
+            "--host",
+            settings.host,
+            "--port",
+            str(settings.gateway_port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=_env(settings, {"PYTHONPATH": str(PROJECT_ROOT)}),
+        healthy=_http_ok(f"{settings.gateway_url}/healthz", expect='"ok"'),
+    )
+
+
 def _all_ok(checks: list[Callable[[], bool]]) -> Callable[[], bool]:
     return lambda: all(check() for check in checks)
 
 
 def all_components(settings: Settings) -> list[Component]:
     """In start order: each may depend on those before it."""
-    return [s3(settings), mlflow(settings), prefect(settings), deployments(settings)]
+    return [s3(settings), mlflow(settings), prefect(settings), deployments(settings), gateway(settings)]

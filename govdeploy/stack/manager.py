@@ -14,9 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from govdeploy.approvers import load_approvers
 from govdeploy.errors import StackError
-from govdeploy.keys import init_keys
 from govdeploy.settings import Settings
 from govdeploy.stack import process, snapshot
 from govdeploy.stack.components import Component, all_components
@@ -104,7 +102,7 @@ def up(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
     process), each wave waiting for the health of the one before.
     """
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    created = init_keys(settings.keys_dir, sorted(load_approvers(settings.approvers_path).approvers))
+    created = development_keys(settings)
     if created:
         progress(f"created development keys in {settings.keys_dir}: {', '.join(created)}")
     started: list[Component] = []
@@ -145,6 +143,16 @@ def up(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
     return result
 
 
+def development_keys(settings: Settings) -> list[str]:
+    """Create the missing development keys: signing, audit, master, approvers, API keys."""
+    from govdeploy.approvers import load_approvers
+    from govdeploy.gateway.access import load_access
+    from govdeploy.keys import init_api_keys, init_keys
+
+    created = init_keys(settings.keys_dir, sorted(load_approvers(settings.approvers_path).approvers))
+    return created + init_api_keys(settings.keys_dir, sorted(load_access(settings.access_path).principals))
+
+
 def _snapshot_dir(settings: Settings) -> Path:
     return settings.state_dir / "s3-snapshot"
 
@@ -177,7 +185,11 @@ def _save_bucket(settings: Settings, progress: Progress) -> None:
 
 def _waves(components: list[Component]) -> list[list[Component]]:
     by_name = {c.name: c for c in components}
-    return [[by_name["s3"]], [by_name["mlflow"], by_name["prefect"]], [by_name["deployments"]]]
+    return [
+        [by_name["s3"]],
+        [by_name["mlflow"], by_name["prefect"]],
+        [by_name["deployments"], by_name["gateway"]],
+    ]
 
 
 def _stop_component(settings: Settings, component: Component) -> bool:

@@ -17,8 +17,8 @@ from tests.conftest import free_port
 
 def test_status_of_a_fresh_state_dir_is_all_stopped(tmp_path: Path) -> None:
     status = manager.status(Settings(state_dir=tmp_path, s3_port=free_port()))
-    assert [c.state for c in status.components] == ["stopped"] * 4
-    assert [c.name for c in status.components] == ["s3", "mlflow", "prefect", "deployments"]
+    assert [c.state for c in status.components] == ["stopped"] * 5
+    assert [c.name for c in status.components] == ["s3", "mlflow", "prefect", "deployments", "gateway"]
 
 
 def test_port_in_use_names_the_component_and_the_fix(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ def test_every_component_runs_and_answers(stack: Settings) -> None:
 
 def test_second_up_reports_what_already_runs(stack: Settings) -> None:
     again = manager.up(stack)
-    assert [c.action for c in again.components] == ["already running"] * 4
+    assert [c.action for c in again.components] == ["already running"] * 5
 
 
 def test_bucket_is_versioned_and_object_locked(stack: Settings) -> None:
@@ -50,4 +50,5 @@ def test_status_json_for_scripts(stack: Settings) -> None:
         "mlflow": "running",
         "prefect": "running",
         "deployments": "running",
+        "gateway": "running",
     }

@@ -1,0 +1,1 @@
+"""Model-serving gateway: authentication, authorisation and rate limiting of API requests."""

@@ -1,0 +1,1 @@
+"""HTTP API of the gateway: dependencies and one router module per resource."""

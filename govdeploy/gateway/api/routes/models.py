@@ -1,0 +1,142 @@
+"""Predictions and deployment controls of one served model."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from govdeploy.gateway.api.deps import DeployerCaller, GatewayDep, PredictCaller, ReaderCaller
+from govdeploy.gateway.core import Gateway
+from govdeploy.gateway.inputs import InputError, validate_rows
+from govdeploy.gateway.iolog import mask_pii
+from govdeploy.gateway.serving import ServedModel
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+def served_model(gateway: Gateway, name: str) -> ServedModel:
+    served = gateway.state.models.get(name)
+    if served is None:
+        raise HTTPException(404, f"unknown model {name!r}")
+    return served
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The body, or 413 as soon as it is longer than ``limit`` (it is never read whole)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"body of {declared} bytes exceeds the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Prediction(BaseModel):
+    model: str
+    version: str
+    predictions: list[float]
+    request_id: str
+
+
+@router.post("/{name}/predict")
+async def predict(name: str, request: Request, gateway: GatewayDep, caller: PredictCaller) -> Prediction:
+    served = served_model(gateway, name)
+    request.state.io.update(kind="predict", model=name)
+    reason = served.unavailable()
+    if reason:
+        raise HTTPException(503, reason)
+    raw = await read_capped(request, gateway.settings.max_body_bytes)
+    slot, fallback = served.pick()
+    try:
+        body = json.loads(raw)
+        rows = validate_rows(
+            body, slot.verified.input_types, served.passthrough, gateway.settings.max_rows_per_request
+        )
+    except json.JSONDecodeError as exc:
+        raise HTTPException(422, f"body is not JSON: {exc.msg}") from None
+    except InputError as exc:
+        gateway.metrics.anomalies.labels(name, exc.field).inc()
+        raise HTTPException(422, str(exc)) from None
+    request.state.io["inputs"] = [mask_pii(row, served.passthrough, gateway.token_secret) for row in rows]
+    scores, slot = await _score(gateway, served, slot, fallback, rows)
+    request.state.io.update(version=slot.version, outputs=scores)
+    for score in scores:
+        gateway.metrics.scores.labels(name, slot.version).observe(score)
+    return Prediction(
+        model=name, version=slot.version, predictions=scores, request_id=request.state.request_id
+    )
+
+
+async def _score(
+    gateway: Gateway, served: ServedModel, slot: Any, fallback: Any, rows: list[dict[str, Any]]
+) -> tuple[list[float], Any]:
+    model_rows = [{k: row[k] for k in slot.verified.inputs} for row in rows]
+    try:
+        return await slot.batcher.submit(model_rows), slot
+    except Exception as exc:
+        if fallback is None:
+            raise HTTPException(
+                500, f"model {served.name} v{slot.version} failed: {type(exc).__name__}"
+            ) from exc
+        gateway.metrics.challenger_errors.labels(served.name, slot.version).inc()
+        return await fallback.batcher.submit(model_rows), fallback
+
+
+class ServingInfo(BaseModel):
+    model: str
+    champion: str | None
+    challenger: str | None
+    challenger_weight: int
+    available: bool
+    reason: str | None
+    problems: list[str]
+
+
+@router.get("/{name}")
+def info(name: str, gateway: GatewayDep, caller: ReaderCaller) -> ServingInfo:
+    served = served_model(gateway, name)
+    return ServingInfo(
+        model=name,
+        champion=served.champion.version if served.champion else None,
+        challenger=served.challenger.version if served.challenger else None,
+        challenger_weight=served.challenger_weight,
+        available=served.unavailable() is None,
+        reason=served.unavailable(),
+        problems=served.problems,
+    )
+
+
+class KillRequest(BaseModel):
+    reason: str = Field(min_length=3)
+
+
+@router.post("/{name}/kill")
+def kill(name: str, body: KillRequest, gateway: GatewayDep, caller: DeployerCaller) -> ServingInfo:
+    """Kill switch: the model answers 503 with the reason until revived."""
+    served = served_model(gateway, name)
+    served.killed = body.reason
+    gateway.audit("deployment.killed", caller.id, name, {"reason": body.reason})
+    return info(name, gateway, caller)
+
+
+@router.post("/{name}/revive")
+def revive(name: str, gateway: GatewayDep, caller: DeployerCaller) -> ServingInfo:
+    served = served_model(gateway, name)
+    served.killed = None
+    gateway.audit("deployment.revived", caller.id, name, {})
+    return info(name, gateway, caller)
+
+
+@router.post("/{name}/reload")
+def reload(name: str, gateway: GatewayDep, caller: DeployerCaller) -> ServingInfo:
+    """Reconcile with the registry now instead of at the next poll."""
+    served_model(gateway, name)
+    gateway.state.refresh()
+    return info(name, gateway, caller)

@@ -1,0 +1,45 @@
+"""Prometheus metrics of the gateway, per model and version."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "govdeploy_requests",
+            "Prediction requests by outcome.",
+            ["model", "version", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "govdeploy_request_latency_seconds",
+            "Prediction latency.",
+            ["model", "version"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.scores = Histogram(
+            "govdeploy_prediction_score",
+            "Distribution of predicted scores.",
+            ["model", "version"],
+            buckets=tuple(i / 10 for i in range(1, 11)),
+            registry=self.registry,
+        )
+        self.anomalies = Counter(
+            "govdeploy_input_anomalies",
+            "Refused inputs by field.",
+            ["model", "field"],
+            registry=self.registry,
+        )
+        self.challenger_errors = Counter(
+            "govdeploy_challenger_errors",
+            "Challenger failures answered by the champion.",
+            ["model", "version"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
