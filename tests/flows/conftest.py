@@ -39,3 +39,34 @@ def reject(stack: Settings, run_id: str, approver: str, reason: str) -> AuditRec
 
 def version_tags(version: str) -> dict[str, str]:
     return dict(mlflow.MlflowClient().get_model_version(MODEL, version).tags)
+
+
+def promote_now(stack: Settings, candidate: dict[str, object], alias: str = "champion") -> None:
+    """Promote a trained candidate with two signed approvals, without waiting on a release run."""
+    from govdeploy.approvals import ApprovalRequest, make_statement, parse_token, sign_statement
+    from govdeploy.keys import load_ed25519_private
+    from govdeploy.promotion import promote
+
+    request = ApprovalRequest(
+        flow_run_id="direct",
+        model=MODEL,
+        version=str(candidate["version"]),
+        artifact_digest=str(candidate["artifact_digest"]),
+        submitted_by="dana",
+        policy_digest="p" * 64,
+    )
+    approvals = []
+    for approver in ("alice", "bob"):
+        key = load_ed25519_private(stack.keys_dir / "approvers" / f"{approver}.key")
+        parsed = parse_token(sign_statement(make_statement(request, approver, "approve", "ok", 30), key))
+        assert parsed is not None
+        approvals.append(parsed)
+    promote(
+        request,
+        approvals,
+        {"passed": True},
+        alias,
+        signing_key=stack.model_signing_key,
+        trusted_keys=stack.trusted_signing_keys,
+        tracking_uri=stack.mlflow_url,
+    )

@@ -1,0 +1,233 @@
+"""The gateway process of the real stack: verified serving, access control, inputs, I/O records."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import mlflow
+import pytest
+
+from flows.train import train
+from govdeploy.gateway.iolog import read_batches
+from govdeploy.keys import master_key
+from govdeploy.settings import Settings
+from govdeploy.stack import process
+from tests.conftest import free_port
+from tests.flows.conftest import MODEL, promote_now
+
+pytestmark = pytest.mark.e2e
+
+ROW = {
+    "income": 52000.0,
+    "loan_amount": 9000.0,
+    "loan_term_months": 36,
+    "credit_history_years": 4.5,
+    "num_late_payments": 1,
+    "debt_to_income": 0.31,
+    "employment_type": "salaried",
+    "purpose": "car",
+    "region": "north",
+}
+
+
+def key(stack: Settings, principal: str) -> dict[str, str]:
+    return {"X-API-Key": (stack.keys_dir / "api" / f"{principal}.key").read_text()}
+
+
+@pytest.fixture(scope="module")
+def served(stack: Settings) -> dict[str, Any]:
+    """A promoted champion, picked up by the stack's gateway."""
+    champion = train(model=MODEL, rows=2000, seed=41, submitted_by="dana")
+    promote_now(stack, champion)
+    info = httpx.post(
+        f"{stack.gateway_url}/v1/models/{MODEL}/reload", headers=key(stack, "deployer"), timeout=60
+    )
+    assert info.status_code == 200 and info.json()["champion"] == champion["version"], info.text
+    return champion
+
+
+def predict(stack: Settings, body: Any, principal: str = "demo-client", **kwargs: Any) -> httpx.Response:
+    return httpx.post(
+        f"{stack.gateway_url}/v1/models/{MODEL}/predict",
+        json=body,
+        headers=key(stack, principal) if principal else {},
+        timeout=30,
+        **kwargs,
+    )
+
+
+def test_one_row_and_a_batch_are_answered_by_the_verified_champion(
+    stack: Settings, served: dict[str, Any]
+) -> None:
+    one = predict(stack, {"inputs": {**ROW, "email": "ana@example.com"}})
+    assert one.status_code == 200, one.text
+    assert one.json()["version"] == served["version"]
+    assert 0 <= one.json()["predictions"][0] <= 1
+    batch = predict(stack, {"inputs": [ROW, {**ROW, "income": 20000.0}, ROW]})
+    assert batch.status_code == 200 and len(batch.json()["predictions"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("principal", "status"), [("", 401), ("nobody", 401), ("auditor", 403), ("deployer", 403)]
+)
+def test_predict_needs_a_valid_key_with_the_predict_role(
+    stack: Settings, served: dict[str, Any], principal: str, status: int
+) -> None:
+    headers = (
+        {"X-API-Key": "gd_not-a-key"}
+        if principal == "nobody"
+        else (key(stack, principal) if principal else {})
+    )
+    response = httpx.post(
+        f"{stack.gateway_url}/v1/models/{MODEL}/predict", json={"inputs": ROW}, headers=headers
+    )
+    assert response.status_code == status
+
+
+def test_deployer_controls_need_the_deployer_role_and_rate_limits_apply(
+    stack: Settings, served: dict[str, Any]
+) -> None:
+    denied = httpx.post(
+        f"{stack.gateway_url}/v1/models/{MODEL}/kill",
+        json={"reason": "x" * 5},
+        headers=key(stack, "demo-client"),
+    )
+    assert denied.status_code == 403
+    statuses = [
+        httpx.get(f"{stack.gateway_url}/v1/models/{MODEL}", headers=key(stack, "auditor")).status_code
+        for _ in range(30)
+    ]
+    assert statuses[0] == 200 and 429 in statuses
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"inputs": {k: v for k, v in ROW.items() if k != "purpose"}}, "purpose: is missing"),
+        ({"inputs": {**ROW, "ssn": "123-45-6789"}}, "ssn: is not an input of this model"),
+        ({"inputs": {**ROW, "income": "a lot"}}, "income: must be a number, got str"),
+        ({"inputs": {**ROW, "region": 3}}, "region: must be a string, got int"),
+        ({"inputs": [ROW, {**ROW, "debt_to_income": None}]}, "inputs[1].debt_to_income: is null"),
+        ({"rows": [ROW]}, "inputs: the body must be"),
+    ],
+)
+def test_bad_inputs_get_422_naming_the_field(
+    stack: Settings, served: dict[str, Any], body: Any, field: str
+) -> None:
+    response = predict(stack, body)
+    assert response.status_code == 422
+    assert field in response.json()["detail"]
+
+
+def test_nan_oversized_and_unknown_are_refused(stack: Settings, served: dict[str, Any]) -> None:
+    nan = json.dumps({"inputs": ROW}).replace("52000.0", "NaN")
+    response = httpx.post(
+        f"{stack.gateway_url}/v1/models/{MODEL}/predict", content=nan, headers=key(stack, "demo-client")
+    )
+    assert response.status_code == 422 and "income: must be finite" in response.json()["detail"]
+    huge = predict(stack, {"inputs": [ROW] * 20000})
+    assert huge.status_code == 413
+    unknown = httpx.post(
+        f"{stack.gateway_url}/v1/models/fraud/predict",
+        json={"inputs": ROW},
+        headers=key(stack, "demo-client"),
+    )
+    assert unknown.status_code == 404
+
+
+def test_kill_switch_answers_503_until_revived(stack: Settings, served: dict[str, Any]) -> None:
+    deployer = key(stack, "deployer")
+    killed = httpx.post(
+        f"{stack.gateway_url}/v1/models/{MODEL}/kill", json={"reason": "incident 42"}, headers=deployer
+    )
+    assert killed.status_code == 200 and killed.json()["available"] is False
+    response = predict(stack, {"inputs": ROW})
+    assert response.status_code == 503 and "incident 42" in response.json()["detail"]
+    assert httpx.post(f"{stack.gateway_url}/v1/models/{MODEL}/revive", headers=deployer).status_code == 200
+    assert predict(stack, {"inputs": ROW}).status_code == 200
+
+
+def test_an_alias_moved_to_an_unsigned_version_keeps_the_verified_one(
+    stack: Settings, served: dict[str, Any]
+) -> None:
+    unsigned_release = train(model=MODEL, rows=2000, seed=42, submitted_by="dana")  # candidate-signed only
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(MODEL, "champion", unsigned_release["version"])
+    try:
+        info = httpx.post(
+            f"{stack.gateway_url}/v1/models/{MODEL}/reload", headers=key(stack, "deployer"), timeout=60
+        ).json()
+        assert info["champion"] == served["version"]
+        assert any("has no release.sig" in p for p in info["problems"])
+        assert predict(stack, {"inputs": ROW}).json()["version"] == served["version"]
+    finally:
+        client.set_registered_model_alias(MODEL, "champion", served["version"])
+
+
+def test_metrics_per_model_and_version(stack: Settings, served: dict[str, Any]) -> None:
+    predict(stack, {"inputs": ROW})
+    text = httpx.get(f"{stack.gateway_url}/metrics", headers=key(stack, "auditor")).text
+    assert f'govdeploy_requests_total{{model="{MODEL}",status="200",version="{served["version"]}"}}' in text
+    assert "govdeploy_prediction_score_bucket" in text
+    assert 'govdeploy_input_anomalies_total{field="purpose"' in text
+    assert httpx.get(f"{stack.gateway_url}/metrics", headers=key(stack, "demo-client")).status_code == 403
+
+
+def test_records_equal_responses_after_a_burst_and_sigterm(
+    stack: Settings, served: dict[str, Any], tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    shutil.copytree(stack.keys_dir, state / "keys")
+    port = free_port()
+    env = {**os.environ, "GOVDEPLOY_STATE_DIR": str(state), "GOVDEPLOY_GATEWAY_PORT": str(port)}
+    log = tmp_path / "gateway.log"
+    child = process.spawn(
+        "gateway",
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "govdeploy.gateway.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env,
+        log,
+        tmp_path,
+    )
+    url = f"http://127.0.0.1:{port}"
+    process.wait_healthy("gateway", child, lambda: _healthy(url), 60, log)
+    headers = key(stack, "demo-client")
+    bodies = [{"inputs": ROW}, {"inputs": [ROW, ROW]}, {"inputs": {**ROW, "income": "bad"}}, {"nope": 1}]
+    with httpx.Client(base_url=url, timeout=30) as client:
+        statuses = [
+            client.post(f"/v1/models/{MODEL}/predict", json=bodies[i % 4], headers=headers).status_code
+            for i in range(200)
+        ]
+    assert statuses.count(200) == 100 and statuses.count(422) == 100
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=30) in (0, -15)  # uvicorn re-raises SIGTERM after its graceful shutdown
+    assert "Traceback" not in log.read_text()
+    records = read_batches(state / "iolog", master_key(stack.keys_dir))
+    assert len(records) == len(statuses)
+    assert sorted(r.status for r in records) == sorted(statuses)
+    assert all(r.version == served["version"] for r in records if r.status == 200)
+    assert b"52000.0" not in b"".join(p.read_bytes() for p in (state / "iolog").rglob("*.enc"))
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
