@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LOCK := requirements/lock.txt
 
-.PHONY: demo test test-unit up down status lint lock clean
+.PHONY: demo test test-unit up down status lint lock bench clean
 
 $(STAMP): $(LOCK) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ status: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+
+## bench: gateway vs `mlflow models serve` (needs the stack with a champion: run `make demo` first, and wrk)
+bench: $(STAMP)
+	$(PY) benchmarks/serving.py
 
 ## lock: re-resolve requirements/main.in into the hash-pinned lock file
 lock: $(STAMP)

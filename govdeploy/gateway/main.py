@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from govdeploy.gateway.api.routes import models, ops
 from govdeploy.gateway.core import Gateway, build_gateway
@@ -20,8 +23,10 @@ from govdeploy.gateway.iolog import IORecord
 from govdeploy.settings import Settings, get_settings
 
 
-def _record(gateway: Gateway, request: Request, status: int, started: float) -> None:
-    io = request.state.io
+def _record(
+    gateway: Gateway, state: dict[str, Any], method: str, path: str, status: int, started: float
+) -> None:
+    io = state["io"]
     model, version = io.get("model"), io.get("version")
     latency = time.perf_counter() - started
     if io.get("kind") == "predict":
@@ -29,13 +34,13 @@ def _record(gateway: Gateway, request: Request, status: int, started: float) -> 
         gateway.metrics.latency.labels(model, version or "-").observe(latency)
     gateway.writer.submit(
         IORecord(
-            id=request.state.request_id,
+            id=state["request_id"],
             time=datetime.now(UTC).isoformat(),
             kind=io.get("kind", "access"),
             model=model,
             version=version,
-            principal=getattr(request.state, "principal", None),
-            route=f"{request.method} {request.url.path}",
+            principal=state.get("principal"),
+            route=f"{method} {path}",
             status=status,
             latency_ms=round(latency * 1000, 3),
             inputs=io.get("inputs"),
@@ -45,24 +50,35 @@ def _record(gateway: Gateway, request: Request, status: int, started: float) -> 
     )
 
 
-async def record_every_response(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    if request.url.path == "/healthz":
-        return await call_next(request)
-    started = time.perf_counter()
-    request.state.request_id = uuid.uuid4().hex
-    request.state.io = {}
-    gateway: Gateway = request.app.state.gateway
-    try:
-        response = await call_next(request)
-    except Exception as exc:
-        request.state.io["error"] = type(exc).__name__
-        _record(gateway, request, 500, started)
-        raise
-    _record(gateway, request, response.status_code, started)
-    response.headers["X-Request-Id"] = request.state.request_id
-    return response
+class RecordEveryResponse:
+    """ASGI middleware: one I/O record per response (the health check aside), X-Request-Id header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/healthz":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        state = scope.setdefault("state", {})
+        state.update(request_id=uuid.uuid4().hex, io={})
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", state["request_id"].encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            state["io"]["error"] = type(exc).__name__
+            raise
+        finally:
+            _record(scope["app"].state.gateway, state, scope["method"], scope["path"], status, started)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -76,8 +92,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await gateway.stop()
 
-    app = FastAPI(title="govdeploy gateway", lifespan=lifespan)
-    app.middleware("http")(record_every_response)
+    # FastAPI's built-in OpenTelemetry instrumentation is off: the gateway exports its own metrics,
+    # and the per-request spans cost more than the whole prediction path.
+    no_telemetry: TelemetryConfig = {
+        "tracing": False,
+        "metrics": False,
+        "logs": False,
+        "operation_spans": False,
+    }
+    app = FastAPI(title="govdeploy gateway", lifespan=lifespan, telemetry=no_telemetry)
+    app.add_middleware(RecordEveryResponse)
     app.include_router(models.router)
     app.include_router(ops.router)
     return app

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+import orjson
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from govdeploy.gateway.api.deps import DeployerCaller, GatewayDep, PredictCaller, ReaderCaller
@@ -45,8 +47,11 @@ class Prediction(BaseModel):
     request_id: str
 
 
-@router.post("/{name}/predict")
-async def predict(name: str, request: Request, gateway: GatewayDep, caller: PredictCaller) -> Prediction:
+@router.post("/{name}/predict", response_model=Prediction)
+async def predict(name: str, request: Request, caller: PredictCaller) -> Response:
+    """Score one row or a batch with the serving version (the gateway comes from the app state, not a
+    dependency: this is the hot path)."""
+    gateway: Gateway = request.app.state.gateway
     served = served_model(gateway, name)
     request.state.io.update(kind="predict", model=name)
     reason = served.unavailable()
@@ -67,11 +72,16 @@ async def predict(name: str, request: Request, gateway: GatewayDep, caller: Pred
     request.state.io["inputs"] = [mask_pii(row, served.passthrough, gateway.token_secret) for row in rows]
     scores, slot = await _score(gateway, served, slot, fallback, rows)
     request.state.io.update(version=slot.version, outputs=scores)
+    observe = gateway.metrics.scores.labels(name, slot.version).observe
     for score in scores:
-        gateway.metrics.scores.labels(name, slot.version).observe(score)
-    return Prediction(
-        model=name, version=slot.version, predictions=scores, request_id=request.state.request_id
-    )
+        observe(score)
+    answer = {
+        "model": name,
+        "version": slot.version,
+        "predictions": scores,
+        "request_id": request.state.request_id,
+    }
+    return Response(orjson.dumps(answer), media_type="application/json")
 
 
 async def _score(
@@ -99,8 +109,7 @@ class ServingInfo(BaseModel):
     problems: list[str]
 
 
-@router.get("/{name}")
-def info(name: str, gateway: GatewayDep, caller: ReaderCaller) -> ServingInfo:
+def serving_info(gateway: Gateway, name: str) -> ServingInfo:
     served = served_model(gateway, name)
     return ServingInfo(
         model=name,
@@ -113,30 +122,35 @@ def info(name: str, gateway: GatewayDep, caller: ReaderCaller) -> ServingInfo:
     )
 
 
+@router.get("/{name}")
+async def info(name: str, gateway: GatewayDep, caller: ReaderCaller) -> ServingInfo:
+    return serving_info(gateway, name)
+
+
 class KillRequest(BaseModel):
     reason: str = Field(min_length=3)
 
 
 @router.post("/{name}/kill")
-def kill(name: str, body: KillRequest, gateway: GatewayDep, caller: DeployerCaller) -> ServingInfo:
+async def kill(name: str, body: KillRequest, gateway: GatewayDep, caller: DeployerCaller) -> ServingInfo:
     """Kill switch: the model answers 503 with the reason until revived."""
     served = served_model(gateway, name)
     served.killed = body.reason
-    gateway.audit("deployment.killed", caller.id, name, {"reason": body.reason})
-    return info(name, gateway, caller)
+    await asyncio.to_thread(gateway.audit, "deployment.killed", caller.id, name, {"reason": body.reason})
+    return serving_info(gateway, name)
 
 
 @router.post("/{name}/revive")
-def revive(name: str, gateway: GatewayDep, caller: DeployerCaller) -> ServingInfo:
+async def revive(name: str, gateway: GatewayDep, caller: DeployerCaller) -> ServingInfo:
     served = served_model(gateway, name)
     served.killed = None
-    gateway.audit("deployment.revived", caller.id, name, {})
-    return info(name, gateway, caller)
+    await asyncio.to_thread(gateway.audit, "deployment.revived", caller.id, name, {})
+    return serving_info(gateway, name)
 
 
 @router.post("/{name}/reload")
-def reload(name: str, gateway: GatewayDep, caller: DeployerCaller) -> ServingInfo:
+async def reload(name: str, gateway: GatewayDep, caller: DeployerCaller) -> ServingInfo:
     """Reconcile with the registry now instead of at the next poll."""
     served_model(gateway, name)
-    gateway.state.refresh()
-    return info(name, gateway, caller)
+    await asyncio.to_thread(gateway.state.refresh)
+    return serving_info(gateway, name)

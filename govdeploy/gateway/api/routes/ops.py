@@ -10,14 +10,21 @@ router = APIRouter(tags=["ops"])
 
 
 @router.get("/healthz")
-def healthz(gateway: GatewayDep) -> dict[str, object]:
+async def healthz(gateway: GatewayDep) -> dict[str, object]:
+    calls = {
+        f"{served.name} v{slot.version}": slot.batcher.batches
+        for served in gateway.state.models.values()
+        for slot in (served.champion, served.challenger)
+        if slot is not None
+    }
     return {
         "status": "ok",
         "models": sorted(gateway.state.models),
         "io_records_written": gateway.writer.written,
+        "model_calls": calls,
     }
 
 
 @router.get("/metrics")
-def metrics(gateway: GatewayDep, caller: AuditorCaller) -> Response:
+async def metrics(gateway: GatewayDep, caller: AuditorCaller) -> Response:
     return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
