@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import httpx
 from rich.console import Console
 
 from flows import runs
@@ -119,7 +120,45 @@ def _approval_path(settings: Settings, version: str, progress: Callable[[str], N
             f"{check.files} files match the release signature; digest {check.artifact_digest[:16]}…",
         )
     )
+    outcomes.append(_gateway_outcome(settings, version))
     return outcomes
+
+
+def _gateway_outcome(settings: Settings, version: str) -> Outcome:
+    """The gateway picks up the verified champion and answers an authenticated prediction."""
+
+    def key(principal: str) -> dict[str, str]:
+        return {"X-API-Key": (settings.keys_dir / "api" / f"{principal}.key").read_text()}
+
+    row = generate_credit_data(1, seed=5)[
+        [
+            "income",
+            "loan_amount",
+            "loan_term_months",
+            "credit_history_years",
+            "num_late_payments",
+            "debt_to_income",
+            "employment_type",
+            "purpose",
+            "region",
+            "email",
+        ]
+    ].to_dict(orient="records")[0]
+    base = f"{settings.gateway_url}/v1/models/{MODEL}"
+    httpx.post(f"{base}/reload", headers=key("deployer"), timeout=60)
+    answer = httpx.post(f"{base}/predict", json={"inputs": row}, headers=key("demo-client"), timeout=30)
+    if answer.status_code != 200:
+        return Outcome(
+            "gateway predicts", f"answered by v{version}", f"HTTP {answer.status_code}", answer.text
+        )
+    body = answer.json()
+    return Outcome(
+        "gateway predicts",
+        f"answered by v{version}",
+        f"answered by v{body['version']}",
+        f"POST {base}/predict → probability of default {body['predictions'][0]:.3f} "
+        "(the email field is tokenised in the I/O log)",
+    )
 
 
 def run_demo(settings: Settings, progress: Callable[[str], None], console: Console) -> bool:
@@ -179,6 +218,7 @@ def _report(outcomes: list[Outcome], settings: Settings, console: Console) -> No
         f"Prefect UI   {settings.prefect_ui_url}/runs  — flow runs; gate tables under Artifacts\n"
         f"MLflow UI    {settings.mlflow_url}/#/models/{MODEL}  — versions, governance tags, gate runs\n"
         f"S3 endpoint  {settings.s3_url}  — bucket {settings.bucket} (versioned, object-locked)\n"
+        f"gateway      {settings.gateway_url}/v1/models/{MODEL}/predict  (keys: {settings.keys_dir}/api)\n"
         f"audit trail  govdeploy audit show   (verify: govdeploy audit verify)\n"
         f"logs         {settings.state_dir / 'logs'}\n"
         "Try it yourself: 'govdeploy train', then 'govdeploy release --model credit-risk --version N';\n"

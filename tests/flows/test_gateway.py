@@ -208,7 +208,7 @@ def test_records_equal_responses_after_a_burst_and_sigterm(
     )
     url = f"http://127.0.0.1:{port}"
     process.wait_healthy("gateway", child, lambda: _healthy(url), 60, log)
-    headers = key(stack, "demo-client")
+    headers = key(stack, "bench")  # a principal whose rate limit a burst of 200 stays under
     bodies = [{"inputs": ROW}, {"inputs": [ROW, ROW]}, {"inputs": {**ROW, "income": "bad"}}, {"nope": 1}]
     with httpx.Client(base_url=url, timeout=30) as client:
         statuses = [
