@@ -371,6 +371,24 @@ def audit_show(
 
 
 @app.command()
+def gateway(
+    port: Annotated[int | None, typer.Option(help="Port (default GOVDEPLOY_GATEWAY_PORT).")] = None,
+) -> None:
+    """Run the serving gateway in the foreground (govdeploy up runs it in the background)."""
+    import uvicorn
+
+    settings = get_settings()
+    _use_stack(settings)
+    uvicorn.run(
+        "govdeploy.gateway.main:app",
+        host=settings.host,
+        port=port or settings.gateway_port,
+        log_level="info",
+        access_log=False,
+    )
+
+
+@app.command()
 def demo() -> None:
     """Start the stack and run the end-to-end scenario: train → gates, with two rejections."""
     settings = get_settings()
