@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow
 
+from flows.canary import canary
 from govdeploy.errors import ValidationGateError
 from govdeploy.gate import decide, require_pass, validation_only
 from tasks.approval import approval_request, promote_version, wait_for_approvals
@@ -89,7 +90,10 @@ def release(
         policy_digest=config.policy.digest,
         retention_days=config.policy.retention.audit_days,
     )
+    # Stage 7: a canary through the gateway when the policy asks for one
+    rollout = canary(model, version) if promoted.alias == "challenger" else None
     return {
+        "rollout": rollout,
         "model": model,
         "version": version,
         "gate": "passed",

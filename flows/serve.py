@@ -7,12 +7,24 @@ from typing import cast
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
+from flows.canary import canary
 from flows.release import release
+from flows.rollback import rollback
 from flows.train import train
 
 
 def main() -> None:
     deployments = [
+        canary.to_deployment(
+            name="canary",
+            description="Canary a promoted challenger through the gateway.",
+            parameters={"model": "credit-risk"},
+        ),
+        rollback.to_deployment(
+            name="rollback",
+            description="Return serving to the previous verified champion.",
+            parameters={"model": "credit-risk"},
+        ),
         train.to_deployment(name="train", description="Train and register a candidate."),
         release.to_deployment(
             name="release",

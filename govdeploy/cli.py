@@ -371,6 +371,44 @@ def audit_show(
 
 
 @app.command()
+def canary(
+    model: Annotated[str, typer.Option(help="Registered model name.")],
+    version: Annotated[str, typer.Option(help="The promoted challenger version.")],
+) -> None:
+    """Run the canary of a promoted challenger through the gateway (rollback on breach)."""
+    settings = get_settings()
+    _use_stack(settings)
+    from flows.canary import canary as canary_flow
+
+    _quiet_expected_failures()
+    try:
+        result = canary_flow(model=model, version=version)
+    except GovdeployError as exc:
+        raise CommandFailed("canary", exc) from exc
+    console.print(
+        f"[green]champion[/green] {model} v{result['version']} (rollback target v{result['previous']})"
+    )
+
+
+@app.command()
+def rollback(
+    model: Annotated[str, typer.Option(help="Registered model name.")],
+    reason: Annotated[str, typer.Option(help="Why, for the audit trail.")] = "requested from the CLI",
+) -> None:
+    """Return serving to the previous verified champion at once (and stop any canary)."""
+    settings = get_settings()
+    _use_stack(settings)
+    from flows.rollback import rollback as rollback_flow
+
+    _quiet_expected_failures()
+    try:
+        result = rollback_flow(model=model, reason=reason)
+    except GovdeployError as exc:
+        raise CommandFailed("rollback", exc) from exc
+    console.print(f"[green]rolled back[/green] {model}: champion v{result['from']} → v{result['to']}")
+
+
+@app.command()
 def gateway(
     port: Annotated[int | None, typer.Option(help="Port (default GOVDEPLOY_GATEWAY_PORT).")] = None,
 ) -> None:

@@ -12,6 +12,7 @@ offending value and the fix, so the CLI can print it as is, without a traceback.
     ├── SignatureError         model artifacts do not verify against a trusted signature
     ├── CryptoError            encrypted data does not open (wrong key, moved, or altered)
     ├── ApprovalError          approvals were refused, rejected or did not arrive in time
+    ├── RolloutError           a canary breached the policy and was rolled back
     └── GateError              a release gate rejected the candidate
         ├── ValidationGateError    data validation (Great Expectations) failed
         └── PolicyGateError        evaluation results breach the policy
@@ -54,6 +55,10 @@ class CryptoError(GovdeployError):
 
 class ApprovalError(GovdeployError):
     """The release got a rejection from an authorised approver, or no quorum before the timeout."""
+
+
+class RolloutError(GovdeployError):
+    """A canary step breached the policy's limits; traffic went back to the champion."""
 
 
 class GateError(GovdeployError):

@@ -95,6 +95,7 @@ class CanaryPolicy(StrictModel):
     min_requests: PositiveInt = 100
     max_error_rate_increase: Fraction = 0.02
     max_latency_p95_ratio: Annotated[float, Field(ge=1.0)] = 1.5
+    latency_p95_floor_ms: Annotated[float, Field(ge=0)] = 100.0
     max_prediction_shift: Fraction = 0.1
 
     @field_validator("steps")

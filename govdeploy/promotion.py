@@ -79,6 +79,10 @@ def promote(
         sort_keys=True,
     )
     previous = registry.apply_release(request.model, request.version, release_tag, alias, tracking_uri)
+    if previous is not None and previous != request.version and alias == registry.CHAMPION:
+        registry.set_version_tags(
+            request.model, request.version, {f"{registry.TAG}rollback_target": previous}, tracking_uri
+        )
     return Promotion(
         model=request.model,
         version=request.version,

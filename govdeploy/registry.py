@@ -270,3 +270,27 @@ def model_tag(name: str, key: str, tracking_uri: str) -> str | None:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise RegistryError(f"read tags of model {name!r} at {tracking_uri} failed: {exc.message}") from exc
+
+
+def set_model_tag(name: str, key: str, value: str, tracking_uri: str) -> None:
+    import mlflow
+
+    with registry_call(f"tag model {name!r}", tracking_uri):
+        mlflow.MlflowClient().set_registered_model_tag(name, key, value)
+
+
+def set_alias(name: str, alias: str, version: str, tracking_uri: str) -> None:
+    import mlflow
+
+    with registry_call(f"point alias {alias!r} of {name!r} at version {version}", tracking_uri):
+        mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
+
+
+def delete_alias(name: str, alias: str, tracking_uri: str) -> None:
+    """Remove an alias; nothing happens if it is not set."""
+    import mlflow
+
+    if alias_version(name, alias, tracking_uri) is None:
+        return
+    with registry_call(f"remove alias {alias!r} of {name!r}", tracking_uri):
+        mlflow.MlflowClient().delete_registered_model_alias(name, alias)

@@ -18,7 +18,7 @@ class GatewayMetrics:
             "govdeploy_request_latency_seconds",
             "Prediction latency.",
             ["model", "version"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5),
             registry=self.registry,
         )
         self.scores = Histogram(

@@ -23,10 +23,10 @@ from govdeploy.alerts import post_alert
 from govdeploy.errors import GovdeployError
 from govdeploy.gateway.batching import MicroBatcher
 from govdeploy.loader import VerifiedModel, load_verified_model
+from govdeploy.rollout import TRAFFIC_TAG
 from govdeploy.settings import Settings
 
 log = logging.getLogger("govdeploy.gateway")
-TRAFFIC_TAG = "govdeploy.traffic.challenger"
 
 
 @dataclass

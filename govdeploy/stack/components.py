@@ -137,7 +137,7 @@ def prefect_server_env(settings: Settings) -> dict[str, str]:
     }
 
 
-DEPLOYMENTS = ("train/train", "release/release")
+DEPLOYMENTS = ("train/train", "release/release", "canary/canary", "rollback/rollback")
 
 
 def deployments(settings: Settings) -> Component:

@@ -1,0 +1,124 @@
+"""Canary tasks: move traffic through the gateway, observe a step, roll back or complete."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+
+from govdeploy import registry, rollout
+from govdeploy.canary import StepVerdict, VersionStats, judge, parse_metrics
+from govdeploy.errors import GovdeployError, RolloutError
+from govdeploy.policy import CanaryPolicy
+from govdeploy.settings import Settings, get_settings
+from tasks.artifacts import artifact_key
+
+
+def _key(settings: Settings, principal: str) -> dict[str, str]:
+    return {"X-API-Key": (settings.keys_dir / "api" / f"{principal}.key").read_text()}
+
+
+def _apply_now(settings: Settings, model: str) -> None:
+    """Ask the gateway to reconcile with the registry at once instead of at its next poll."""
+    try:
+        httpx.post(
+            f"{settings.gateway_url}/v1/models/{model}/reload", headers=_key(settings, "deployer"), timeout=60
+        )
+    except httpx.HTTPError as exc:
+        get_run_logger().warning("gateway reload failed (%s); it applies the change at its next poll", exc)
+
+
+def _scrape(settings: Settings, model: str) -> dict[str, VersionStats]:
+    try:
+        response = httpx.get(f"{settings.gateway_url}/metrics", headers=_key(settings, "auditor"), timeout=30)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise GovdeployError(f"gateway metrics at {settings.gateway_url} unreadable: {exc}") from exc
+    return parse_metrics(response.text, model)
+
+
+@task(cache_policy=NO_CACHE)
+def observe_step(
+    model: str, challenger: str, champion: str | None, weight: int, bake_seconds: float, policy: CanaryPolicy
+) -> StepVerdict:
+    """Send ``weight`` % to the challenger, bake, and judge the step's live traffic."""
+    settings = get_settings()
+    rollout.set_weight(model, weight, settings.mlflow_url)
+    _apply_now(settings, model)
+    before = _scrape(settings, model)
+    time.sleep(bake_seconds)
+    deadline = time.monotonic() + max(3 * bake_seconds, 30.0)
+    while True:
+        now = _scrape(settings, model)
+        verdict = judge(
+            weight,
+            now.get(challenger, VersionStats()).minus(before.get(challenger, VersionStats())),
+            now.get(champion or "", VersionStats()).minus(before.get(champion or "", VersionStats())),
+            policy,
+        )
+        if verdict.enough_traffic or verdict.reasons or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    if not verdict.enough_traffic and not verdict.reasons:
+        verdict.reasons.append(
+            f"only {verdict.challenger['requests']:.0f} challenger requests, fewer than the "
+            f"{policy.min_requests} the policy needs to judge"
+        )
+    create_table_artifact(
+        key=artifact_key("canary", model, f"v{challenger}", f"step-{weight}"),
+        table=[
+            {"version": f"challenger v{challenger}", **verdict.challenger},
+            {"version": f"champion v{champion}", **verdict.champion},
+        ],
+        description=f"Canary step {weight}%: "
+        + ("passed" if verdict.passed else "BREACH: " + "; ".join(verdict.reasons)),
+    )
+    get_run_logger().info("canary step %d%%: %s", weight, "passed" if verdict.passed else verdict.reasons)
+    return verdict
+
+
+@task(cache_policy=NO_CACHE)
+def roll_back_canary(model: str, challenger: str, reasons: list[str]) -> None:
+    """Challenger weight 0 and alias removed; the gateway drops it at once; event for automations."""
+    settings = get_settings()
+    rollout.abort_canary(model, settings.mlflow_url)
+    _apply_now(settings, model)
+    emit_event(
+        event="govdeploy.canary.rolled_back",
+        resource={"prefect.resource.id": f"govdeploy.model.{model}.v{challenger}"},
+        payload={"model": model, "version": challenger, "reasons": reasons},
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def complete(model: str, challenger: str) -> str | None:
+    """The challenger becomes champion; returns the previous champion (the rollback target)."""
+    settings = get_settings()
+    previous = rollout.complete_canary(model, challenger, settings.mlflow_url)
+    _apply_now(settings, model)
+    return previous
+
+
+@task(cache_policy=NO_CACHE)
+def roll_back_champion(model: str) -> tuple[str, str]:
+    """Return serving to the previous verified champion; returns (from, to)."""
+    settings = get_settings()
+    moved = rollout.rollback(model, settings.trusted_signing_keys, settings.mlflow_url)
+    _apply_now(settings, model)
+    return moved
+
+
+@task(cache_policy=NO_CACHE)
+def require_challenger(model: str, version: str) -> None:
+    """The canary runs only for the version the ``challenger`` alias points at."""
+    settings = get_settings()
+    current = registry.alias_version(model, rollout.CHALLENGER, settings.mlflow_url)
+    if current != version:
+        raise RolloutError(
+            f"{model} v{version} is not the challenger (the alias points at {current or 'nothing'}); "
+            "promote it with the release flow and canary.enabled: true"
+        )
