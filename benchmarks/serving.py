@@ -83,16 +83,23 @@ def wrk(
     script.unlink()
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
-        "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
-        "requests": float(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+        "rps": float(_find(r"Requests/sec:\s+([\d.]+)", out)),
+        "p50": _ms(_find(r"50%\s+([\d.]+\w+)", out)),
+        "p99": _ms(_find(r"99%\s+([\d.]+\w+)", out)),
+        "requests": float(_find(r"(\d+) requests in", out)),
         "errors": float(errors.group(1)) if errors else 0.0,
     }
 
 
+def _find(pattern: str, text: str) -> str:
+    match = re.search(pattern, text)
+    if match is None:
+        raise SystemExit(f"wrk output lacks {pattern!r}:\n{text}")
+    return match.group(1)
+
+
 def _ms(value: str) -> float:
-    number, unit = float(re.match(r"[\d.]+", value).group(0)), re.sub(r"[\d.]+", "", value)  # type: ignore[union-attr]
+    number, unit = float(_find(r"([\d.]+)", value)), re.sub(r"[\d.]+", "", value)
     return number * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 

@@ -48,7 +48,7 @@ def token(
     minutes: int = 30,
     signer: str | None = None,
 ) -> str:
-    statement = make_statement(request, approver, decision, "looks good", minutes)  # type: ignore[arg-type]
+    statement = make_statement(request, approver, decision, "looks good", minutes)
     return sign_statement(
         statement, load_ed25519_private(keys_dir / "approvers" / f"{signer or approver}.key")
     )
@@ -103,7 +103,7 @@ def test_a_rejection_by_an_authorised_approver_is_accepted_as_rejection(
         (lambda k: token(k, "alice", minutes=600), "valid for longer than the policy's 60 minutes"),
     ],
 )
-def test_refusals_name_the_reason(ledger: ApprovalLedger, keys_dir: Path, make, reason: str) -> None:  # type: ignore[no-untyped-def]
+def test_refusals_name_the_reason(ledger: ApprovalLedger, keys_dir: Path, make, reason: str) -> None:
     outcome = ledger.consider(make(keys_dir))
     assert not outcome.accepted
     assert reason in outcome.reason

@@ -14,7 +14,7 @@ SUITE_PATH = CONFIG_DIR / "expectations" / "credit_risk.json"
 
 
 @pytest.fixture(scope="module")
-def suite():  # type: ignore[no-untyped-def]
+def suite():
     return load_suite(SUITE_PATH)
 
 
@@ -24,7 +24,7 @@ def write_suite(tmp_path: Path, expectations: list[dict]) -> Path:
     return path
 
 
-def test_bundled_suite_passes_on_generated_data(suite) -> None:  # type: ignore[no-untyped-def]
+def test_bundled_suite_passes_on_generated_data(suite) -> None:
     report = validate_frame(generate_credit_data(800, seed=3), suite, min_rows=500)
     assert report.passed, report.problems
     assert report.evaluated == report.declared == len(suite.spec.expectations)
@@ -66,7 +66,7 @@ def test_duplicate_json_keys_are_refused(tmp_path: Path) -> None:
         load_suite(path)
 
 
-def test_empty_batch_fails(suite) -> None:  # type: ignore[no-untyped-def]
+def test_empty_batch_fails(suite) -> None:
     report = validate_frame(generate_credit_data(10).iloc[0:0], suite, min_rows=1)
     assert not report.passed
     assert any("it is empty" in p for p in report.problems)
@@ -75,12 +75,12 @@ def test_empty_batch_fails(suite) -> None:  # type: ignore[no-untyped-def]
         require_valid(report)
 
 
-def test_too_few_rows_fail(suite) -> None:  # type: ignore[no-untyped-def]
+def test_too_few_rows_fail(suite) -> None:
     report = validate_frame(generate_credit_data(100), suite, min_rows=500)
     assert report.problems == ["the batch has 100 rows, fewer than the 500 the policy requires"]
 
 
-def test_bad_values_are_reported_per_expectation(suite) -> None:  # type: ignore[no-untyped-def]
+def test_bad_values_are_reported_per_expectation(suite) -> None:
     frame = generate_credit_data(600, seed=4)
     frame.loc[:9, "income"] = -1.0
     frame = frame.drop(columns=["purpose"])

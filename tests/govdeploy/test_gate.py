@@ -18,21 +18,21 @@ def gov() -> Governance:
 
 
 @pytest.fixture(scope="module")
-def evaluation_data():  # type: ignore[no-untyped-def]
+def evaluation_data():
     return generate_credit_data(3000, seed=1234)
 
 
-def trained(gov: Governance, seed: int, label_bias: float = 0.0):  # type: ignore[no-untyped-def]
+def trained(gov: Governance, seed: int, label_bias: float = 0.0):
     train, test = split_frame(generate_credit_data(5000, seed=seed, label_bias=label_bias), 0.2, seed)
     return fit(gov.spec, train, test)[0]
 
 
 @pytest.fixture(scope="module")
-def validation(gov: Governance, evaluation_data):  # type: ignore[no-untyped-def]
+def validation(gov: Governance, evaluation_data):
     return validate_frame(evaluation_data, load_suite(CONFIG_DIR / "expectations/credit_risk.json"), 500)
 
 
-def test_fair_model_passes_every_check(gov: Governance, evaluation_data, validation) -> None:  # type: ignore[no-untyped-def]
+def test_fair_model_passes_every_check(gov: Governance, evaluation_data, validation) -> None:
     evaluation = evaluate_model(
         trained(gov, 7), evaluation_data, gov.spec, gov.spec.features, gov.policy.gates.privacy
     )
@@ -46,7 +46,7 @@ def test_fair_model_passes_every_check(gov: Governance, evaluation_data, validat
 
 def test_biased_model_fails_fairness_with_a_plain_reason(
     gov: Governance, evaluation_data, validation
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     evaluation = evaluate_model(
         trained(gov, 8, label_bias=1.0),
         evaluation_data,
@@ -63,7 +63,7 @@ def test_biased_model_fails_fairness_with_a_plain_reason(
         require_pass(report)
 
 
-def test_regression_against_champion(gov: Governance, evaluation_data, validation) -> None:  # type: ignore[no-untyped-def]
+def test_regression_against_champion(gov: Governance, evaluation_data, validation) -> None:
     good = evaluate_model(
         trained(gov, 7), evaluation_data, gov.spec, gov.spec.features, gov.policy.gates.privacy
     )
@@ -74,7 +74,7 @@ def test_regression_against_champion(gov: Governance, evaluation_data, validatio
     assert "beyond the allowed 0.02" in check.reason
 
 
-def test_privacy_findings_for_forbidden_features_and_pii_values(gov: Governance, evaluation_data) -> None:  # type: ignore[no-untyped-def]
+def test_privacy_findings_for_forbidden_features_and_pii_values(gov: Governance, evaluation_data) -> None:
     frame = evaluation_data.assign(notes=evaluation_data["email"])
     findings = privacy_findings(["income", "gender", "notes"], frame, gov.policy.gates.privacy)
     kinds = {(f.kind, f.column) for f in findings}

@@ -76,7 +76,7 @@ class _Batcher:
 
 def _slot(version: str, fail: bool, value: float) -> Slot:
     verified = type("V", (), {"version": version, "inputs": ["x"]})()
-    return Slot(verified, _Batcher(fail, value))  # type: ignore[arg-type]
+    return Slot(verified, _Batcher(fail, value))
 
 
 def test_a_failing_challenger_is_answered_by_the_champion() -> None:
@@ -93,7 +93,7 @@ def test_a_failing_challenger_is_answered_by_the_champion() -> None:
     slot, fallback = served.pick()
     assert slot.version == "2" and fallback is not None and fallback.version == "1"
     gateway = type("G", (), {"metrics": GatewayMetrics()})()
-    scores, answered = asyncio.run(_score(gateway, served, slot, fallback, [{"x": 1}]))  # type: ignore[arg-type]
+    scores, answered = asyncio.run(_score(gateway, served, slot, fallback, [{"x": 1}]))
     assert scores == [0.2] and answered.version == "1"
     assert gateway.metrics.challenger_errors.labels("m", "2")._value.get() == 1
 
