@@ -19,6 +19,7 @@ from govdeploy.gateway.iolog import read_batches
 from govdeploy.keys import master_key
 from govdeploy.settings import Settings
 from govdeploy.stack import process
+from govdeploy.storage import s3_client
 from tests.conftest import free_port
 from tests.flows.conftest import MODEL, promote_now
 
@@ -223,7 +224,10 @@ def test_records_equal_responses_after_a_burst_and_sigterm(
     assert len(records) == len(statuses)
     assert sorted(r.status for r in records) == sorted(statuses)
     assert all(r.version == served["version"] for r in records if r.status == 200)
+    local = sorted(p.relative_to(state / "iolog").as_posix() for p in (state / "iolog").rglob("*.enc"))
     assert b"52000.0" not in b"".join(p.read_bytes() for p in (state / "iolog").rglob("*.enc"))
+    shipped = s3_client(stack).list_objects_v2(Bucket=stack.bucket, Prefix="iolog/").get("Contents", [])
+    assert set(local) <= {item["Key"].removeprefix("iolog/") for item in shipped}
 
 
 def _healthy(url: str) -> bool:
