@@ -1,12 +1,18 @@
-"""Moving traffic and aliases: canary steps, canary outcome, and rollback to a verified champion."""
+"""Moving traffic and aliases: canary steps, canary outcome, and rollback to a verified champion.
+
+After each change, ``publish`` writes the signed deployment record the gateway serves by.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from govdeploy import registry
+from govdeploy import deployments, registry
+from govdeploy.deployments import DeploymentRecord
 from govdeploy.errors import RegistryError
 from govdeploy.loader import verify_version
+from govdeploy.settings import Settings
+from govdeploy.storage import s3_client
 
 TRAFFIC_TAG = "govdeploy.traffic.challenger"
 ROLLBACK_TAG = f"{registry.TAG}rollback_target"
@@ -54,3 +60,19 @@ def rollback(model: str, trusted_keys: list[Path], tracking_uri: str) -> tuple[s
     abort_canary(model, tracking_uri)
     registry.set_alias(model, registry.CHAMPION, target, tracking_uri)
     return current, target
+
+
+def publish(settings: Settings, model: str, issuer: str) -> DeploymentRecord:
+    """Write the signed deployment record of the serving state the registry now holds."""
+    url = settings.mlflow_url
+    weight = registry.model_tag(model, TRAFFIC_TAG, url)
+    record = DeploymentRecord(
+        model=model,
+        champion=registry.alias_version(model, registry.CHAMPION, url),
+        challenger=registry.alias_version(model, CHALLENGER, url),
+        challenger_weight=int(weight) if weight and weight.isdigit() else 0,
+        issued_at=deployments.now(),
+        issuer=issuer,
+    )
+    deployments.write(s3_client(settings), settings.bucket, record, settings.model_signing_key)
+    return record

@@ -20,7 +20,7 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from govdeploy import promotion
+from govdeploy import promotion, rollout
 from govdeploy.alerts import post_alert
 from govdeploy.approvals import ApprovalLedger, ApprovalRequest, Outcome, SignedStatement
 from govdeploy.approvers import load_approvers
@@ -205,6 +205,7 @@ def promote_version(
         trusted_keys=settings.trusted_signing_keys,
         tracking_uri=settings.mlflow_url,
     )
+    rollout.publish(settings, promoted.model, settings.user)
     get_run_logger().info(
         "promoted %s v%s to %s (previous: %s)", promoted.model, promoted.version, alias, promoted.previous
     )

@@ -48,6 +48,7 @@ def observe_step(
     """Send ``weight`` % to the challenger, bake, and judge the step's live traffic."""
     settings = get_settings()
     rollout.set_weight(model, weight, settings.mlflow_url)
+    rollout.publish(settings, model, settings.user)
     _apply_now(settings, model)
     before = _scrape(settings, model)
     time.sleep(bake_seconds)
@@ -86,6 +87,7 @@ def roll_back_canary(model: str, challenger: str, reasons: list[str]) -> None:
     """Challenger weight 0 and alias removed; the gateway drops it at once; event for automations."""
     settings = get_settings()
     rollout.abort_canary(model, settings.mlflow_url)
+    rollout.publish(settings, model, settings.user)
     _apply_now(settings, model)
     emit_event(
         event="govdeploy.canary.rolled_back",
@@ -99,6 +101,7 @@ def complete(model: str, challenger: str) -> str | None:
     """The challenger becomes champion; returns the previous champion (the rollback target)."""
     settings = get_settings()
     previous = rollout.complete_canary(model, challenger, settings.mlflow_url)
+    rollout.publish(settings, model, settings.user)
     _apply_now(settings, model)
     return previous
 
@@ -108,6 +111,7 @@ def roll_back_champion(model: str) -> tuple[str, str]:
     """Return serving to the previous verified champion; returns (from, to)."""
     settings = get_settings()
     moved = rollout.rollback(model, settings.trusted_signing_keys, settings.mlflow_url)
+    rollout.publish(settings, model, settings.user)
     _apply_now(settings, model)
     return moved
 

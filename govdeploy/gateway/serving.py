@@ -1,9 +1,10 @@
 """Which verified versions serve each model, refreshed from the registry.
 
-Each model has a ``champion`` slot and optionally a ``challenger`` slot (with a traffic weight). A
-slot only ever holds a version whose every file verified against its release signature: when an
-alias moves to something that does not verify, the slot keeps the last verified version and an
-alert is raised; a model with no verified champion answers 503 (safe shutdown), never an
+Each model has a ``champion`` slot and optionally a ``challenger`` slot (with a traffic weight),
+as named by the model's latest signed deployment record. A slot only ever holds a version whose
+every file verified against its release signature and that the record names: when an alias moves
+without a record, or to something that does not verify, the slot keeps the last verified version
+and an alert is raised; a model with no verified champion answers 503 (safe shutdown), never an
 unverified model.
 """
 
@@ -18,13 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from govdeploy import registry
+from govdeploy import deployments, registry
 from govdeploy.alerts import post_alert
 from govdeploy.errors import GovdeployError
 from govdeploy.gateway.batching import MicroBatcher
 from govdeploy.loader import VerifiedModel, load_verified_model
-from govdeploy.rollout import TRAFFIC_TAG
 from govdeploy.settings import Settings
+from govdeploy.storage import s3_client
 
 log = logging.getLogger("govdeploy.gateway")
 
@@ -98,8 +99,27 @@ class ServingState:
             verified, MicroBatcher(_predictor(verified), verified.inputs, self.max_batch, self.max_wait)
         )
 
-    def _reconcile(self, served: ServedModel, alias: str, current: Slot | None) -> Slot | None:
+    def _refuse(self, served: ServedModel, problem: str, details: dict[str, Any]) -> None:
+        served.problems.append(problem)
+        log.error("%s %s", served.name, problem)
+        post_alert(
+            self.settings.alert_webhook,
+            {"event": "govdeploy.gateway.refused", "model": served.name, "reason": problem, **details},
+        )
+
+    def _reconcile(
+        self, served: ServedModel, alias: str, recorded: str | None, current: Slot | None
+    ) -> Slot | None:
+        """The slot for ``alias``: the recorded version if the alias agrees and it verifies, else the old."""
         version = registry.alias_version(served.name, alias, self.settings.mlflow_url)
+        if version != recorded:
+            kept = f"keeping v{current.version}" if current else "nothing to serve"
+            self._refuse(
+                served,
+                f"{alias} points at v{version} but the signed deployment record names v{recorded}; {kept}",
+                {"alias": alias, "version": version, "recorded": recorded},
+            )
+            return current
         if version is None:
             return None
         if current is not None and current.version == version:
@@ -107,20 +127,9 @@ class ServingState:
         try:
             slot = self._load(served.name, version)
         except GovdeployError as exc:
-            problem = f"{alias} v{version} refused: {exc}"
-            served.problems.append(problem)
             kept = f"keeping v{current.version}" if current else "nothing to serve"
-            log.error("%s; %s", problem, kept)
-            post_alert(
-                self.settings.alert_webhook,
-                {
-                    "event": "govdeploy.gateway.unverified_alias",
-                    "model": served.name,
-                    "alias": alias,
-                    "version": version,
-                    "reason": str(exc),
-                    "kept": current.version if current else None,
-                },
+            self._refuse(
+                served, f"{alias} v{version} refused: {exc}; {kept}", {"alias": alias, "version": version}
             )
             return current
         log.info(
@@ -133,13 +142,24 @@ class ServingState:
         return slot
 
     def refresh(self) -> None:
-        """Load newly aliased versions (verified) and drop those no longer aliased."""
+        """Serve what the latest signed deployment record names, where the aliases agree and it verifies."""
         registry.connect(self.settings.mlflow_url, self.settings.experiment)
+        client = s3_client(self.settings)
         for served in self.models.values():
             served.problems = []
-            champion = self._reconcile(served, registry.CHAMPION, served.champion)
-            challenger = self._reconcile(served, "challenger", served.challenger)
-            weight = registry.model_tag(served.name, TRAFFIC_TAG, self.settings.mlflow_url)
+            try:
+                record = deployments.read(
+                    client, self.settings.bucket, served.name, self.settings.trusted_signing_keys
+                )
+            except GovdeployError as exc:
+                self._refuse(served, f"deployment record refused: {exc}; serving state unchanged", {})
+                continue
+            champion = self._reconcile(
+                served, registry.CHAMPION, record.champion if record else None, served.champion
+            )
+            challenger = self._reconcile(
+                served, "challenger", record.challenger if record else None, served.challenger
+            )
             with self.lock:
                 served.champion, served.challenger = champion, challenger
-                served.challenger_weight = int(weight) if weight and weight.isdigit() else 0
+                served.challenger_weight = record.challenger_weight if record and challenger else 0

@@ -46,6 +46,7 @@ def promote_now(stack: Settings, candidate: dict[str, object], alias: str = "cha
     from govdeploy.approvals import ApprovalRequest, make_statement, parse_token, sign_statement
     from govdeploy.keys import load_ed25519_private
     from govdeploy.promotion import promote
+    from govdeploy.rollout import publish
 
     request = ApprovalRequest(
         flow_run_id="direct",
@@ -70,3 +71,4 @@ def promote_now(stack: Settings, candidate: dict[str, object], alias: str = "cha
         trusted_keys=stack.trusted_signing_keys,
         tracking_uri=stack.mlflow_url,
     )
+    publish(stack, MODEL, "test")

@@ -17,6 +17,7 @@ import pytest
 from flows.train import train
 from govdeploy.gateway.iolog import read_batches
 from govdeploy.keys import master_key
+from govdeploy.rollout import publish
 from govdeploy.settings import Settings
 from govdeploy.stack import process
 from govdeploy.storage import s3_client
@@ -155,21 +156,32 @@ def test_kill_switch_answers_503_until_revived(stack: Settings, served: dict[str
     assert predict(stack, {"inputs": ROW}).status_code == 200
 
 
-def test_an_alias_moved_to_an_unsigned_version_keeps_the_verified_one(
+def test_an_alias_moved_without_record_or_to_an_unsigned_version_keeps_the_verified_one(
     stack: Settings, served: dict[str, Any]
 ) -> None:
     unsigned_release = train(model=MODEL, rows=2000, seed=42, submitted_by="dana")  # candidate-signed only
     client = mlflow.MlflowClient()
-    client.set_registered_model_alias(MODEL, "champion", unsigned_release["version"])
-    try:
-        info = httpx.post(
+
+    def reload() -> dict[str, Any]:
+        return httpx.post(
             f"{stack.gateway_url}/v1/models/{MODEL}/reload", headers=key(stack, "deployer"), timeout=60
         ).json()
+
+    client.set_registered_model_alias(MODEL, "champion", unsigned_release["version"])  # by hand, no record
+    try:
+        info = reload()
+        assert info["champion"] == served["version"]
+        assert any(f"the signed deployment record names v{served['version']}" in p for p in info["problems"])
+        assert predict(stack, {"inputs": ROW}).json()["version"] == served["version"]
+        publish(stack, MODEL, "test")  # a record for it, but it has no release signature
+        info = reload()
         assert info["champion"] == served["version"]
         assert any("has no release.sig" in p for p in info["problems"])
         assert predict(stack, {"inputs": ROW}).json()["version"] == served["version"]
     finally:
         client.set_registered_model_alias(MODEL, "champion", served["version"])
+        publish(stack, MODEL, "test")
+    assert reload()["problems"] == []
 
 
 def test_metrics_per_model_and_version(stack: Settings, served: dict[str, Any]) -> None:
