@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +248,53 @@ def _healthy(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_two_gateway_processes_agree_on_the_serving_state(
+    stack: Settings, served: dict[str, Any], tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {**os.environ, "GOVDEPLOY_GATEWAY_PORT": str(port), "GOVDEPLOY_REFRESH_SECONDS": "0.5"}
+    log = tmp_path / "second.log"
+    second = process.spawn(
+        "gateway-2",
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "govdeploy.gateway.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env,
+        log,
+        tmp_path,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        process.wait_healthy("gateway-2", second, lambda: _healthy(url), 60, log)
+        newer = train(model=MODEL, rows=2000, seed=43, submitted_by="dana")
+        promote_now(stack, newer)
+        httpx.post(
+            f"{stack.gateway_url}/v1/models/{MODEL}/reload", headers=key(stack, "deployer"), timeout=60
+        )
+        deadline = time.monotonic() + 30  # the second one picks it up by polling
+        while time.monotonic() < deadline:
+            answers = {
+                httpx.post(
+                    f"{base}/v1/models/{MODEL}/predict",
+                    json={"inputs": ROW},
+                    headers=key(stack, "bench"),
+                    timeout=30,
+                ).json()["version"]
+                for base in (stack.gateway_url, url)
+            }
+            if answers == {newer["version"]}:
+                break
+            time.sleep(0.5)
+        assert answers == {newer["version"]}
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
