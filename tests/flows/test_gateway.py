@@ -221,17 +221,20 @@ def test_records_equal_responses_after_a_burst_and_sigterm(
         tmp_path,
     )
     url = f"http://127.0.0.1:{port}"
-    process.wait_healthy("gateway", child, lambda: _healthy(url), 60, log)
     headers = key(stack, "bench")  # a principal whose rate limit a burst of 200 stays under
     bodies = [{"inputs": ROW}, {"inputs": [ROW, ROW]}, {"inputs": {**ROW, "income": "bad"}}, {"nope": 1}]
-    with httpx.Client(base_url=url, timeout=30) as client:
-        statuses = [
-            client.post(f"/v1/models/{MODEL}/predict", json=bodies[i % 4], headers=headers).status_code
-            for i in range(200)
-        ]
+    try:
+        process.wait_healthy("gateway", child, lambda: _healthy(url), 60, log)
+        with httpx.Client(base_url=url, timeout=30) as client:
+            statuses = [
+                client.post(f"/v1/models/{MODEL}/predict", json=bodies[i % 4], headers=headers).status_code
+                for i in range(200)
+            ]
+    finally:
+        child.send_signal(signal.SIGTERM)
+        code = child.wait(timeout=30)
+    assert code in (0, -15)  # uvicorn re-raises SIGTERM after its graceful shutdown
     assert statuses.count(200) == 100 and statuses.count(422) == 100
-    child.send_signal(signal.SIGTERM)
-    assert child.wait(timeout=30) in (0, -15)  # uvicorn re-raises SIGTERM after its graceful shutdown
     assert "Traceback" not in log.read_text()
     records = read_batches(state / "iolog", master_key(stack.keys_dir))
     assert len(records) == len(statuses)
