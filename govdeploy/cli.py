@@ -14,6 +14,7 @@ Examples:
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -94,6 +95,21 @@ def _quiet_expected_failures() -> None:
                 handler.addFilter(_NoTracebackForExpectedFailures())
 
 
+def _run_flow(name: str, **parameters: Any) -> Any:
+    """Run the flow ``flows.<name>.<name>`` against the local stack; expected failures → CommandFailed.
+
+    The stack's URLs are set before the flow module (and so Prefect) is imported: Prefect reads its
+    settings at import.
+    """
+    _use_stack(get_settings())
+    flow = getattr(importlib.import_module(f"flows.{name}"), name)
+    _quiet_expected_failures()
+    try:
+        return flow(**parameters)
+    except GovdeployError as exc:
+        raise CommandFailed(name, exc) from exc
+
+
 def _status_table(status: Any) -> Table:
     table = Table(title=f"govdeploy stack — state in {status.state_dir}")
     for column in ("component", "state", "url", "pid"):
@@ -170,21 +186,14 @@ def train(
     data: Annotated[Path | None, typer.Option(help="CSV or Parquet training data.")] = None,
 ) -> None:
     """Train and register a candidate version (runs the train flow against the local stack)."""
-    _use_stack(get_settings())
-    from flows.train import train as train_flow
-
-    _quiet_expected_failures()
-
-    try:
-        result = train_flow(
-            model=model,
-            rows=rows,
-            seed=seed,
-            label_bias=label_bias,
-            data_path=str(data.resolve()) if data else None,
-        )
-    except GovdeployError as exc:
-        raise CommandFailed("train", exc) from exc
+    result = _run_flow(
+        "train",
+        model=model,
+        rows=rows,
+        seed=seed,
+        label_bias=label_bias,
+        data_path=str(data.resolve()) if data else None,
+    )
     console.print(
         f"[green]registered[/green] {result['model']} version {result['version']} (run {result['run_id']})"
     )
@@ -197,15 +206,12 @@ def release(
     data: Annotated[Path | None, typer.Option(help="CSV or Parquet evaluation data.")] = None,
 ) -> None:
     """Gate a candidate, wait for signed approvals (see 'approve'), then sign and promote it."""
-    _use_stack(get_settings())
-    from flows.release import release as release_flow
-
-    _quiet_expected_failures()
-
-    try:
-        result = release_flow(model=model, version=version, data_path=str(data.resolve()) if data else None)
-    except GovdeployError as exc:
-        raise CommandFailed("release", exc) from exc
+    result = _run_flow(
+        "release",
+        model=model,
+        version=version,
+        data_path=str(data.resolve()) if data else None,
+    )
     promoted = result["promotion"]
     console.print(
         f"[green]promoted[/green] {model} v{version} to {promoted['alias']}, approved by "
@@ -376,15 +382,7 @@ def canary(
     version: Annotated[str, typer.Option(help="The promoted challenger version.")],
 ) -> None:
     """Run the canary of a promoted challenger through the gateway (rollback on breach)."""
-    settings = get_settings()
-    _use_stack(settings)
-    from flows.canary import canary as canary_flow
-
-    _quiet_expected_failures()
-    try:
-        result = canary_flow(model=model, version=version)
-    except GovdeployError as exc:
-        raise CommandFailed("canary", exc) from exc
+    result = _run_flow("canary", model=model, version=version)
     console.print(
         f"[green]champion[/green] {model} v{result['version']} (rollback target v{result['previous']})"
     )
@@ -396,15 +394,7 @@ def rollback(
     reason: Annotated[str, typer.Option(help="Why, for the audit trail.")] = "requested from the CLI",
 ) -> None:
     """Return serving to the previous verified champion at once (and stop any canary)."""
-    settings = get_settings()
-    _use_stack(settings)
-    from flows.rollback import rollback as rollback_flow
-
-    _quiet_expected_failures()
-    try:
-        result = rollback_flow(model=model, reason=reason)
-    except GovdeployError as exc:
-        raise CommandFailed("rollback", exc) from exc
+    result = _run_flow("rollback", model=model, reason=reason)
     console.print(f"[green]rolled back[/green] {model}: champion v{result['from']} → v{result['to']}")
 
 

@@ -8,6 +8,9 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -199,43 +202,19 @@ def test_records_equal_responses_after_a_burst_and_sigterm(
 ) -> None:
     state = tmp_path / "state"
     shutil.copytree(stack.keys_dir, state / "keys")
-    port = free_port()
-    env = {**os.environ, "GOVDEPLOY_STATE_DIR": str(state), "GOVDEPLOY_GATEWAY_PORT": str(port)}
-    log = tmp_path / "gateway.log"
-    child = process.spawn(
-        "gateway",
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "govdeploy.gateway.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env,
-        log,
-        tmp_path,
-    )
-    url = f"http://127.0.0.1:{port}"
     headers = key(stack, "bench")  # a principal whose rate limit a burst of 200 stays under
     bodies = [{"inputs": ROW}, {"inputs": [ROW, ROW]}, {"inputs": {**ROW, "income": "bad"}}, {"nope": 1}]
-    try:
-        process.wait_healthy("gateway", child, lambda: _healthy(url), 60, log)
-        with httpx.Client(base_url=url, timeout=30) as client:
-            statuses = [
-                client.post(f"/v1/models/{MODEL}/predict", json=bodies[i % 4], headers=headers).status_code
-                for i in range(200)
-            ]
-    finally:
-        child.send_signal(signal.SIGTERM)
-        code = child.wait(timeout=30)
-    assert code in (0, -15)  # uvicorn re-raises SIGTERM after its graceful shutdown
+    with (
+        extra_gateway(tmp_path, {"GOVDEPLOY_STATE_DIR": str(state)}) as gateway,
+        httpx.Client(base_url=gateway.url, timeout=30) as client,
+    ):
+        statuses = [
+            client.post(f"/v1/models/{MODEL}/predict", json=bodies[i % 4], headers=headers).status_code
+            for i in range(200)
+        ]
+    assert gateway.exit_code in (0, -15)  # uvicorn re-raises SIGTERM after its graceful shutdown
     assert statuses.count(200) == 100 and statuses.count(422) == 100
-    assert "Traceback" not in log.read_text()
+    assert "Traceback" not in gateway.log.read_text()
     records = read_batches(state / "iolog", master_key(stack.keys_dir))
     assert len(records) == len(statuses)
     assert sorted(r.status for r in records) == sorted(statuses)
@@ -246,38 +225,11 @@ def test_records_equal_responses_after_a_burst_and_sigterm(
     assert set(local) <= {item["Key"].removeprefix("iolog/") for item in shipped}
 
 
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def test_two_gateway_processes_agree_on_the_serving_state(
     stack: Settings, served: dict[str, Any], tmp_path: Path
 ) -> None:
-    port = free_port()
-    env = {**os.environ, "GOVDEPLOY_GATEWAY_PORT": str(port), "GOVDEPLOY_REFRESH_SECONDS": "0.5"}
-    log = tmp_path / "second.log"
-    second = process.spawn(
-        "gateway-2",
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "govdeploy.gateway.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env,
-        log,
-        tmp_path,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        process.wait_healthy("gateway-2", second, lambda: _healthy(url), 60, log)
+    with extra_gateway(tmp_path, {"GOVDEPLOY_REFRESH_SECONDS": "0.5"}) as second:
+        url = second.url
         newer = train(model=MODEL, rows=2000, seed=43, submitted_by="dana")
         promote_now(stack, newer)
         httpx.post(
@@ -298,6 +250,44 @@ def test_two_gateway_processes_agree_on_the_serving_state(
                 break
             time.sleep(0.5)
         assert answers == {newer["version"]}
+
+
+@dataclass
+class GatewayProcess:
+    url: str
+    log: Path
+    exit_code: int | None = None
+
+
+@contextmanager
+def extra_gateway(tmp_path: Path, env: dict[str, str]) -> Iterator[GatewayProcess]:
+    """A gateway process of its own on a free port; stopped with SIGTERM (its exit code recorded)."""
+    port = free_port()
+    handle = GatewayProcess(f"http://127.0.0.1:{port}", tmp_path / f"gateway-{port}.log")
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "govdeploy.gateway.main:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    environment = {**os.environ, **env, "GOVDEPLOY_GATEWAY_PORT": str(port)}
+    child = process.spawn("gateway", command, environment, handle.log, tmp_path)
+    try:
+        process.wait_healthy("gateway", child, lambda: _healthy(handle.url), 60, handle.log)
+        yield handle
     finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(timeout=30)
+        child.send_signal(signal.SIGTERM)
+        handle.exit_code = child.wait(timeout=30)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
