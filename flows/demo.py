@@ -2,15 +2,20 @@
 
 A fair candidate passes the gates and waits for approval on the served deployment; its submitter's
 own approval is refused, two risk officers sign and it is promoted with a release signature that
-is then verified. A candidate trained on historically biased labels is rejected by the fairness
-gate; corrupted evaluation data is rejected by data validation. The audit trail is verified last.
+is then verified, and the gateway serves it. An improved candidate is released through a canary
+under synthetic traffic and becomes champion; a miscalibrated one (scores shifted up) passes the
+gates but is rolled back by the canary. A candidate trained on historically biased labels is
+rejected by the fairness gate; corrupted evaluation data is rejected by data validation. The audit
+trail is verified last.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -24,11 +29,25 @@ from govdeploy.data import generate_credit_data
 from govdeploy.errors import GovdeployError, PolicyGateError, ValidationGateError
 from govdeploy.evidence import verify_trail
 from govdeploy.loader import verify_version
+from govdeploy.policy import load_policy
 from govdeploy.settings import Settings
 from govdeploy.stack.manager import up
+from govdeploy.traffic import Traffic, send_rows
 
 MODEL = "credit-risk"
 SUBMITTER = "dana"
+FEATURES = [
+    "income",
+    "loan_amount",
+    "loan_term_months",
+    "credit_history_years",
+    "num_late_payments",
+    "debt_to_income",
+    "employment_type",
+    "purpose",
+    "region",
+]
+CANARY_BAKE = 5.0  # seconds per canary step in the demo (the policy's bake is the upper bound)
 
 
 @dataclass
@@ -124,41 +143,53 @@ def _approval_path(settings: Settings, version: str, progress: Callable[[str], N
     return outcomes
 
 
+def _key(settings: Settings, principal: str) -> str:
+    return (settings.keys_dir / "api" / f"{principal}.key").read_text()
+
+
+def _rows(count: int, seed: int, shift: float = 0.0) -> list[dict[str, Any]]:
+    """Client requests: the model's features and an email (personal data the gateway tokenises)."""
+    frame = generate_credit_data(count, seed=seed, shift=shift)
+    return list(frame[[*FEATURES, "email"]].to_dict(orient="records"))
+
+
 def _gateway_outcome(settings: Settings, version: str) -> Outcome:
     """The gateway picks up the verified champion and answers an authenticated prediction."""
-
-    def key(principal: str) -> dict[str, str]:
-        return {"X-API-Key": (settings.keys_dir / "api" / f"{principal}.key").read_text()}
-
-    row = generate_credit_data(1, seed=5)[
-        [
-            "income",
-            "loan_amount",
-            "loan_term_months",
-            "credit_history_years",
-            "num_late_payments",
-            "debt_to_income",
-            "employment_type",
-            "purpose",
-            "region",
-            "email",
-        ]
-    ].to_dict(orient="records")[0]
     base = f"{settings.gateway_url}/v1/models/{MODEL}"
-    httpx.post(f"{base}/reload", headers=key("deployer"), timeout=60)
-    answer = httpx.post(f"{base}/predict", json={"inputs": row}, headers=key("demo-client"), timeout=30)
-    if answer.status_code != 200:
-        return Outcome(
-            "gateway predicts", f"answered by v{version}", f"HTTP {answer.status_code}", answer.text
-        )
-    body = answer.json()
+    httpx.post(f"{base}/reload", headers={"X-API-Key": _key(settings, "deployer")}, timeout=60)
+    answer = send_rows(settings.gateway_url, _key(settings, "demo-client"), MODEL, _rows(1, seed=5))[0]
     return Outcome(
         "gateway predicts",
         f"answered by v{version}",
-        f"answered by v{body['version']}",
-        f"POST {base}/predict → probability of default {body['predictions'][0]:.3f} "
+        f"answered by v{answer.version}" if answer.status == 200 else f"HTTP {answer.status}",
+        f"POST {base}/predict → probability of default {answer.score or 0:.3f} "
         "(the email field is tokenised in the I/O log)",
     )
+
+
+def _canary_release(
+    settings: Settings, version: str, expected: str, progress: Callable[[str], None]
+) -> list[Outcome]:
+    """A release with a canary: approvals, then traffic steps judged on live synthetic traffic."""
+    parameters = {"model": MODEL, "version": version, "canary": True, "canary_bake_seconds": CANARY_BAKE}
+    run_id = runs.start("release/release", parameters)
+    progress(f"release v{version} with a canary: waiting for it to pause for approval")
+    runs.wait_for_state(run_id, "Paused")
+    outcomes = [o for o in (_attempt(settings, run_id, a) for a in ("alice", "bob")) if not o.as_expected]
+    progress(f"canary of v{version}: synthetic clients send traffic through the gateway")
+    with Traffic(settings.gateway_url, _key(settings, "bench"), MODEL, _rows(2000, seed=21)) as traffic:
+        state = runs.wait_for_final(run_id, timeout=600)
+    if state.is_completed():
+        steps = load_policy(settings.policy_path).canary.steps
+        got, detail = "champion", "every step passed: " + " → ".join(f"{w}%" for w in steps)
+    else:
+        got, detail = "rolled back", (state.message or str(state.name)).split("RolloutError: ")[-1]
+    champion = registry.alias_version(MODEL, registry.CHAMPION, settings.mlflow_url)
+    served = Counter(a.version for a in traffic.answers if a.status == 200)
+    detail += f"; champion now v{champion}; {len(traffic.answers)} requests, answered by " + ", ".join(
+        f"v{v}: {n}" for v, n in sorted(served.items())
+    )
+    return [*outcomes, Outcome(f"canary of v{version}", expected, got, detail)]
 
 
 def run_demo(settings: Settings, progress: Callable[[str], None], console: Console) -> bool:
@@ -179,6 +210,12 @@ def run_demo(settings: Settings, progress: Callable[[str], None], console: Conso
         Outcome("train biased candidate", "registered", "registered", f"version {biased['version']}"),
     ]
     outcomes += _approval_path(settings, fair["version"], progress)
+    progress("training an improved candidate and releasing it through a canary")
+    improved = train(model=MODEL, rows=6000, seed=17, submitted_by=SUBMITTER)
+    outcomes += _canary_release(settings, improved["version"], "champion", progress)
+    progress("training a miscalibrated candidate (balanced class weights) and releasing it through a canary")
+    skewed = train(model=MODEL, rows=5000, seed=18, class_weight="balanced", submitted_by=SUBMITTER)
+    outcomes += _canary_release(settings, skewed["version"], "rolled back", progress)
     progress(f"release gates for biased v{biased['version']}")
     outcomes.append(
         _gate_outcome(f"release v{biased['version']}", "rejected: policy gate", biased["version"])

@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.canary import canary
+from flows.canary import canary as run_canary
 from govdeploy.errors import ValidationGateError
 from govdeploy.gate import decide, require_pass, validation_only
 from tasks.approval import approval_request, promote_version, wait_for_approvals
@@ -24,6 +24,8 @@ def release(
     eval_rows: int = 3000,
     eval_seed: int = 1234,
     approval_timeout_seconds: int | None = None,
+    canary: bool = False,
+    canary_bake_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Gate a candidate, wait for signed approvals, then sign and promote it.
 
@@ -37,6 +39,9 @@ def release(
         eval_rows: Rows of synthetic evaluation data.
         eval_seed: Seed of the synthetic evaluation data (distinct from training seeds).
         approval_timeout_seconds: Wait less than the policy's approval timeout (never longer).
+        canary: Roll out through a canary even when the policy does not require one (a release
+            replacing a champion goes through the canary when either asks; a first release cannot).
+        canary_bake_seconds: Bake less than the policy's time per canary step (never longer).
     """
     version = str(version)
     # Stage 1: governance config and the candidate's registry record
@@ -75,7 +80,7 @@ def release(
     approvals = wait_for_approvals(request, report, config, approval_timeout_seconds)
 
     # Stage 6: signed promotion (release signature over the approved bytes, then the alias)
-    promoted = promote_version(request, approvals, report, config)
+    promoted = promote_version(request, approvals, report, config, canary)
     audit_event(
         "model.promoted",
         {
@@ -91,7 +96,7 @@ def release(
         retention_days=config.policy.retention.audit_days,
     )
     # Stage 7: a canary through the gateway when the policy asks for one
-    rollout = canary(model, version) if promoted.alias == "challenger" else None
+    rollout = run_canary(model, version, canary_bake_seconds) if promoted.alias == "challenger" else None
     return {
         "rollout": rollout,
         "model": model,

@@ -19,17 +19,31 @@ def start(deployment: str, parameters: dict[str, Any]) -> str:
     return str(run.id)
 
 
-def wait_for_state(run_id: str, name: str, timeout: float = 300) -> State:
-    """Wait until the run is in state ``name``; raise if it ends in another state or times out."""
+def _wait(run_id: str, name: str | None, timeout: float) -> State | None:
+    """Poll until the run is in state ``name`` or final; the last state seen (None: never read)."""
     deadline = time.monotonic() + timeout
     state: State | None = None
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
             state = client.read_flow_run(UUID(run_id)).state
-            if state is not None and state.name == name:
-                return state
-            if state is not None and state.is_final():
+            if state is not None and (state.name == name or state.is_final()):
                 break
             time.sleep(0.5)
+    return state
+
+
+def wait_for_state(run_id: str, name: str, timeout: float = 300) -> State:
+    """Wait until the run is in state ``name``; raise if it ends in another state or times out."""
+    state = _wait(run_id, name, timeout)
+    if state is not None and state.name == name:
+        return state
     found = f"{state.name}: {state.message}" if state else "unknown"
     raise GovdeployError(f"flow run {run_id} is {found}, not {name}")
+
+
+def wait_for_final(run_id: str, timeout: float = 300) -> State:
+    """Wait until the run ends (Completed, Failed, Crashed, Cancelled); raise on timeout."""
+    state = _wait(run_id, None, timeout)
+    if state is None or not state.is_final():
+        raise GovdeployError(f"flow run {run_id} did not end within {timeout:.0f} s ({state and state.name})")
+    return state

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow
 
@@ -11,7 +11,14 @@ from govdeploy.settings import get_settings
 from tasks.audit import audit_event
 from tasks.data import load_data, validate_data
 from tasks.governance import load_config
-from tasks.training import build_sbom, capture_environment, fit_model, register_candidate, sign_candidate
+from tasks.training import (
+    attach_reference,
+    build_sbom,
+    capture_environment,
+    fit_model,
+    register_candidate,
+    sign_candidate,
+)
 
 
 @flow(name="train", log_prints=True)
@@ -21,6 +28,7 @@ def train(
     seed: int = 7,
     label_bias: float = 0.0,
     shift: float = 0.0,
+    class_weight: Literal["balanced"] | None = None,
     data_path: str | None = None,
     submitted_by: str | None = None,
 ) -> dict[str, Any]:
@@ -32,6 +40,7 @@ def train(
         seed: Seed of the generator and of the train/holdout split.
         label_bias: Historical bias against one group in the synthetic labels (0 = none).
         shift: Distribution shift of the synthetic data (0 = none).
+        class_weight: "balanced" weights defaults up in the fit: same ranking, higher scores.
         data_path: A CSV or Parquet file to train on instead of synthetic data.
         submitted_by: Identity recorded as the submitter (default: GOVDEPLOY_USER or the login);
             the submitter can never approve the version's release.
@@ -48,7 +57,7 @@ def train(
     require_valid(validation)
 
     # Stage 3: fit
-    fitted, holdout = fit_model(config.spec, frame, seed)
+    fitted, holdout = fit_model(config.spec, frame, seed, class_weight)
 
     # Stage 4: evidence of how it was made
     env = capture_environment()
@@ -71,12 +80,14 @@ def train(
             "seed": seed,
             "label_bias": label_bias,
             "shift": shift,
+            "class_weight": class_weight or "none",
             "source": data_path or "synthetic",
         },
         submitted_by=submitter,
     )
 
-    # Stage 6: sign the candidate's artifacts and record it in the audit trail
+    # Stage 6: the training reference (drift baseline), then sign the artifacts and audit
+    attach_reference(candidate, config.spec, fitted, frame)
     signed = sign_candidate(candidate)
     audit_event(
         "candidate.registered",

@@ -105,9 +105,15 @@ def _summary(stats: VersionStats) -> dict[str, float]:
 
 
 def judge(weight: int, challenger: VersionStats, champion: VersionStats, policy: CanaryPolicy) -> StepVerdict:
-    """Compare one step's traffic of challenger and champion against the policy."""
+    """Compare one step's traffic of challenger and champion against the policy.
+
+    Nothing is judged before the challenger has ``min_requests``: a handful of requests is noise, and
+    a rollback on noise would be as wrong as a promotion on it.
+    """
     enough = challenger.requests >= policy.min_requests
-    reasons = []
+    reasons: list[str] = []
+    if not enough:
+        return StepVerdict(weight, False, False, reasons, _summary(challenger), _summary(champion))
     increase = challenger.error_rate - champion.error_rate
     if increase > policy.max_error_rate_increase:
         reasons.append(

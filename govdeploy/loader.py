@@ -8,6 +8,7 @@ bytes.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +21,9 @@ from govdeploy import registry
 from govdeploy.errors import RegistryError
 from govdeploy.signatures import Level, artifact_digest, verify_directory
 
+PROFILE_FILE = "reference_profile.json"
+REFERENCE_FILE = "reference.parquet"
+
 
 @dataclass(frozen=True)
 class VerifiedModel:
@@ -31,6 +35,8 @@ class VerifiedModel:
     artifact_digest: str
     inputs: list[str]
     input_types: dict[str, str]
+    # the signed training profile (``reference_profile.json``; see govdeploy.reference), if logged
+    profile: dict[str, Any] | None = None
 
 
 @contextmanager
@@ -60,9 +66,11 @@ def load_verified_model(
             raise RegistryError(f"model {name!r} version {version} has no input signature; log it with one")
         model = mlflow.sklearn.load_model(str(directory))
         digest = artifact_digest(directory)
+        profile_file = directory / PROFILE_FILE
+        profile = json.loads(profile_file.read_text(encoding="utf-8")) if profile_file.is_file() else None
     inputs = list(metadata.signature.inputs.input_names())
     types = {spec.name: spec.type.name for spec in metadata.signature.inputs.inputs}
-    return VerifiedModel(model, name, version, level, signature, digest, inputs, types)
+    return VerifiedModel(model, name, version, level, signature, digest, inputs, types, profile)
 
 
 @dataclass(frozen=True)

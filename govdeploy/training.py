@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
@@ -12,8 +14,11 @@ from govdeploy.catalog import ModelSpec
 from govdeploy.evaluation import performance_metrics, require_columns
 
 
-def build_pipeline(spec: ModelSpec) -> Pipeline:
-    """Scaled numeric features and one-hot categories into a logistic regression."""
+def build_pipeline(spec: ModelSpec, class_weight: Literal["balanced"] | None = None) -> Pipeline:
+    """Scaled numeric features and one-hot categories into a logistic regression.
+
+    ``class_weight="balanced"`` weights the rarer class up: the ranking stays, the scores rise.
+    """
     preprocess = ColumnTransformer(
         [
             ("numeric", StandardScaler(), spec.numeric_features),
@@ -24,13 +29,23 @@ def build_pipeline(spec: ModelSpec) -> Pipeline:
             ),
         ]
     )
-    return Pipeline([("preprocess", preprocess), ("classifier", LogisticRegression(max_iter=1000))])
+    return Pipeline(
+        [
+            ("preprocess", preprocess),
+            ("classifier", LogisticRegression(max_iter=1000, class_weight=class_weight)),
+        ]
+    )
 
 
-def fit(spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame) -> tuple[Pipeline, dict[str, float]]:
+def fit(
+    spec: ModelSpec,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    class_weight: Literal["balanced"] | None = None,
+) -> tuple[Pipeline, dict[str, float]]:
     """Fit on ``train`` and report holdout metrics on ``test``."""
     require_columns(train, [*spec.features, spec.label], "training data")
-    model = build_pipeline(spec).fit(train[spec.features], train[spec.label].astype(int))
+    model = build_pipeline(spec, class_weight).fit(train[spec.features], train[spec.label].astype(int))
     scores = model.predict_proba(test[spec.features])[:, 1]
     holdout = performance_metrics(
         test[spec.label].to_numpy(dtype=int), model.predict(test[spec.features]), scores

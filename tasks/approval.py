@@ -20,7 +20,7 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from govdeploy import promotion, rollout
+from govdeploy import promotion, registry, rollout
 from govdeploy.alerts import post_alert
 from govdeploy.approvals import ApprovalLedger, ApprovalRequest, Outcome, SignedStatement
 from govdeploy.approvers import load_approvers
@@ -185,11 +185,18 @@ def timed_out(
 
 @task(cache_policy=NO_CACHE)
 def promote_version(
-    request: ApprovalRequest, approvals: list[SignedStatement], report: GateReport, config: Governance
+    request: ApprovalRequest,
+    approvals: list[SignedStatement],
+    report: GateReport,
+    config: Governance,
+    canary: bool = False,
 ) -> promotion.Promotion:
-    """Sign the approved artifacts and move the alias (challenger with a canary, else champion)."""
+    """Sign the approved artifacts and move the alias: ``challenger`` when a canary is asked for (by the
+    policy or the release) and a champion serves, else ``champion``."""
     settings = get_settings()
-    alias = "challenger" if config.policy.canary.enabled else "champion"
+    champion = registry.alias_version(request.model, registry.CHAMPION, settings.mlflow_url)
+    replaces = champion not in (None, request.version)
+    alias = rollout.CHALLENGER if (config.policy.canary.enabled or canary) and replaces else registry.CHAMPION
     gate: dict[str, Any] = {
         "passed": report.passed,
         "checks": [c.model_dump() for c in report.checks],

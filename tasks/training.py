@@ -6,7 +6,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -18,6 +18,7 @@ from govdeploy.catalog import ModelSpec
 from govdeploy.data import dataset_digest, split_frame
 from govdeploy.expectations import Suite, ValidationReport
 from govdeploy.provenance import SignedVersion
+from govdeploy.reference import build_reference, write_reference
 from govdeploy.settings import get_settings
 from govdeploy.training import fit
 from tasks.artifacts import artifact_key
@@ -26,10 +27,12 @@ SERVING_PACKAGES = ("scikit-learn", "skops", "pandas", "numpy", "scipy", "mlflow
 
 
 @task(cache_policy=NO_CACHE)
-def fit_model(spec: ModelSpec, frame: pd.DataFrame, seed: int) -> tuple[Any, dict[str, float]]:
+def fit_model(
+    spec: ModelSpec, frame: pd.DataFrame, seed: int, class_weight: Literal["balanced"] | None = None
+) -> tuple[Any, dict[str, float]]:
     """Fit the catalogued pipeline on 80 % of the rows; metrics on the other 20 %."""
     train, test = split_frame(frame, 0.2, seed)
-    model, holdout = fit(spec, train, test)
+    model, holdout = fit(spec, train, test, class_weight)
     get_run_logger().info("fitted on %d rows; holdout %s", len(train), holdout)
     return model, holdout
 
@@ -114,6 +117,20 @@ def register_candidate(
         description="Registered candidate",
     )
     return candidate
+
+
+@task(cache_policy=NO_CACHE)
+def attach_reference(
+    candidate: registry.CandidateVersion, spec: ModelSpec, model: Any, frame: pd.DataFrame
+) -> int:
+    """Add the training reference (drift baseline, input profile) to the artifacts before signing."""
+    settings = get_settings()
+    snapshot = build_reference(spec, model, frame)
+    with tempfile.TemporaryDirectory(prefix="govdeploy-reference-") as workdir:
+        files = write_reference(Path(workdir), spec, snapshot)
+        registry.upload_model_files(candidate.model, candidate.version, files, settings.mlflow_url)
+    get_run_logger().info("reference of %d rows logged with v%s", len(snapshot), candidate.version)
+    return len(snapshot)
 
 
 @task(cache_policy=NO_CACHE)

@@ -3,7 +3,7 @@ worse one is rolled back automatically; rollback returns to the previous verifie
 
 from __future__ import annotations
 
-import threading
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,29 +17,18 @@ from flows.train import train
 from govdeploy.errors import RolloutError
 from govdeploy.evidence import records
 from govdeploy.settings import Settings
-from tests.flows.conftest import MODEL, promote_now, version_tags
+from govdeploy.traffic import Traffic
+from tests.flows.conftest import MODEL, approve, promote_now, start_release, version_tags, wait_for_state
 from tests.flows.test_gateway import ROW, key
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def traffic(stack: Settings) -> Iterator[list[int]]:
-    """Four clients sending predictions until the test ends; yields the statuses seen."""
-    stop, statuses = threading.Event(), []
-
-    def client() -> None:
-        with httpx.Client(base_url=stack.gateway_url, headers=key(stack, "bench"), timeout=30) as http:
-            while not stop.is_set():
-                statuses.append(http.post(f"/v1/models/{MODEL}/predict", json={"inputs": ROW}).status_code)
-
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    yield statuses
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=30)
+def traffic(stack: Settings) -> Iterator[Traffic]:
+    """Four clients sending predictions until the test ends."""
+    with Traffic(stack.gateway_url, key(stack, "bench")["X-API-Key"], MODEL, [ROW]) as clients:
+        yield clients
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +52,7 @@ def served_versions(stack: Settings) -> set[str]:
 
 
 def test_a_worse_challenger_is_rolled_back_automatically(
-    stack: Settings, champion: dict[str, Any], traffic: list[int]
+    stack: Settings, champion: dict[str, Any], traffic: Traffic
 ) -> None:
     worse = train(
         model=MODEL, rows=2000, seed=52, label_bias=0.8, submitted_by="dana"
@@ -77,11 +66,11 @@ def test_a_worse_challenger_is_rolled_back_automatically(
     assert served_versions(stack) == {champion["version"]}
     actions = [r.action for r in records(stack, MODEL) if r.version == worse["version"]]
     assert actions[-2:] == ["canary.step", "canary.rolled_back"]
-    assert set(traffic) == {200}
+    assert traffic.statuses() == {200}
 
 
 def test_a_good_challenger_becomes_champion_and_rollback_returns(
-    stack: Settings, champion: dict[str, Any], traffic: list[int]
+    stack: Settings, champion: dict[str, Any], traffic: Traffic
 ) -> None:
     better = train(model=MODEL, rows=2000, seed=53, submitted_by="dana")
     promote_now(stack, better, alias="challenger")
@@ -97,4 +86,24 @@ def test_a_good_challenger_becomes_champion_and_rollback_returns(
     assert moved == {"model": MODEL, "from": better["version"], "to": champion["version"]}
     httpx.post(f"{stack.gateway_url}/v1/models/{MODEL}/reload", headers=key(stack, "deployer"), timeout=60)
     assert served_versions(stack) == {champion["version"]}
-    assert set(traffic) == {200}
+    assert traffic.statuses() == {200}
+
+
+def test_a_release_with_a_canary_promotes_through_the_steps(
+    stack: Settings, champion: dict[str, Any], traffic: Traffic
+) -> None:
+    candidate = train(model=MODEL, rows=2000, seed=54, submitted_by="dana")
+    before = mlflow.MlflowClient().get_model_version_by_alias(MODEL, "champion").version
+    run_id = start_release(candidate["version"], canary=True, canary_bake_seconds=1)
+    wait_for_state(run_id, "Paused")
+    for approver in ("alice", "bob"):
+        approve(stack, run_id, approver)
+    wait_for_state(run_id, "Completed")
+    release = json.loads(version_tags(candidate["version"])["govdeploy.release"])
+    assert release["alias"] == "challenger"  # promotion went to the canary, not straight to champion
+    client = mlflow.MlflowClient()
+    assert client.get_model_version_by_alias(MODEL, "champion").version == candidate["version"]
+    assert version_tags(candidate["version"])["govdeploy.rollback_target"] == before
+    steps = [r.payload["weight"] for r in records(stack, MODEL) if r.action == "canary.step"]
+    assert steps[-4:] == [5, 25, 50, 100]
+    assert traffic.statuses() == {200}

@@ -37,6 +37,12 @@ def test_judge_names_each_breach_and_needs_traffic() -> None:
     assert not quiet.passed and not quiet.enough_traffic and quiet.reasons == []
 
 
+def test_a_breach_on_too_few_requests_is_not_judged_yet() -> None:
+    stats = parse_metrics(METRICS, "m")
+    verdict = judge(5, stats["2"], stats["1"], CanaryPolicy(min_requests=1000))
+    assert not verdict.passed and not verdict.enough_traffic and verdict.reasons == []
+
+
 def test_latency_ratio_is_judged_only_above_the_floor() -> None:
     fast = VersionStats(requests=200, latency_buckets={0.02: 0, 0.05: 200, float("inf"): 200})
     faster = VersionStats(requests=200, latency_buckets={0.01: 200, 0.05: 200, float("inf"): 200})
