@@ -15,10 +15,13 @@ from govdeploy.catalog import load_catalog
 from govdeploy.errors import GovdeployError
 from govdeploy.evidence import audit_log
 from govdeploy.gateway.access import KeyRing, RateLimiter, load_access
+from govdeploy.gateway.alerting import AnomalyMonitor
 from govdeploy.gateway.iolog import IOLogWriter
 from govdeploy.gateway.metrics import GatewayMetrics
+from govdeploy.gateway.notify import AlertNotifier
 from govdeploy.gateway.serving import ServingState
 from govdeploy.keys import master_key
+from govdeploy.policy import load_policy
 from govdeploy.settings import Settings
 from govdeploy.storage import s3_client
 
@@ -34,10 +37,13 @@ class Gateway:
     state: ServingState
     metrics: GatewayMetrics
     token_secret: bytes
+    monitor: AnomalyMonitor
+    notifier: AlertNotifier
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
         self.writer.start()
+        self.notifier.start()
         self.state.refresh()
         threading.Thread(target=self._poll, name="registry-poll", daemon=True).start()
 
@@ -56,6 +62,20 @@ class Gateway:
                 if slot is not None:
                     await slot.batcher.stop()
         await asyncio.to_thread(self.writer.close)
+        await asyncio.to_thread(self.notifier.close)
+
+    def observe(
+        self,
+        model: str,
+        version: str,
+        status: int,
+        scores: list[float] | None,
+        out_of_range: tuple[int, dict[str, int]] | None,
+    ) -> None:
+        """Count one prediction response of ``version``; queue the anomaly alerts it raises."""
+        for alert in self.monitor.observe(model, version, status, scores, out_of_range):
+            self.metrics.alerts.labels(model, version, alert.kind).inc()
+            self.notifier.submit(alert.payload())
 
     def audit(self, action: str, actor: str, model: str, payload: dict[str, object]) -> None:
         audit_log(self.settings).append(action, actor, dict(payload), model=model)
@@ -88,4 +108,6 @@ def build_gateway(settings: Settings) -> Gateway:
         ),
         metrics=GatewayMetrics(),
         token_secret=hmac.new(master, b"govdeploy-io-tokens", hashlib.sha256).digest(),
+        monitor=AnomalyMonitor(load_policy(settings.policy_path).alerts),
+        notifier=AlertNotifier(settings.alert_webhook),
     )

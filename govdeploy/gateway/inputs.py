@@ -4,11 +4,15 @@ A body is ``{"inputs": {...}}`` (one row) or ``{"inputs": [{...}, ...]}`` (a bat
 declared field must be present with its type (double: a finite number, long: an integer, string:
 text); fields the catalog lists as personal data may come along (they are masked in the logs and
 never reach the model); any other field is refused.
+
+A feedback body is ``{"labels": [{"request_id": ..., "label": 0 or 1}, ...]}`` or one such object:
+the ground truth of earlier predictions, named by the request_id their answer carried.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 NUMERIC_TYPES = {"double", "float"}
@@ -74,3 +78,52 @@ def validate_rows(
         typed.update({name: row[name] for name in passthrough if name in row})
         checked.append(typed)
     return checked
+
+
+REQUEST_ID = re.compile(r"[0-9a-f]{32}")
+LABEL_FIELDS = ("request_id", "label")
+
+
+def _label(prefix: str, item: Any) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise InputError(prefix.rstrip("."), 'must be an object {"request_id": ..., "label": 0 or 1}')
+    unknown = sorted(set(item) - set(LABEL_FIELDS))
+    if unknown:
+        raise InputError(prefix + unknown[0], "is not a field of a label; send request_id and label")
+    for name in LABEL_FIELDS:
+        if name not in item:
+            raise InputError(prefix + name, "is missing")
+    request_id, label = item["request_id"], item["label"]
+    if not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
+        raise InputError(
+            prefix + "request_id", "must be the request_id of a prediction (32 lowercase hex characters)"
+        )
+    if isinstance(label, bool) or not isinstance(label, int) or label not in (0, 1):
+        raise InputError(prefix + "label", f"must be 0 or 1, got {label!r}")
+    return {"request_id": request_id, "label": label}
+
+
+def feedback_labels(body: Any, max_items: int) -> list[dict[str, Any]]:
+    """The labels of a feedback body: ``{"labels": [{"request_id", "label"}, ...]}`` or one label."""
+    if isinstance(body, dict) and "labels" in body:
+        extra = sorted(set(body) - {"labels"})
+        if extra:
+            raise InputError(extra[0], "unknown top-level field; send only 'labels'")
+        items = body["labels"]
+        if not isinstance(items, list) or not items:
+            raise InputError("labels", "must be a non-empty list of {request_id, label} objects")
+    elif isinstance(body, dict):
+        items = [body]
+    else:
+        raise InputError("labels", 'the body must be {"labels": [{"request_id": ..., "label": 0 or 1}, ...]}')
+    if len(items) > max_items:
+        raise InputError("labels", f"{len(items)} labels exceed the limit of {max_items} per request")
+    several = "labels" in body
+    labels, seen = [], set()
+    for index, item in enumerate(items):
+        label = _label(f"labels[{index}]." if several else "", item)
+        if label["request_id"] in seen:
+            raise InputError(f"labels[{index}].request_id", "appears twice; send one label per request_id")
+        seen.add(label["request_id"])
+        labels.append(label)
+    return labels

@@ -51,6 +51,8 @@ class IORecord(BaseModel):
     inputs: list[dict[str, Any]] | None = None
     outputs: list[float] | None = None
     error: str | None = None
+    # kind "feedback": ground-truth labels of earlier predictions, each {"request_id", "label"}
+    labels: list[dict[str, Any]] | None = None
 
 
 def pii_token(value: Any, secret: bytes) -> str:
@@ -107,11 +109,16 @@ def encode_batch(records: list[IORecord], master_key: bytes, name: str) -> bytes
 
 def decode_batch(path: Path, master_key: bytes) -> list[IORecord]:
     """The records of one batch file; raise CryptoError if it does not open under its own name."""
+    return decode_batch_bytes(path.read_bytes(), path.name, master_key, str(path))
+
+
+def decode_batch_bytes(data: bytes, name: str, master_key: bytes, where: str) -> list[IORecord]:
+    """The records of a batch's bytes (file or bucket object ``where``) that was written as ``name``."""
     try:
-        envelope = Envelope.model_validate_json(path.read_bytes())
+        envelope = Envelope.model_validate_json(data)
     except ValidationError:
-        raise CryptoError(f"{path} is not an encrypted I/O log batch; it does not open") from None
-    plaintext = open_envelope(envelope, master_key, path.name)
+        raise CryptoError(f"{where} is not an encrypted I/O log batch; it does not open") from None
+    plaintext = open_envelope(envelope, master_key, name)
     return [IORecord.model_validate_json(line) for line in plaintext.splitlines() if line.strip()]
 
 

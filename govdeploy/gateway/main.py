@@ -32,6 +32,8 @@ def _record(
     if io.get("kind") == "predict":
         gateway.metrics.requests.labels(model, version or "-", str(status)).inc()
         gateway.metrics.latency.labels(model, version or "-").observe(latency)
+        if version:  # answered or failed by a version (not refused before one was picked)
+            gateway.observe(model, version, status, io.get("outputs"), io.get("out_of_range"))
     gateway.writer.submit(
         IORecord(
             id=state["request_id"],
@@ -46,6 +48,7 @@ def _record(
             inputs=io.get("inputs"),
             outputs=io.get("outputs"),
             error=io.get("error"),
+            labels=io.get("labels"),
         )
     )
 

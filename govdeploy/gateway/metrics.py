@@ -34,6 +34,18 @@ class GatewayMetrics:
             ["model", "field"],
             registry=self.registry,
         )
+        self.out_of_range = Counter(
+            "govdeploy_out_of_range_inputs",
+            "Predicted values outside the training ranges or categories of the serving version, by field.",
+            ["model", "version", "field"],
+            registry=self.registry,
+        )
+        self.alerts = Counter(
+            "govdeploy_gateway_alerts",
+            "Anomaly alerts raised (after deduplication) by kind.",
+            ["model", "version", "kind"],
+            registry=self.registry,
+        )
         self.challenger_errors = Counter(
             "govdeploy_challenger_errors",
             "Challenger failures answered by the champion.",

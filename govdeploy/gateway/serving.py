@@ -22,6 +22,7 @@ import pandas as pd
 from govdeploy import deployments, registry
 from govdeploy.alerts import post_alert
 from govdeploy.errors import GovdeployError
+from govdeploy.gateway.alerting import RangeCheck
 from govdeploy.gateway.batching import MicroBatcher
 from govdeploy.loader import VerifiedModel, load_verified_model
 from govdeploy.settings import Settings
@@ -34,6 +35,8 @@ log = logging.getLogger("govdeploy.gateway")
 class Slot:
     verified: VerifiedModel
     batcher: MicroBatcher
+    # the training ranges of the version's inputs (None: no signed profile, no range check)
+    ranges: RangeCheck | None = None
 
     @property
     def version(self) -> str:
@@ -96,7 +99,9 @@ class ServingState:
             tracking_uri=self.settings.mlflow_url,
         )
         return Slot(
-            verified, MicroBatcher(_predictor(verified), verified.inputs, self.max_batch, self.max_wait)
+            verified,
+            MicroBatcher(_predictor(verified), verified.inputs, self.max_batch, self.max_wait),
+            RangeCheck.from_profile(verified.profile, verified.inputs, f"{name} v{version}"),
         )
 
     def _refuse(self, served: ServedModel, problem: str, details: dict[str, Any]) -> None:

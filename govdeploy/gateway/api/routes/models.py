@@ -12,9 +12,9 @@ from pydantic import BaseModel, Field
 
 from govdeploy.gateway.api.deps import DeployerCaller, GatewayDep, PredictCaller, ReaderCaller
 from govdeploy.gateway.core import Gateway
-from govdeploy.gateway.inputs import InputError, validate_rows
+from govdeploy.gateway.inputs import InputError, feedback_labels, validate_rows
 from govdeploy.gateway.iolog import mask_pii
-from govdeploy.gateway.serving import ServedModel
+from govdeploy.gateway.serving import ServedModel, Slot
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -69,9 +69,15 @@ async def predict(name: str, request: Request, caller: PredictCaller) -> Respons
     except InputError as exc:
         gateway.metrics.anomalies.labels(name, exc.field).inc()
         raise HTTPException(422, str(exc)) from None
-    request.state.io["inputs"] = [mask_pii(row, served.passthrough, gateway.token_secret) for row in rows]
+    io = request.state.io
+    io.update(
+        inputs=[mask_pii(row, served.passthrough, gateway.token_secret) for row in rows],
+        version=slot.version,  # a model failure counts against the version that failed
+    )
     scores, slot = await _score(gateway, served, slot, fallback, rows)
-    request.state.io.update(version=slot.version, outputs=scores)
+    io.update(version=slot.version, outputs=scores)
+    if slot.ranges is not None:
+        io["out_of_range"] = _check_ranges(gateway, name, slot, rows)
     observe = gateway.metrics.scores.labels(name, slot.version).observe
     for score in scores:
         observe(score)
@@ -82,6 +88,17 @@ async def predict(name: str, request: Request, caller: PredictCaller) -> Respons
         "request_id": request.state.request_id,
     }
     return Response(orjson.dumps(answer), media_type="application/json")
+
+
+def _check_ranges(
+    gateway: Gateway, name: str, slot: Slot, rows: list[dict[str, Any]]
+) -> tuple[int, dict[str, int]]:
+    """Rows outside the answering version's training profile; counted per field in the metrics."""
+    assert slot.ranges is not None
+    bad_rows, fields = slot.ranges.check(rows)
+    for field, count in fields.items():
+        gateway.metrics.out_of_range.labels(name, slot.version, field).inc(count)
+    return bad_rows, fields
 
 
 async def _score(
@@ -97,6 +114,33 @@ async def _score(
             ) from exc
         gateway.metrics.challenger_errors.labels(served.name, slot.version).inc()
         return await fallback.batcher.submit(model_rows), fallback
+
+
+class FeedbackReceipt(BaseModel):
+    model: str
+    accepted: int
+    request_id: str
+
+
+@router.post("/{name}/feedback", status_code=202, response_model=FeedbackReceipt)
+async def feedback(name: str, request: Request, caller: PredictCaller) -> Response:
+    """Ground-truth labels of earlier predictions (by their request_id), for the drift flow to join.
+
+    They are written to the I/O log as one record of kind ``feedback`` with ``labels``.
+    """
+    gateway: Gateway = request.app.state.gateway
+    served_model(gateway, name)
+    request.state.io.update(kind="feedback", model=name)
+    raw = await read_capped(request, gateway.settings.max_body_bytes)
+    try:
+        labels = feedback_labels(json.loads(raw), gateway.settings.max_rows_per_request)
+    except json.JSONDecodeError as exc:
+        raise HTTPException(422, f"body is not JSON: {exc.msg}") from None
+    except InputError as exc:
+        raise HTTPException(422, str(exc)) from None
+    request.state.io["labels"] = labels
+    answer = {"model": name, "accepted": len(labels), "request_id": request.state.request_id}
+    return Response(orjson.dumps(answer), status_code=202, media_type="application/json")
 
 
 class ServingInfo(BaseModel):
