@@ -1,20 +1,74 @@
-"""Serve the project's deployments: flows started from the Prefect UI run in this process."""
+"""Serve the project's deployments: flows started from the Prefect UI run in this process.
+
+Besides the deployments started by hand, this defines the drift loop as code: a nightly ``drift``
+deployment per catalogued model (cron from the policy), and two automations (deployment triggers)
+that an operator sees, and can pause, in the Prefect UI: ``govdeploy.drift.detected`` runs
+``retrain``, ``govdeploy.rollback.requested`` runs ``rollback``.
+"""
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from prefect import serve
+from prefect.client.schemas.schedules import CronSchedule
 from prefect.deployments.runner import RunnerDeployment
+from prefect.events import DeploymentEventTrigger
 
 from flows.canary import canary
+from flows.drift import drift
 from flows.release import release
+from flows.retrain import retrain
 from flows.rollback import rollback
 from flows.train import train
+from govdeploy.catalog import load_catalog
+from govdeploy.policy import load_policy
+from govdeploy.settings import get_settings
+
+MODEL_RESOURCE: dict[str, str | list[str]] = {"prefect.resource.id": "govdeploy.model.*"}
 
 
-def main() -> None:
-    deployments = [
+def automations() -> dict[str, DeploymentEventTrigger]:
+    """The reactions to drift decisions, by deployment name."""
+    return {
+        "retrain": DeploymentEventTrigger(
+            name="govdeploy: retrain on drift",
+            description="A drift check found data drift or a performance drop: train a new candidate "
+            "and start its release (gates, signed approvals, canary).",
+            expect={"govdeploy.drift.detected"},
+            match=MODEL_RESOURCE,
+            parameters={
+                "model": "{{ event.payload.model }}",
+                "shift": "{{ event.payload.shift_estimate }}",
+                "reason": "{{ event.payload.summary }}",
+            },
+        ),
+        "rollback": DeploymentEventTrigger(
+            name="govdeploy: rollback on performance drop",
+            description="A drift check found performance below the policy's limit: return serving to "
+            "the previous verified champion at once.",
+            expect={"govdeploy.rollback.requested"},
+            match=MODEL_RESOURCE,
+            parameters={"model": "{{ event.payload.model }}", "reason": "{{ event.payload.summary }}"},
+        ),
+    }
+
+
+def deployments() -> list[Any]:
+    settings = get_settings()
+    policy = load_policy(settings.policy_path)
+    reactions = automations()
+    nightly = [
+        drift.to_deployment(
+            name=f"nightly-{model}",
+            description=f"Nightly drift check of {model} against its signed training reference.",
+            parameters={"model": model},
+            schedules=[CronSchedule(cron=policy.drift.schedule, timezone="UTC")],
+        )
+        for model in load_catalog(settings.models_path).models
+    ]
+    return [
+        *nightly,
         canary.to_deployment(
             name="canary",
             description="Canary a promoted challenger through the gateway.",
@@ -24,6 +78,18 @@ def main() -> None:
             name="rollback",
             description="Return serving to the previous verified champion.",
             parameters={"model": "credit-risk"},
+            triggers=[reactions["rollback"]],
+        ),
+        retrain.to_deployment(
+            name="retrain",
+            description="Train on newer data and start the candidate's release.",
+            parameters={"model": "credit-risk"},
+            triggers=[reactions["retrain"]],
+        ),
+        drift.to_deployment(
+            name="drift",
+            description="Drift check on demand.",
+            parameters={"model": "credit-risk"},
         ),
         train.to_deployment(name="train", description="Train and register a candidate."),
         release.to_deployment(
@@ -32,7 +98,10 @@ def main() -> None:
             parameters={"model": "credit-risk"},
         ),
     ]
-    serve(*[cast(RunnerDeployment, d) for d in deployments], query_seconds=2)
+
+
+def main() -> None:
+    serve(*[cast(RunnerDeployment, d) for d in deployments()], query_seconds=2)
 
 
 if __name__ == "__main__":

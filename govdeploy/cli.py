@@ -204,6 +204,9 @@ def release(
     model: Annotated[str, typer.Option(help="Registered model name.")],
     version: Annotated[str, typer.Option(help="Candidate version.")],
     data: Annotated[Path | None, typer.Option(help="CSV or Parquet evaluation data.")] = None,
+    canary: Annotated[
+        bool, typer.Option(help="Roll out through a canary even if the policy does not require one.")
+    ] = False,
 ) -> None:
     """Gate a candidate, wait for signed approvals (see 'approve'), then sign and promote it."""
     result = _run_flow(
@@ -211,6 +214,7 @@ def release(
         model=model,
         version=version,
         data_path=str(data.resolve()) if data else None,
+        canary=canary,
     )
     promoted = result["promotion"]
     console.print(
@@ -396,6 +400,27 @@ def rollback(
     """Return serving to the previous verified champion at once (and stop any canary)."""
     result = _run_flow("rollback", model=model, reason=reason)
     console.print(f"[green]rolled back[/green] {model}: champion v{result['from']} → v{result['to']}")
+
+
+@app.command()
+def drift(
+    model: Annotated[str, typer.Option(help="Registered model name.")],
+    window_hours: Annotated[
+        int | None, typer.Option(help="Hours of gateway traffic (default: the policy's).")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="End of the window, ISO 8601 (default: now).")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="Start of the window, ISO 8601 (default: end - window hours).")
+    ] = None,
+) -> None:
+    """Check the serving version's traffic for drift now; the policy decides what happens next."""
+    result = _run_flow("drift", model=model, window_hours=window_hours, end=end, start=start)
+    decision = result["decision"]
+    console.print(
+        f"[bold]{decision['action']}[/bold] {model} v{result['version']}: {'; '.join(decision['reasons'])}\n"
+        f"report: {result['report_url']}"
+        + (f"\nevents: {', '.join(result['events'])}" if result["events"] else "")
+    )
 
 
 @app.command()

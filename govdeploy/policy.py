@@ -114,6 +114,7 @@ class DriftPolicy(StrictModel):
     min_rows: PositiveInt = 500
     max_drifted_share: Fraction = 0.3
     max_performance_drop: Fraction = 0.05
+    min_labelled_rows: PositiveInt = 200
 
     @field_validator("schedule")
     @classmethod
@@ -121,6 +122,23 @@ class DriftPolicy(StrictModel):
         if len(value.split()) != 5:
             raise ValueError(f"schedule {value!r} is not a 5-field cron expression, e.g. '0 2 * * *'")
         return value
+
+
+class AlertsPolicy(StrictModel):
+    """Real-time anomaly alerts of the gateway, judged per model and version over a sliding window.
+
+    A rate is judged once the window holds ``min_requests`` prediction responses; above its limit,
+    the gateway alerts (webhook and Prefect event), at most once per ``dedup_seconds`` per
+    model, version and kind.
+    """
+
+    window_seconds: PositiveInt = 60
+    min_requests: PositiveInt = 50
+    max_out_of_range_rate: Fraction = 0.05
+    low_confidence_margin: Annotated[float, Field(ge=0.0, le=0.5)] = 0.1
+    max_low_confidence_rate: Fraction = 0.5
+    max_error_rate: Fraction = 0.05
+    dedup_seconds: PositiveInt = 300
 
 
 class RetentionPolicy(StrictModel):
@@ -138,6 +156,7 @@ class Policy(StrictModel):
     approval: ApprovalPolicy = ApprovalPolicy()
     canary: CanaryPolicy = CanaryPolicy()
     drift: DriftPolicy = DriftPolicy()
+    alerts: AlertsPolicy = AlertsPolicy()
     retention: RetentionPolicy = RetentionPolicy()
 
     _digest: str = PrivateAttr(default="")

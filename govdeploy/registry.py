@@ -172,6 +172,44 @@ def record_gate(
     return f"{tracking_uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
 
 
+def record_drift(
+    *,
+    name: str,
+    version: str,
+    summary: dict[str, Any],
+    report_html: str,
+    policy_digest: str,
+    tracking_uri: str,
+) -> str:
+    """Log a drift check as its own run (HTML report, summary) and tag the version; return the run's URL."""
+    import mlflow
+
+    with registry_call(f"record the drift check of {name!r} version {version}", tracking_uri):
+        with mlflow.start_run(run_name=f"drift-{name}-v{version}") as run:
+            mlflow.set_tags(
+                {
+                    f"{TAG}kind": "drift",
+                    f"{TAG}model": name,
+                    f"{TAG}version": version,
+                    f"{TAG}policy_digest": policy_digest,
+                    f"{TAG}drift.action": summary["decision"]["action"],
+                }
+            )
+            mlflow.log_metrics(
+                {"drifted_share": summary["decision"]["drifted_share"], "rows": summary["window"]["rows"]}
+            )
+            mlflow.log_dict(summary, "drift/summary.json")
+            mlflow.log_text(report_html, "drift/report.html")
+        client = mlflow.MlflowClient()
+        for key, value in {
+            "drift.run_id": run.info.run_id,
+            "drift.action": summary["decision"]["action"],
+            "drift.checked_at": summary["checked_at"],
+        }.items():
+            client.set_model_version_tag(name, version, f"{TAG}{key}", value)
+    return f"{tracking_uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+
+
 def logged_model_id(name: str, version: str, tracking_uri: str) -> str:
     """The MLflow logged-model id behind a registered version (its source ``models:/<id>``)."""
     import mlflow

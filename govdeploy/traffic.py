@@ -86,3 +86,17 @@ def send_rows(url: str, api_key: str, model: str, rows: Sequence[dict[str, Any]]
     """Post each row once (one request per row); the answers in row order."""
     with httpx.Client(base_url=url, headers={"X-API-Key": api_key}, timeout=30) as http:
         return [_post(http, model, index, row) for index, row in enumerate(rows)]
+
+
+def send_feedback(
+    url: str, api_key: str, model: str, labels: Sequence[tuple[str, int]], chunk: int = 500
+) -> int:
+    """Send ground truth for earlier answers (request id, label) in chunks; the labels accepted."""
+    accepted = 0
+    with httpx.Client(base_url=url, headers={"X-API-Key": api_key}, timeout=30) as http:
+        for begin in range(0, len(labels), chunk):
+            items = [{"request_id": rid, "label": label} for rid, label in labels[begin : begin + chunk]]
+            response = http.post(f"/v1/models/{model}/feedback", json={"labels": items})
+            response.raise_for_status()
+            accepted += int(response.json()["accepted"])
+    return accepted

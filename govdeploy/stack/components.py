@@ -137,7 +137,14 @@ def prefect_server_env(settings: Settings) -> dict[str, str]:
     }
 
 
-DEPLOYMENTS = ("train/train", "release/release", "canary/canary", "rollback/rollback")
+DEPLOYMENTS = (
+    "train/train",
+    "release/release",
+    "canary/canary",
+    "rollback/rollback",
+    "retrain/retrain",
+    "drift/drift",
+)
 
 
 def deployments(settings: Settings) -> Component:

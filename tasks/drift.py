@@ -1,0 +1,192 @@
+"""Drift tasks: the verified reference, the gateway's window, the measurement, its record, the reaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+
+from govdeploy import monitoring, registry
+from govdeploy.catalog import ModelSpec
+from govdeploy.drift import DriftResult, compute_drift, evidently_report_html
+from govdeploy.errors import DataError
+from govdeploy.governance import Governance
+from govdeploy.keys import master_key
+from govdeploy.loader import verified_directory
+from govdeploy.monitoring import DriftDecision, Window
+from govdeploy.reference import PREDICTION, read_reference
+from govdeploy.settings import get_settings
+from govdeploy.storage import s3_client
+from tasks.artifacts import artifact_key
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def serving_version(model: str) -> str:
+    """The version the ``champion`` alias serves; a drift check needs one."""
+    version = registry.alias_version(model, registry.CHAMPION, get_settings().mlflow_url)
+    if version is None:
+        raise DataError(
+            f"no champion of {model!r} serves, so there is no traffic to check; release one first"
+        )
+    return version
+
+
+@task(cache_policy=NO_CACHE)
+def load_reference(model: str, version: str, spec: ModelSpec) -> pd.DataFrame:
+    """The training reference signed with the serving version (release level), verified before use."""
+    settings = get_settings()
+    with verified_directory(
+        model,
+        version,
+        trusted_keys=settings.trusted_signing_keys,
+        level="release",
+        tracking_uri=settings.mlflow_url,
+    ) as (directory, _):
+        reference = read_reference(directory, spec)
+    get_run_logger().info("reference of %s v%s: %d rows, signature verified", model, version, len(reference))
+    return reference
+
+
+@task(cache_policy=NO_CACHE)
+def load_window(
+    model: str, version: str, spec: ModelSpec, start: datetime, end: datetime, min_rows: int
+) -> Window:
+    """The serving version's predictions of [start, end) from the bucket, with the ground truth so far."""
+    settings = get_settings()
+    client = s3_client(settings)
+    keys = monitoring.batch_keys(client, settings.bucket, start, max(end, datetime.now(UTC)))
+    records = monitoring.read_records(client, settings.bucket, keys, master_key(settings.keys_dir))
+    window = monitoring.build_window(records, spec, model, version, start, end)
+    get_run_logger().info(
+        "window %s to %s: %d batches, %d rows of v%s, %d labels, %d requests of other versions",
+        start.isoformat(timespec="seconds"),
+        end.isoformat(timespec="seconds"),
+        len(keys),
+        len(window.rows),
+        version,
+        len(window.labels),
+        window.other_versions,
+    )
+    monitoring.require_rows(window, min_rows)
+    return window
+
+
+@task(cache_policy=NO_CACHE)
+def measure_drift(reference: pd.DataFrame, window: Window, spec: ModelSpec) -> DriftResult:
+    """Per-column drift of the features and the score (Evidently's default tests, computed once)."""
+    numerical = [*spec.numeric_features, PREDICTION]
+    return compute_drift(
+        reference[[*numerical, *spec.categorical_features]],
+        window.rows[[*numerical, *spec.categorical_features]],
+        numerical=numerical,
+        categorical=spec.categorical_features,
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def decide_drift(
+    reference: pd.DataFrame, window: Window, drift: DriftResult, config: Governance
+) -> DriftDecision:
+    """The policy's decision: record, retrain, or rollback and retrain."""
+    policy = config.policy.drift
+    labelled = window.labelled(config.spec.label)
+    perf = monitoring.performance(reference, labelled, config.spec.label, policy.min_labelled_rows)
+    decision = monitoring.decide(policy, drift, perf)
+    get_run_logger().info("drift decision %s: %s", decision.action, "; ".join(decision.reasons))
+    return decision
+
+
+def drift_summary(
+    window: Window, drift: DriftResult, decision: DriftDecision, shift: float
+) -> dict[str, Any]:
+    return {
+        "model": window.model,
+        "version": window.version,
+        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "window": {
+            "start": window.start.isoformat(timespec="seconds"),
+            "end": window.end.isoformat(timespec="seconds"),
+            "rows": len(window.rows),
+            "labels": len(window.labels),
+            "other_versions": window.other_versions,
+        },
+        "reference_rows": drift.reference_rows,
+        "drift": drift.to_dict(),
+        "decision": decision.model_dump(mode="json"),
+        "shift_estimate": shift,
+    }
+
+
+@task(cache_policy=NO_CACHE)
+def record_drift_check(
+    reference: pd.DataFrame, window: Window, summary: dict[str, Any], spec: ModelSpec, policy_digest: str
+) -> str:
+    """Evidently HTML report and summary on the serving version in MLflow; Prefect link and table."""
+    settings = get_settings()
+    numerical = [*spec.numeric_features, PREDICTION]
+    html = evidently_report_html(
+        reference[[*numerical, *spec.categorical_features]],
+        window.rows[[*numerical, *spec.categorical_features]],
+        numerical=numerical,
+        categorical=spec.categorical_features,
+    )
+    url = registry.record_drift(
+        name=window.model,
+        version=window.version,
+        summary=summary,
+        report_html=html,
+        policy_digest=policy_digest,
+        tracking_uri=settings.mlflow_url,
+    )
+    decision = summary["decision"]
+    create_link_artifact(
+        key=artifact_key("drift-report", window.model),
+        link=url,
+        link_text=f"Evidently drift report of {window.model} v{window.version} (MLflow run)",
+        description=f"Drift check: {decision['action']}",
+    )
+    create_table_artifact(
+        key=artifact_key("drift", window.model, f"v{window.version}"),
+        table=[
+            {
+                "column": c["column"],
+                "method": c["method"],
+                "score": c["score"],
+                "threshold": c["threshold"],
+                "drifted": c["drifted"],
+            }
+            for c in summary["drift"]["columns"]
+        ],
+        description=f"Drift decision **{decision['action']}**: " + "; ".join(decision["reasons"]),
+    )
+    return url
+
+
+@task(cache_policy=NO_CACHE)
+def announce(summary: dict[str, Any]) -> list[str]:
+    """Events the automations react to: drift detected (retrain), rollback requested (rollback)."""
+    decision = summary["decision"]
+    if decision["action"] == "record":
+        return []
+    model = summary["model"]
+    resource = {"prefect.resource.id": f"govdeploy.model.{model}", "prefect.resource.name": model}
+    payload = {
+        "model": model,
+        "version": summary["version"],
+        "action": decision["action"],
+        "reasons": decision["reasons"],
+        "summary": "; ".join(decision["reasons"])[:500],
+        "shift_estimate": summary["shift_estimate"],
+    }
+    events = ["govdeploy.drift.detected"]
+    if decision["action"] == "rollback_and_retrain":
+        events.append("govdeploy.rollback.requested")
+    for name in events:
+        emit_event(event=name, resource=resource, payload=payload)
+    get_run_logger().warning("emitted %s for %s v%s", events, model, summary["version"])
+    return events
