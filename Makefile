@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LOCK := requirements/lock.txt
 
-.PHONY: demo test test-unit up down status lint lock bench clean
+.PHONY: demo test test-unit up down status lint lock bench bench-drift clean
 
 $(STAMP): $(LOCK) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ lint: $(STAMP)
 ## bench: gateway vs `mlflow models serve` (needs the stack with a champion: run `make demo` first, and wrk)
 bench: $(STAMP)
 	$(PY) benchmarks/serving.py
+
+## bench-drift: the drift decision vs a plain Evidently DataDriftPreset run, 1M rows x 12 columns
+bench-drift: $(STAMP)
+	$(PY) -m benchmarks.drift
 
 ## lock: re-resolve requirements/main.in into the hash-pinned lock file
 lock: $(STAMP)

@@ -5,23 +5,29 @@ own approval is refused, two risk officers sign and it is promoted with a releas
 is then verified, and the gateway serves it. An improved candidate is released through a canary
 under synthetic traffic and becomes champion; a miscalibrated one (scores shifted up) passes the
 gates but is rolled back by the canary. A candidate trained on historically biased labels is
-rejected by the fairness gate; corrupted evaluation data is rejected by data validation. The audit
-trail is verified last.
+rejected by the fairness gate; corrupted evaluation data is rejected by data validation. Then the
+drift loop: shifted traffic makes the drift check decide to retrain, and the automation's retrain
+leaves a new candidate paused for approval; ground truth that contradicts the model makes it roll
+back to the previous verified champion at once. The audit trail is verified last.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pandas as pd
 from rich.console import Console
 
 from flows import runs
 from flows.approve import approval_token, submit
+from flows.drift import drift
 from flows.release import release
 from flows.train import train
 from govdeploy import registry
@@ -32,7 +38,7 @@ from govdeploy.loader import verify_version
 from govdeploy.policy import load_policy
 from govdeploy.settings import Settings
 from govdeploy.stack.manager import up
-from govdeploy.traffic import Traffic, send_rows
+from govdeploy.traffic import Traffic, send_feedback, send_rows
 
 MODEL = "credit-risk"
 SUBMITTER = "dana"
@@ -47,7 +53,8 @@ FEATURES = [
     "purpose",
     "region",
 ]
-CANARY_BAKE = 5.0  # seconds per canary step in the demo (the policy's bake is the upper bound)
+DRIFT_ROWS = 600  # requests per drift window (the policy needs drift.min_rows = 500)
+CANARY_BAKE = 8.0  # seconds per canary step in the demo (the policy's bake is the upper bound)
 
 
 @dataclass
@@ -149,8 +156,15 @@ def _key(settings: Settings, principal: str) -> str:
 
 def _rows(count: int, seed: int, shift: float = 0.0) -> list[dict[str, Any]]:
     """Client requests: the model's features and an email (personal data the gateway tokenises)."""
-    frame = generate_credit_data(count, seed=seed, shift=shift)
+    return _records(generate_credit_data(count, seed=seed, shift=shift))
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return list(frame[[*FEATURES, "email"]].to_dict(orient="records"))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 def _gateway_outcome(settings: Settings, version: str) -> Outcome:
@@ -192,6 +206,78 @@ def _canary_release(
     return [*outcomes, Outcome(f"canary of v{version}", expected, got, detail)]
 
 
+def _drift_outcomes(settings: Settings, progress: Callable[[str], None]) -> list[Outcome]:
+    """Shifted traffic → drift → retrain → a candidate paused for approval; collapse → rollback."""
+    bench = _key(settings, "bench")
+    champion = registry.alias_version(MODEL, registry.CHAMPION, settings.mlflow_url)
+    progress("drift: clients send shifted traffic (higher incomes and debt) through the gateway")
+    since, start = time.time(), _now()
+    send_rows(settings.gateway_url, bench, MODEL, _rows(DRIFT_ROWS, seed=31, shift=0.5))
+    time.sleep(2)  # the gateway ships its I/O batches to the bucket within a second
+    result = drift(model=MODEL, start=start)
+    decision = result["decision"]
+    outcomes = [
+        Outcome(
+            f"govdeploy drift (champion v{champion}, shifted traffic)",
+            "retrain",
+            decision["action"],
+            "; ".join(decision["reasons"]) + f"; Evidently report: {result['report_url']}",
+        )
+    ]
+    progress("the drift automation retrains; waiting for the new candidate's release to pause for approval")
+    outcomes.append(_paused_retrain(since))
+
+    progress("performance collapse: ground truth for fresh traffic contradicts the model")
+    since, start = time.time(), _now()
+    frame = generate_credit_data(DRIFT_ROWS, seed=32)
+    answers = send_rows(settings.gateway_url, bench, MODEL, _records(frame))
+    send_feedback(
+        settings.gateway_url,
+        bench,
+        MODEL,
+        [(a.request_id, 1 - int(y)) for a, y in zip(answers, frame["default"], strict=True)],
+    )
+    time.sleep(2)
+    result = drift(model=MODEL, start=start)
+    decision = result["decision"]
+    outcomes.append(
+        Outcome(
+            f"govdeploy drift (champion v{champion}, labels arrive)",
+            "rollback_and_retrain",
+            decision["action"],
+            "; ".join(decision["reasons"]),
+        )
+    )
+    progress("the rollback automation returns serving to the previous verified champion")
+    rolled = runs.wait_for_run("rollback/rollback", since, timeout=180)
+    now_serving = registry.alias_version(MODEL, registry.CHAMPION, settings.mlflow_url)
+    outcomes.append(
+        Outcome(
+            "automatic rollback",
+            "completed",
+            str(rolled.state.name if rolled.state else "unknown").lower(),
+            f"champion v{champion} → v{now_serving} (signature re-verified); a retrain was started too",
+        )
+    )
+    return outcomes
+
+
+def _paused_retrain(since: float) -> Outcome:
+    try:
+        retrain = runs.wait_for_run("retrain/retrain", since, timeout=240)
+        release = runs.wait_for_run("release/release", since, "Paused", timeout=240)
+    except GovdeployError as exc:
+        return Outcome("retrain → release", "paused for approval", "not paused", str(exc))
+    return Outcome(
+        "retrain → release",
+        "paused for approval",
+        "paused for approval",
+        f"retrain run {retrain.name} trained v{release.parameters['version']} on shift "
+        f"{float(retrain.parameters['shift']):.2f}; its release (gates passed, canary next) waits: "
+        f"govdeploy approve {release.id} --approver alice --key …",
+    )
+
+
 def run_demo(settings: Settings, progress: Callable[[str], None], console: Console) -> bool:
     """Run the scenario; print what happened and where to look; True if all went as expected."""
     progress("starting the local stack")
@@ -216,6 +302,7 @@ def run_demo(settings: Settings, progress: Callable[[str], None], console: Conso
     progress("training a miscalibrated candidate (balanced class weights) and releasing it through a canary")
     skewed = train(model=MODEL, rows=5000, seed=18, class_weight="balanced", submitted_by=SUBMITTER)
     outcomes += _canary_release(settings, skewed["version"], "rolled back", progress)
+    outcomes += _drift_outcomes(settings, progress)
     progress(f"release gates for biased v{biased['version']}")
     outcomes.append(
         _gate_outcome(f"release v{biased['version']}", "rejected: policy gate", biased["version"])

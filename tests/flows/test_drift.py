@@ -7,7 +7,6 @@ the scenarios do not see each other's requests.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,9 +14,10 @@ import httpx
 import mlflow
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun
+from prefect.states import Cancelled
 
+from flows import runs
 from flows.drift import drift
 from flows.train import train
 from govdeploy.data import generate_credit_data
@@ -63,29 +63,11 @@ def shipped() -> None:
 
 
 def runs_of(deployment: str, since: float) -> list[FlowRun]:
-    with get_client(sync_client=True) as client:
-        found = client.read_deployment_by_name(deployment)
-        runs = client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[found.id]))
-        )
-    return [r for r in runs if r.created is not None and r.created.timestamp() >= since]
-
-
-def eventually(check: Callable[[], Any], timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(1)
-    pytest.fail(f"not within {timeout} s: {check.__doc__ or check}")
+    return runs.runs_since(deployment, since)
 
 
 def final_state(deployment: str, since: float) -> FlowRun:
-    def done() -> FlowRun | None:
-        runs = [r for r in runs_of(deployment, since) if r.state is not None and r.state.is_final()]
-        return runs[0] if runs else None
-
-    return eventually(done, 240)
+    return runs.wait_for_run(deployment, since, timeout=240)
 
 
 @pytest.fixture(scope="module")
@@ -146,21 +128,13 @@ def test_data_drift_starts_retrain_and_a_release_waiting_for_approval(
     retrain = final_state("retrain/retrain", since)  # the automation ran the retrain deployment
     assert retrain.state is not None and retrain.state.is_completed(), retrain.state
     assert float(retrain.parameters["shift"]) == result["shift_estimate"]
-    release = eventually(
-        lambda: [r for r in runs_of("release/release", since) if r.state and r.state.name == "Paused"]
-    )
-    candidate = str(release[0].parameters["version"])
-    assert release[0].parameters["canary"] is True
+    release = runs.wait_for_run("release/release", since, "Paused", timeout=240)
+    candidate = str(release.parameters["version"])
+    assert release.parameters["canary"] is True
     assert mlflow.MlflowClient().get_model_version_by_alias(MODEL, "champion").version == serving["second"]
     assert candidate not in {serving["first"], serving["second"]}  # a new candidate, never promoted by itself
     with get_client(sync_client=True) as client:
-        client.set_flow_run_state(release[0].id, _cancelled(), force=True)
-
-
-def _cancelled() -> Any:
-    from prefect.states import Cancelled
-
-    return Cancelled(message="test: the retrained candidate is not approved")
+        client.set_flow_run_state(release.id, Cancelled(message="test: not approved"), force=True)
 
 
 def test_performance_drop_rolls_back_at_once_then_retrains(stack: Settings, serving: dict[str, Any]) -> None:
