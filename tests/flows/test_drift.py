@@ -6,12 +6,14 @@ the scenarios do not see each other's requests.
 
 from __future__ import annotations
 
+import io
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import mlflow
+import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
@@ -21,13 +23,14 @@ from flows import runs
 from flows.drift import drift
 from flows.train import train
 from govdeploy.data import generate_credit_data
-from govdeploy.errors import DataError
+from govdeploy.errors import DataError, SignatureError
 from govdeploy.evidence import records
 from govdeploy.settings import Settings
 from govdeploy.storage import s3_client
 from govdeploy.traffic import send_feedback, send_rows
 from tests.flows.conftest import MODEL, promote_now
 from tests.flows.test_gateway import key
+from tests.flows.test_tampering_and_faults import prefix
 
 pytestmark = pytest.mark.e2e
 
@@ -174,6 +177,26 @@ def test_a_malformed_window_fails_and_starts_nothing(stack: Settings, serving: d
             drift(model=MODEL, start=start, end=now())
     finally:
         client.delete_object(Bucket=stack.bucket, Key=bad)
+    time.sleep(3)
+    assert runs_of("retrain/retrain", since) == [] and runs_of("rollback/rollback", since) == []
+
+
+def test_a_reference_that_does_not_verify_fails_and_starts_nothing(
+    stack: Settings, serving: dict[str, Any]
+) -> None:
+    since = time.time()
+    version = mlflow.MlflowClient().get_model_version_by_alias(MODEL, "champion").version
+    client, key_name = s3_client(stack), prefix(version) + "reference.parquet"
+    original = client.get_object(Bucket=stack.bucket, Key=key_name)["Body"].read()
+    forged = pd.read_parquet(io.BytesIO(original)).assign(income=lambda f: f["income"] * 2)
+    client.put_object(Bucket=stack.bucket, Key=key_name, Body=forged.to_parquet(index=False))
+    try:
+        with pytest.raises(
+            SignatureError, match=r"does not verify against its release\.sig.*reference\.parquet"
+        ):
+            drift(model=MODEL, window_hours=1)
+    finally:
+        client.put_object(Bucket=stack.bucket, Key=key_name, Body=original)
     time.sleep(3)
     assert runs_of("retrain/retrain", since) == [] and runs_of("rollback/rollback", since) == []
 
