@@ -12,11 +12,14 @@ from typing import Any
 
 from prefect import flow
 
+from govdeploy.errors import GovdeployError
+from govdeploy.governance import Governance
 from govdeploy.monitoring import estimate_shift, window_bounds
 from tasks.audit import audit_event
 from tasks.drift import (
     announce,
     decide_drift,
+    drift_failed,
     drift_summary,
     load_reference,
     load_window,
@@ -39,22 +42,40 @@ def drift(
         end: End of the window, ISO 8601 (default: now).
         start: Start of the window, ISO 8601 (default: end minus window_hours).
     """
-    # Stage 1: policy, the serving version and its verified training reference
+    # Stage 1: policy and catalog entry
     config = load_config(model)
+    try:
+        return _check(model, config, window_hours, end, start)
+    except GovdeployError as exc:
+        # fail safe: no decision, no reaction; the failure is recorded and alerted, then the run fails
+        audit_event(
+            "drift.failed",
+            {"reason": str(exc), "alert": drift_failed(model, str(exc))},
+            model=model,
+            policy_digest=config.policy.digest,
+            retention_days=config.policy.retention.audit_days,
+        )
+        raise
+
+
+def _check(
+    model: str, config: Governance, window_hours: int | None, end: str | None, start: str | None
+) -> dict[str, Any]:
     policy = config.policy.drift
+    # Stage 2: the serving version and its verified training reference
     version = serving_version(model)
     reference = load_reference(model, version, config.spec)
 
-    # Stage 2: the window of gateway traffic (fails with the reason when too small or unreadable)
+    # Stage 3: the window of gateway traffic (fails with the reason when too small or unreadable)
     begin, stop = window_bounds(window_hours or policy.window_hours, end, start)
     window = load_window(model, version, config.spec, begin, stop, policy.min_rows)
 
-    # Stage 3: measurement and the policy's decision
+    # Stage 4: measurement and the policy's decision
     measured = measure_drift(reference, window, config.spec)
     decision = decide_drift(reference, window, measured, config)
     summary = drift_summary(window, measured, decision, estimate_shift(reference, window.rows))
 
-    # Stage 4: evidence (MLflow report, Prefect artifacts, audit), then the events automations react to
+    # Stage 5: evidence (MLflow report, Prefect artifacts, audit), then the events automations react to
     summary["report_url"] = record_drift_check(reference, window, summary, config.spec, config.policy.digest)
     audit_event(
         "drift.checked",

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from govdeploy import monitoring, registry
+from govdeploy.alerts import post_alert
 from govdeploy.catalog import ModelSpec
 from govdeploy.drift import DriftResult, compute_drift, evidently_report_html
 from govdeploy.errors import DataError
@@ -190,3 +191,17 @@ def announce(summary: dict[str, Any]) -> list[str]:
         emit_event(event=name, resource=resource, payload=payload)
     get_run_logger().warning("emitted %s for %s v%s", events, model, summary["version"])
     return events
+
+
+@task(cache_policy=NO_CACHE)
+def drift_failed(model: str, reason: str) -> str:
+    """A drift check that could not decide: alert (webhook and Prefect event); returns the delivery."""
+    alert = {"kind": "drift.failed", "model": model, "reason": reason}
+    emit_event(
+        event="govdeploy.drift.failed",
+        resource={"prefect.resource.id": f"govdeploy.model.{model}", "prefect.resource.name": model},
+        payload=alert,
+    )
+    delivery = post_alert(get_settings().alert_webhook, alert)
+    get_run_logger().error("drift check of %s failed, nothing reacts: %s; alert %s", model, reason, delivery)
+    return delivery

@@ -90,6 +90,8 @@ def test_too_few_rows_fails_and_starts_nothing(stack: Settings, serving: dict[st
     shipped()
     with pytest.raises(DataError, match=r"has 50 predictions .* fewer than the 500 drift.min_rows"):
         drift(model=MODEL, start=start, end=now())
+    failed = [r for r in records(stack, MODEL) if r.action == "drift.failed"][-1]
+    assert "fewer than the 500 drift.min_rows" in failed.payload["reason"]
     time.sleep(3)
     assert runs_of("retrain/retrain", since) == [] and runs_of("rollback/rollback", since) == []
 
