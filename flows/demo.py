@@ -38,7 +38,7 @@ from govdeploy.loader import verify_version
 from govdeploy.policy import load_policy
 from govdeploy.settings import Settings
 from govdeploy.stack.manager import up
-from govdeploy.traffic import Traffic, send_feedback, send_rows
+from govdeploy.traffic import Traffic, send_feedback, send_rows, wait_until_logged
 
 MODEL = "credit-risk"
 SUBMITTER = "dana"
@@ -213,7 +213,7 @@ def _drift_outcomes(settings: Settings, progress: Callable[[str], None]) -> list
     progress("drift: clients send shifted traffic (higher incomes and debt) through the gateway")
     since, start = time.time(), _now()
     send_rows(settings.gateway_url, bench, MODEL, _rows(DRIFT_ROWS, seed=31, shift=0.5))
-    time.sleep(2)  # the gateway ships its I/O batches to the bucket within a second
+    wait_until_logged(settings, start, DRIFT_ROWS)  # shipped to the bucket within a second or so
     result = drift(model=MODEL, start=start)
     decision = result["decision"]
     outcomes = [
@@ -237,7 +237,7 @@ def _drift_outcomes(settings: Settings, progress: Callable[[str], None]) -> list
         MODEL,
         [(a.request_id, 1 - int(y)) for a, y in zip(answers, frame["default"], strict=True)],
     )
-    time.sleep(2)
+    wait_until_logged(settings, start, DRIFT_ROWS, labels=DRIFT_ROWS)
     result = drift(model=MODEL, start=start)
     decision = result["decision"]
     outcomes.append(

@@ -8,12 +8,20 @@ be sent back later for the same request ids.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 import httpx
+
+from govdeploy import monitoring
+from govdeploy.errors import GovdeployError
+from govdeploy.keys import master_key
+from govdeploy.settings import Settings
+from govdeploy.storage import s3_client
 
 
 @dataclass(frozen=True)
@@ -100,3 +108,27 @@ def send_feedback(
             response.raise_for_status()
             accepted += int(response.json()["accepted"])
     return accepted
+
+
+def wait_until_logged(
+    settings: Settings, since: str, predictions: int, labels: int = 0, timeout: float = 60
+) -> None:
+    """Wait until the shipped I/O batches hold ``predictions`` rows and ``labels`` since ``since``."""
+    client, key = s3_client(settings), master_key(settings.keys_dir)
+    start = datetime.fromisoformat(since)
+    deadline = time.monotonic() + timeout
+    seen = (0, 0)
+    while time.monotonic() < deadline:
+        keys = monitoring.batch_keys(client, settings.bucket, start, datetime.now(UTC))
+        found = [r for r in monitoring.read_records(client, settings.bucket, keys, key) if r.time >= since]
+        seen = (
+            sum(len(r.inputs or []) for r in found if r.kind == "predict" and r.status == 200),
+            sum(len(r.labels or []) for r in found if r.kind == "feedback"),
+        )
+        if seen[0] >= predictions and seen[1] >= labels:
+            return
+        time.sleep(0.5)
+    raise GovdeployError(
+        f"after {timeout:.0f} s the bucket holds {seen[0]} of {predictions} predictions and {seen[1]} of "
+        f"{labels} labels logged since {since}; is the gateway shipping its I/O log (see its log)?"
+    )

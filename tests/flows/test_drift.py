@@ -27,7 +27,7 @@ from govdeploy.errors import DataError, SignatureError
 from govdeploy.evidence import records
 from govdeploy.settings import Settings
 from govdeploy.storage import s3_client
-from govdeploy.traffic import send_feedback, send_rows
+from govdeploy.traffic import send_feedback, send_rows, wait_until_logged
 from tests.flows.conftest import MODEL, promote_now
 from tests.flows.test_gateway import key
 from tests.flows.test_tampering_and_faults import prefix
@@ -61,8 +61,9 @@ def traffic(stack: Settings, rows: int, seed: int, shift: float = 0.0) -> tuple[
     return answers, frame["default"].tolist()
 
 
-def shipped() -> None:
-    time.sleep(1.5)  # the gateway flushes its I/O batches every 0.2 s and ships them to the bucket
+def shipped(stack: Settings, since: str, predictions: int, labels: int = 0) -> None:
+    """Wait until the gateway has shipped these records to the bucket (it flushes every 0.2 s)."""
+    wait_until_logged(stack, since, predictions, labels)
 
 
 def runs_of(deployment: str, since: float) -> list[FlowRun]:
@@ -87,7 +88,7 @@ def serving(stack: Settings) -> dict[str, Any]:
 def test_too_few_rows_fails_and_starts_nothing(stack: Settings, serving: dict[str, Any]) -> None:
     since, start = time.time(), now()
     traffic(stack, 50, seed=70)
-    shipped()
+    shipped(stack, start, 50)
     with pytest.raises(DataError, match=r"has 50 predictions .* fewer than the 500 drift.min_rows"):
         drift(model=MODEL, start=start, end=now())
     failed = [r for r in records(stack, MODEL) if r.action == "drift.failed"][-1]
@@ -99,7 +100,7 @@ def test_too_few_rows_fails_and_starts_nothing(stack: Settings, serving: dict[st
 def test_no_drift_is_recorded_only(stack: Settings, serving: dict[str, Any]) -> None:
     since, start = time.time(), now()
     traffic(stack, 600, seed=71)
-    shipped()
+    shipped(stack, start, 600)
     result = drift(model=MODEL, start=start, end=now())
     assert result["version"] == serving["second"]
     assert result["decision"]["action"] == "record", result["decision"]
@@ -122,7 +123,7 @@ def test_data_drift_starts_retrain_and_a_release_waiting_for_approval(
 ) -> None:
     since, start = time.time(), now()
     traffic(stack, 600, seed=72, shift=0.5)
-    shipped()
+    shipped(stack, start, 600)
     result = drift(model=MODEL, start=start, end=now())
     decision = result["decision"]
     assert decision["action"] == "retrain", decision
@@ -152,7 +153,7 @@ def test_performance_drop_rolls_back_at_once_then_retrains(stack: Settings, serv
         MODEL,
         [(a.request_id, 1 - label) for a, label in zip(answers, truth, strict=True)],
     )
-    shipped()
+    shipped(stack, start, 600, labels=600)
     result = drift(model=MODEL, start=start, end=now())
     decision = result["decision"]
     assert decision["action"] == "rollback_and_retrain", decision
@@ -169,11 +170,11 @@ def test_performance_drop_rolls_back_at_once_then_retrains(stack: Settings, serv
 def test_a_malformed_window_fails_and_starts_nothing(stack: Settings, serving: dict[str, Any]) -> None:
     since, start = time.time(), now()
     traffic(stack, 600, seed=74)
+    shipped(stack, start, 600)
     day = datetime.now(UTC).strftime("%Y%m%d")
     bad = f"iolog/{day}/{datetime.now(UTC):%H%M%S%f}-badbatch.jsonl.enc"
     client = s3_client(stack)
     client.put_object(Bucket=stack.bucket, Key=bad, Body=b'{"not": "a sealed batch"}')
-    shipped()
     try:
         with pytest.raises(DataError, match=r"badbatch.jsonl.enc is unreadable .* no drift decision"):
             drift(model=MODEL, start=start, end=now())
