@@ -54,7 +54,6 @@ FEATURES = [
     "region",
 ]
 DRIFT_ROWS = 600  # requests per drift window (the policy needs drift.min_rows = 500)
-CANARY_BAKE = 8.0  # seconds per canary step in the demo (the policy's bake is the upper bound)
 
 
 @dataclass
@@ -182,10 +181,10 @@ def _gateway_outcome(settings: Settings, version: str) -> Outcome:
 
 
 def _canary_release(
-    settings: Settings, version: str, expected: str, progress: Callable[[str], None]
+    settings: Settings, version: str, expected: str, bake: float, progress: Callable[[str], None]
 ) -> list[Outcome]:
     """A release with a canary: approvals, then traffic steps judged on live synthetic traffic."""
-    parameters = {"model": MODEL, "version": version, "canary": True, "canary_bake_seconds": CANARY_BAKE}
+    parameters = {"model": MODEL, "version": version, "canary": True, "canary_bake_seconds": bake}
     run_id = runs.start("release/release", parameters)
     progress(f"release v{version} with a canary: waiting for it to pause for approval")
     runs.wait_for_state(run_id, "Paused")
@@ -298,10 +297,11 @@ def run_demo(settings: Settings, progress: Callable[[str], None], console: Conso
     outcomes += _approval_path(settings, fair["version"], progress)
     progress("training an improved candidate and releasing it through a canary")
     improved = train(model=MODEL, rows=6000, seed=17, submitted_by=SUBMITTER)
-    outcomes += _canary_release(settings, improved["version"], "champion", progress)
-    progress("training a miscalibrated candidate (balanced class weights) and releasing it through a canary")
-    skewed = train(model=MODEL, rows=5000, seed=18, class_weight="balanced", submitted_by=SUBMITTER)
-    outcomes += _canary_release(settings, skewed["version"], "rolled back", progress)
+    outcomes += _canary_release(settings, improved["version"], "champion", 5.0, progress)
+    progress("training a miscalibrated candidate (defaults weighted 3x) and releasing it through a canary")
+    skewed = train(model=MODEL, rows=5000, seed=18, positive_weight=3.0, submitted_by=SUBMITTER)
+    # a longer bake: ~250 challenger requests at 5 %, so the mean score is measured to about ±0.02
+    outcomes += _canary_release(settings, skewed["version"], "rolled back", 20.0, progress)
     outcomes += _drift_outcomes(settings, progress)
     progress(f"release gates for biased v{biased['version']}")
     outcomes.append(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow
 
@@ -28,7 +28,7 @@ def train(
     seed: int = 7,
     label_bias: float = 0.0,
     shift: float = 0.0,
-    class_weight: Literal["balanced"] | None = None,
+    positive_weight: float = 1.0,
     data_path: str | None = None,
     submitted_by: str | None = None,
 ) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def train(
         seed: Seed of the generator and of the train/holdout split.
         label_bias: Historical bias against one group in the synthetic labels (0 = none).
         shift: Distribution shift of the synthetic data (0 = none).
-        class_weight: "balanced" weights defaults up in the fit: same ranking, higher scores.
+        positive_weight: Weight of defaults in the fit (1 = none; 3 = same ranking, higher scores).
         data_path: A CSV or Parquet file to train on instead of synthetic data.
         submitted_by: Identity recorded as the submitter (default: GOVDEPLOY_USER or the login);
             the submitter can never approve the version's release.
@@ -57,7 +57,7 @@ def train(
     require_valid(validation)
 
     # Stage 3: fit
-    fitted, holdout = fit_model(config.spec, frame, seed, class_weight)
+    fitted, holdout = fit_model(config.spec, frame, seed, positive_weight)
 
     # Stage 4: evidence of how it was made
     env = capture_environment()
@@ -80,7 +80,7 @@ def train(
             "seed": seed,
             "label_bias": label_bias,
             "shift": shift,
-            "class_weight": class_weight or "none",
+            "positive_weight": positive_weight,
             "source": data_path or "synthetic",
         },
         submitted_by=submitter,

@@ -6,7 +6,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -28,11 +28,11 @@ SERVING_PACKAGES = ("scikit-learn", "skops", "pandas", "numpy", "scipy", "mlflow
 
 @task(cache_policy=NO_CACHE)
 def fit_model(
-    spec: ModelSpec, frame: pd.DataFrame, seed: int, class_weight: Literal["balanced"] | None = None
+    spec: ModelSpec, frame: pd.DataFrame, seed: int, positive_weight: float = 1.0
 ) -> tuple[Any, dict[str, float]]:
     """Fit the catalogued pipeline on 80 % of the rows; metrics on the other 20 %."""
     train, test = split_frame(frame, 0.2, seed)
-    model, holdout = fit(spec, train, test, class_weight)
+    model, holdout = fit(spec, train, test, positive_weight)
     get_run_logger().info("fitted on %d rows; holdout %s", len(train), holdout)
     return model, holdout
 

@@ -24,7 +24,7 @@ from govdeploy.monitoring import (
 )
 from govdeploy.policy import DriftPolicy
 from govdeploy.reference import build_profile, build_reference, read_reference, write_reference
-from govdeploy.training import build_pipeline
+from govdeploy.training import build_pipeline, fit
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 T0 = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
@@ -163,3 +163,15 @@ def test_reference_round_trip_profile_and_shift_estimate(spec: ModelSpec, tmp_pa
     assert abs(estimate_shift(reference, shifted) - 0.4) < 0.05
     with pytest.raises(DataError, match=r"reference\.parquet is not among the signed artifacts"):
         read_reference(tmp_path / "elsewhere", spec)
+
+
+def test_a_positive_weight_keeps_the_ranking_and_raises_the_scores(spec: ModelSpec) -> None:
+    frame = generate_credit_data(3000, seed=8)
+    plain, _ = fit(spec, frame[:2400], frame[2400:])
+    weighted, _ = fit(spec, frame[:2400], frame[2400:], positive_weight=3.0)
+    rows = frame[2400:][spec.features]
+    before, after = plain.predict_proba(rows)[:, 1], weighted.predict_proba(rows)[:, 1]
+    assert after.mean() - before.mean() > 0.1
+    assert pd.Series(before).corr(pd.Series(after), method="spearman") > 0.99
+    with pytest.raises(DataError, match=r"positive_weight=0\.0 must be positive"):
+        fit(spec, frame[:2400], frame[2400:], positive_weight=0.0)
