@@ -129,6 +129,34 @@ def evidently_report_html(
     return _run_report(sample[0], sample[1], numerical, categorical).get_html_str(as_iframe=False)
 
 
+def evidently_performance_html(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    target: str,
+    score: str,
+    max_rows: int = 50_000,
+    seed: int = 0,
+) -> str:
+    """Evidently's ClassificationPreset report (binary, scores as probabilities) as HTML, on samples."""
+    from evidently import BinaryClassification, DataDefinition, Dataset, Report
+    from evidently.presets import ClassificationPreset
+
+    if max_rows <= 0:
+        raise DataError(f"max_rows={max_rows} must be positive; ask for at least 1 row")
+    definition = DataDefinition(
+        classification=[BinaryClassification(target=target, prediction_probas=score)],
+        numerical_columns=[score],
+        categorical_columns=[target],
+    )
+    current_set, reference_set = (
+        Dataset.from_pandas(_sample(frame[[target, score]], max_rows, seed), data_definition=definition)
+        for frame in (current, reference)
+    )
+    snapshot = Report([ClassificationPreset()]).run(current_set, reference_set)
+    return str(snapshot.get_html_str(as_iframe=False))
+
+
 def _kinds(
     reference: pd.DataFrame,
     current: pd.DataFrame,

@@ -177,11 +177,12 @@ def record_drift(
     name: str,
     version: str,
     summary: dict[str, Any],
-    report_html: str,
+    reports: dict[str, str],
     policy_digest: str,
     tracking_uri: str,
 ) -> str:
-    """Log a drift check as its own run (HTML report, summary) and tag the version; return the run's URL."""
+    """Log a drift check as its own run (HTML reports by file name, summary) and tag the version; return
+    the run's URL."""
     import mlflow
 
     with registry_call(f"record the drift check of {name!r} version {version}", tracking_uri):
@@ -199,7 +200,8 @@ def record_drift(
                 {"drifted_share": summary["decision"]["drifted_share"], "rows": summary["window"]["rows"]}
             )
             mlflow.log_dict(summary, "drift/summary.json")
-            mlflow.log_text(report_html, "drift/report.html")
+            for file_name, html in reports.items():
+                mlflow.log_text(html, f"drift/{file_name}")
         client = mlflow.MlflowClient()
         for key, value in {
             "drift.run_id": run.info.run_id,

@@ -14,7 +14,7 @@ from prefect.events import emit_event
 from govdeploy import monitoring, registry
 from govdeploy.alerts import post_alert
 from govdeploy.catalog import ModelSpec
-from govdeploy.drift import DriftResult, compute_drift, evidently_report_html
+from govdeploy.drift import DriftResult, compute_drift, evidently_performance_html, evidently_report_html
 from govdeploy.errors import DataError
 from govdeploy.governance import Governance
 from govdeploy.keys import master_key
@@ -130,17 +130,23 @@ def record_drift_check(
     """Evidently HTML report and summary on the serving version in MLflow; Prefect link and table."""
     settings = get_settings()
     numerical = [*spec.numeric_features, PREDICTION]
-    html = evidently_report_html(
-        reference[[*numerical, *spec.categorical_features]],
-        window.rows[[*numerical, *spec.categorical_features]],
-        numerical=numerical,
-        categorical=spec.categorical_features,
-    )
+    reports = {
+        "report.html": evidently_report_html(
+            reference[[*numerical, *spec.categorical_features]],
+            window.rows[[*numerical, *spec.categorical_features]],
+            numerical=numerical,
+            categorical=spec.categorical_features,
+        )
+    }
+    if summary["decision"]["performance"] is not None:  # ground truth arrived: classification quality too
+        reports["performance.html"] = evidently_performance_html(
+            reference, window.labelled(spec.label), target=spec.label, score=PREDICTION
+        )
     url = registry.record_drift(
         name=window.model,
         version=window.version,
         summary=summary,
-        report_html=html,
+        reports=reports,
         policy_digest=policy_digest,
         tracking_uri=settings.mlflow_url,
     )

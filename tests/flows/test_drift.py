@@ -159,6 +159,12 @@ def test_performance_drop_rolls_back_at_once_then_retrains(stack: Settings, serv
     assert decision["action"] == "rollback_and_retrain", decision
     assert decision["performance"]["labelled_rows"] == 600
     assert result["events"] == ["govdeploy.drift.detected", "govdeploy.rollback.requested"]
+    run_id = mlflow.MlflowClient().get_model_version(MODEL, serving["second"]).tags["govdeploy.drift.run_id"]
+    assert {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "drift")} == {
+        "drift/report.html",
+        "drift/performance.html",  # Evidently's classification report, now that labels arrived
+        "drift/summary.json",
+    }
 
     rollback = final_state("rollback/rollback", since)
     assert rollback.state is not None and rollback.state.is_completed(), rollback.state
