@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from govdeploy.data import generate_credit_data
-from govdeploy.drift import DriftResult, compute_drift, evidently_drift
+from govdeploy.drift import DriftResult, compute_drift
+from govdeploy.evidently_reports import evidently_drift
 
 NUMERICAL = [
     "income",

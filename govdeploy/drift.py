@@ -12,8 +12,7 @@ counted on what is left, distinct values over reference and current together:
     > 1000           numerical, > 5 distinct values      Wasserstein / reference std  d ≥ 0.1
     > 1000           any other                           Jensen-Shannon distance      d ≥ 0.1
 
-``evidently_drift`` runs the plain Evidently report, to compare; ``evidently_report_html``
-renders one on a sample, for humans. Evidently is imported only when one of them runs.
+``govdeploy.evidently_reports`` runs the plain Evidently reports: to compare, and for humans.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -30,22 +29,12 @@ from scipy.spatial import distance
 
 from govdeploy.errors import DataError
 
-if TYPE_CHECKING:
-    from evidently.core.report import Snapshot
-
 Kind = Literal["numerical", "categorical"]
 
 P_VALUE = 0.05  # threshold of the p-value tests
 DISTANCE = 0.1  # threshold of the distance tests
 SMALL_REFERENCE = 1000  # at or below this many reference rows, the p-value tests are used
 FEW_VALUES = 5  # a numerical column with at most this many distinct values is tested as categories
-METHODS = {  # Evidently's display name of each default test, to ours
-    "Wasserstein distance (normed)": "wasserstein",
-    "Jensen-Shannon distance": "jensenshannon",
-    "K-S p_value": "ks",
-    "chi-square p_value": "chisquare",
-    "Z-test p_value": "z",
-}
 
 
 @dataclass(frozen=True)
@@ -94,70 +83,12 @@ def compute_drift(
     categorical: Sequence[str],
 ) -> DriftResult:
     """Test every listed column for drift with Evidently's default test and threshold."""
-    kinds = _kinds(reference, current, numerical, categorical)
+    kinds = column_kinds(reference, current, numerical, categorical)
     columns = tuple(_column_drift(name, kind, reference[name], current[name]) for name, kind in kinds.items())
     return DriftResult(columns, len(reference), len(current))
 
 
-def evidently_drift(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    *,
-    numerical: Sequence[str],
-    categorical: Sequence[str],
-) -> DriftResult:
-    """Run Evidently's DataDriftPreset on the listed columns; a drifted column is a failed test."""
-    kinds = _kinds(reference, current, numerical, categorical, scan=True)
-    found = _value_drifts(_run_report(reference, current, numerical, categorical).dict(), kinds)
-    return DriftResult(tuple(found[name] for name in kinds), len(reference), len(current))
-
-
-def evidently_report_html(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    *,
-    numerical: Sequence[str],
-    categorical: Sequence[str],
-    max_rows: int = 50_000,
-    seed: int = 0,
-) -> str:
-    """Evidently's DataDriftPreset report as HTML, on a uniform sample of at most max_rows per side."""
-    if max_rows <= 0:
-        raise DataError(f"max_rows={max_rows} must be positive; ask for at least 1 row")
-    _kinds(reference, current, numerical, categorical, scan=True)
-    sample = [_sample(frame, max_rows, seed) for frame in (reference, current)]
-    return _run_report(sample[0], sample[1], numerical, categorical).get_html_str(as_iframe=False)
-
-
-def evidently_performance_html(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    *,
-    target: str,
-    score: str,
-    max_rows: int = 50_000,
-    seed: int = 0,
-) -> str:
-    """Evidently's ClassificationPreset report (binary, scores as probabilities) as HTML, on samples."""
-    from evidently import BinaryClassification, DataDefinition, Dataset, Report
-    from evidently.presets import ClassificationPreset
-
-    if max_rows <= 0:
-        raise DataError(f"max_rows={max_rows} must be positive; ask for at least 1 row")
-    definition = DataDefinition(
-        classification=[BinaryClassification(target=target, prediction_probas=score)],
-        numerical_columns=[score],
-        categorical_columns=[target],
-    )
-    current_set, reference_set = (
-        Dataset.from_pandas(_sample(frame[[target, score]], max_rows, seed), data_definition=definition)
-        for frame in (current, reference)
-    )
-    snapshot = Report([ClassificationPreset()]).run(current_set, reference_set)
-    return str(snapshot.get_html_str(as_iframe=False))
-
-
-def _kinds(
+def column_kinds(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     numerical: Sequence[str],
@@ -201,24 +132,6 @@ def _check_column(series: pd.Series | None, name: str, kind: Kind, side: str, sc
 
 def _no_values(name: str, side: str) -> DataError:
     return DataError(f"column {name!r} of the {side} frame is all NaN or ±inf; fill it or stop listing it")
-
-
-def _value_drifts(snapshot: dict[str, Any], kinds: dict[str, Kind]) -> dict[str, ColumnDrift]:
-    """The ValueDrift results of an Evidently snapshot: the score, and the test's status as the flag."""
-    scores = {metric["id"]: metric["value"] for metric in snapshot["metrics"]}
-    found: dict[str, ColumnDrift] = {}
-    for test in snapshot["tests"]:
-        params = test["metric_config"]["params"]
-        if params["type"] == "evidently:metric_v2:ValueDrift":
-            found[params["column"]] = ColumnDrift(
-                column=params["column"],
-                kind=kinds[params["column"]],
-                method=METHODS.get(params["method"], params["method"]),
-                score=float(scores[test["metric_config"]["metric_id"]]),
-                threshold=float(params["threshold"]),
-                drifted=test["status"] == "FAIL",
-            )
-    return found
 
 
 def _column_drift(name: str, kind: Kind, reference: pd.Series, current: pd.Series) -> ColumnDrift:
@@ -297,22 +210,3 @@ def _z_test(ref: np.ndarray, cur: np.ndarray) -> float:
     pooled = (p_ref * n_ref + p_cur * n_cur) / (n_ref + n_cur)
     z = (p_ref - p_cur) / np.sqrt(pooled * (1 - pooled) * (1.0 / n_ref + 1.0 / n_cur))
     return float(2 * (1 - stats.norm.cdf(np.abs(z))))
-
-
-def _sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
-    if len(frame) <= max_rows:
-        return frame
-    return frame.sample(n=max_rows, random_state=seed).sort_index()
-
-
-def _run_report(
-    reference: pd.DataFrame, current: pd.DataFrame, numerical: Sequence[str], categorical: Sequence[str]
-) -> Snapshot:
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
-
-    columns = [*numerical, *categorical]
-    definition = DataDefinition(numerical_columns=list(numerical), categorical_columns=list(categorical))
-    datasets = [Dataset.from_pandas(f[columns], data_definition=definition) for f in (current, reference)]
-    report = Report([DataDriftPreset(columns=columns)], include_tests=True)
-    return report.run(datasets[0], datasets[1])

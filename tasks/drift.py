@@ -14,8 +14,9 @@ from prefect.events import emit_event
 from govdeploy import monitoring, registry
 from govdeploy.alerts import post_alert
 from govdeploy.catalog import ModelSpec
-from govdeploy.drift import DriftResult, compute_drift, evidently_performance_html, evidently_report_html
+from govdeploy.drift import DriftResult, compute_drift
 from govdeploy.errors import DataError
+from govdeploy.evidently_reports import evidently_performance_html, evidently_report_html
 from govdeploy.governance import Governance
 from govdeploy.keys import master_key
 from govdeploy.loader import verified_directory
