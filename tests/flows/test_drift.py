@@ -112,6 +112,7 @@ def test_no_drift_is_recorded_only(stack: Settings, serving: dict[str, Any]) -> 
         "drift/report.html",
         "drift/summary.json",
     }
+    assert mlflow.get_experiment(run.info.experiment_id).name == stack.experiment
     checks = [r for r in records(stack, MODEL) if r.action == "drift.checked"]
     assert checks[-1].payload["decision"]["action"] == "record"
     time.sleep(3)
