@@ -16,24 +16,19 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from govdeploy.catalog import load_catalog
 from govdeploy.data import generate_credit_data
 from govdeploy.drift import DriftResult, compute_drift
 from govdeploy.evidently_reports import evidently_drift
 
-NUMERICAL = [
-    "income",
-    "loan_amount",
-    "loan_term_months",
-    "credit_history_years",
-    "num_late_payments",
-    "debt_to_income",
-    "prediction",
-]
-CATEGORICAL = ["employment_type", "purpose", "region", "gender", "age_band"]
+SPEC = load_catalog(Path(__file__).resolve().parent.parent / "config" / "models.yaml").models["credit-risk"]
+NUMERICAL = [*SPEC.numeric_features, "prediction"]
+CATEGORICAL = [*SPEC.categorical_features, *SPEC.sensitive_attributes]  # 12 columns with the score
 
 
 def logged_frame(rows: int, seed: int, shift: float) -> pd.DataFrame:

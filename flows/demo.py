@@ -31,6 +31,7 @@ from flows.drift import drift
 from flows.release import release
 from flows.train import train
 from govdeploy import registry
+from govdeploy.catalog import load_catalog
 from govdeploy.data import generate_credit_data
 from govdeploy.errors import GovdeployError, PolicyGateError, ValidationGateError
 from govdeploy.evidence import verify_trail
@@ -42,17 +43,6 @@ from govdeploy.traffic import Traffic, send_feedback, send_rows, wait_until_logg
 
 MODEL = "credit-risk"
 SUBMITTER = "dana"
-FEATURES = [
-    "income",
-    "loan_amount",
-    "loan_term_months",
-    "credit_history_years",
-    "num_late_payments",
-    "debt_to_income",
-    "employment_type",
-    "purpose",
-    "region",
-]
 DRIFT_ROWS = 600  # requests per drift window (the policy needs drift.min_rows = 500)
 
 
@@ -153,13 +143,14 @@ def _key(settings: Settings, principal: str) -> str:
     return (settings.keys_dir / "api" / f"{principal}.key").read_text()
 
 
-def _rows(count: int, seed: int, shift: float = 0.0) -> list[dict[str, Any]]:
+def _rows(settings: Settings, count: int, seed: int, shift: float = 0.0) -> list[dict[str, Any]]:
     """Client requests: the model's features and an email (personal data the gateway tokenises)."""
-    return _records(generate_credit_data(count, seed=seed, shift=shift))
+    return _records(settings, generate_credit_data(count, seed=seed, shift=shift))
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return list(frame[[*FEATURES, "email"]].to_dict(orient="records"))
+def _records(settings: Settings, frame: pd.DataFrame) -> list[dict[str, Any]]:
+    features = load_catalog(settings.models_path).models[MODEL].features
+    return list(frame[[*features, "email"]].to_dict(orient="records"))
 
 
 def _now() -> str:
@@ -170,7 +161,9 @@ def _gateway_outcome(settings: Settings, version: str) -> Outcome:
     """The gateway picks up the verified champion and answers an authenticated prediction."""
     base = f"{settings.gateway_url}/v1/models/{MODEL}"
     httpx.post(f"{base}/reload", headers={"X-API-Key": _key(settings, "deployer")}, timeout=60)
-    answer = send_rows(settings.gateway_url, _key(settings, "demo-client"), MODEL, _rows(1, seed=5))[0]
+    answer = send_rows(
+        settings.gateway_url, _key(settings, "demo-client"), MODEL, _rows(settings, 1, seed=5)
+    )[0]
     return Outcome(
         "gateway predicts",
         f"answered by v{version}",
@@ -190,7 +183,9 @@ def _canary_release(
     runs.wait_for_state(run_id, "Paused")
     outcomes = [o for o in (_attempt(settings, run_id, a) for a in ("alice", "bob")) if not o.as_expected]
     progress(f"canary of v{version}: synthetic clients send traffic through the gateway")
-    with Traffic(settings.gateway_url, _key(settings, "bench"), MODEL, _rows(2000, seed=21)) as traffic:
+    with Traffic(
+        settings.gateway_url, _key(settings, "bench"), MODEL, _rows(settings, 2000, seed=21)
+    ) as traffic:
         state = runs.wait_for_final(run_id, timeout=600)
     if state.is_completed():
         steps = load_policy(settings.policy_path).canary.steps
@@ -211,7 +206,7 @@ def _drift_outcomes(settings: Settings, progress: Callable[[str], None]) -> list
     champion = registry.alias_version(MODEL, registry.CHAMPION, settings.mlflow_url)
     progress("drift: clients send shifted traffic (higher incomes and debt) through the gateway")
     since, start = time.time(), _now()
-    send_rows(settings.gateway_url, bench, MODEL, _rows(DRIFT_ROWS, seed=31, shift=0.5))
+    send_rows(settings.gateway_url, bench, MODEL, _rows(settings, DRIFT_ROWS, seed=31, shift=0.5))
     wait_until_logged(settings, start, DRIFT_ROWS)  # shipped to the bucket within a second or so
     result = drift(model=MODEL, start=start)
     decision = result["decision"]
@@ -229,7 +224,7 @@ def _drift_outcomes(settings: Settings, progress: Callable[[str], None]) -> list
     progress("performance collapse: ground truth for fresh traffic contradicts the model")
     since, start = time.time(), _now()
     frame = generate_credit_data(DRIFT_ROWS, seed=32)
-    answers = send_rows(settings.gateway_url, bench, MODEL, _records(frame))
+    answers = send_rows(settings.gateway_url, bench, MODEL, _records(settings, frame))
     send_feedback(
         settings.gateway_url,
         bench,

@@ -146,30 +146,23 @@ def record_gate(
     tracking_uri: str,
 ) -> str:
     """Log a gate decision as its own run and tag the version with it; return the run's URL."""
-    import mlflow
-
-    with registry_call(f"record the gate decision of {name!r} version {version}", tracking_uri):
-        with mlflow.start_run(run_name=f"gate-{name}-v{version}") as run:
-            mlflow.set_tags(
-                {
-                    f"{TAG}kind": "gate",
-                    f"{TAG}model": name,
-                    f"{TAG}version": version,
-                    f"{TAG}policy_digest": policy_digest,
-                    f"{TAG}gate": "passed" if passed else "failed",
-                }
-            )
-            mlflow.log_metrics(metrics)
-            mlflow.log_dict(report, "governance/gate_report.json")
-        client = mlflow.MlflowClient()
-        for key, value in {
-            "gate": "passed" if passed else "failed",
+    verdict = "passed" if passed else "failed"
+    return _record_decision(
+        kind="gate",
+        what="gate decision",
+        name=name,
+        version=version,
+        policy_digest=policy_digest,
+        run_tags={"gate": verdict},
+        metrics=metrics,
+        files={"governance/gate_report.json": report},
+        version_tags={
+            "gate": verdict,
             "gate.policy_digest": policy_digest,
-            "gate.run_id": run.info.run_id,
             "gate.summary": json.dumps(report.get("summary", ""))[:4000],
-        }.items():
-            client.set_model_version_tag(name, version, f"{TAG}{key}", value)
-    return f"{tracking_uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+        },
+        tracking_uri=tracking_uri,
+    )
 
 
 def record_drift(
@@ -183,31 +176,50 @@ def record_drift(
 ) -> str:
     """Log a drift check as its own run (HTML reports by file name, summary) and tag the version; return
     the run's URL."""
+    action = summary["decision"]["action"]
+    return _record_decision(
+        kind="drift",
+        what="drift check",
+        name=name,
+        version=version,
+        policy_digest=policy_digest,
+        run_tags={"drift.action": action},
+        metrics={"drifted_share": summary["decision"]["drifted_share"], "rows": summary["window"]["rows"]},
+        files={"drift/summary.json": summary, **{f"drift/{n}": html for n, html in reports.items()}},
+        version_tags={"drift.action": action, "drift.checked_at": summary["checked_at"]},
+        tracking_uri=tracking_uri,
+    )
+
+
+def _record_decision(
+    *,
+    kind: str,
+    what: str,
+    name: str,
+    version: str,
+    policy_digest: str,
+    run_tags: dict[str, str],
+    metrics: dict[str, float],
+    files: dict[str, dict[str, Any] | str],
+    version_tags: dict[str, str],
+    tracking_uri: str,
+) -> str:
+    """One run per decision (tags, metrics, JSON or text files), then ``<kind>.run_id`` and
+    ``version_tags`` on the version; returns the run's URL."""
     import mlflow
 
-    with registry_call(f"record the drift check of {name!r} version {version}", tracking_uri):
-        with mlflow.start_run(run_name=f"drift-{name}-v{version}") as run:
-            mlflow.set_tags(
-                {
-                    f"{TAG}kind": "drift",
-                    f"{TAG}model": name,
-                    f"{TAG}version": version,
-                    f"{TAG}policy_digest": policy_digest,
-                    f"{TAG}drift.action": summary["decision"]["action"],
-                }
-            )
-            mlflow.log_metrics(
-                {"drifted_share": summary["decision"]["drifted_share"], "rows": summary["window"]["rows"]}
-            )
-            mlflow.log_dict(summary, "drift/summary.json")
-            for file_name, html in reports.items():
-                mlflow.log_text(html, f"drift/{file_name}")
+    with registry_call(f"record the {what} of {name!r} version {version}", tracking_uri):
+        with mlflow.start_run(run_name=f"{kind}-{name}-v{version}") as run:
+            base = {"kind": kind, "model": name, "version": version, "policy_digest": policy_digest}
+            mlflow.set_tags({f"{TAG}{key}": value for key, value in {**base, **run_tags}.items()})
+            mlflow.log_metrics(metrics)
+            for path, content in files.items():
+                if isinstance(content, str):
+                    mlflow.log_text(content, path)
+                else:
+                    mlflow.log_dict(content, path)
         client = mlflow.MlflowClient()
-        for key, value in {
-            "drift.run_id": run.info.run_id,
-            "drift.action": summary["decision"]["action"],
-            "drift.checked_at": summary["checked_at"],
-        }.items():
+        for key, value in {**version_tags, f"{kind}.run_id": run.info.run_id}.items():
             client.set_model_version_tag(name, version, f"{TAG}{key}", value)
     return f"{tracking_uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
 

@@ -22,6 +22,7 @@ from prefect.states import Cancelled
 from flows import runs
 from flows.drift import drift
 from flows.train import train
+from govdeploy.catalog import load_catalog
 from govdeploy.data import generate_credit_data
 from govdeploy.errors import DataError, SignatureError
 from govdeploy.evidence import records
@@ -34,18 +35,6 @@ from tests.flows.test_tampering_and_faults import prefix
 
 pytestmark = pytest.mark.e2e
 
-FEATURES = [
-    "income",
-    "loan_amount",
-    "loan_term_months",
-    "credit_history_years",
-    "num_late_payments",
-    "debt_to_income",
-    "employment_type",
-    "purpose",
-    "region",
-]
-
 
 def now() -> str:
     return datetime.now(UTC).isoformat()
@@ -55,7 +44,10 @@ def traffic(stack: Settings, rows: int, seed: int, shift: float = 0.0) -> tuple[
     """Send ``rows`` synthetic requests; returns the answers and the rows' true labels."""
     frame = generate_credit_data(rows, seed=seed, shift=shift)
     answers = send_rows(
-        stack.gateway_url, key(stack, "bench")["X-API-Key"], MODEL, frame[FEATURES].to_dict("records")
+        stack.gateway_url,
+        key(stack, "bench")["X-API-Key"],
+        MODEL,
+        frame[load_catalog(stack.models_path).models[MODEL].features].to_dict("records"),
     )
     assert {a.status for a in answers} == {200}
     return answers, frame["default"].tolist()

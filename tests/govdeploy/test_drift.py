@@ -4,25 +4,21 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from govdeploy.catalog import load_catalog
 from govdeploy.data import generate_credit_data
 from govdeploy.drift import DriftResult, compute_drift
 from govdeploy.errors import DataError
 from govdeploy.evidently_reports import evidently_drift, evidently_report_html
 
-NUMERICAL = [
-    "income",
-    "loan_amount",
-    "loan_term_months",
-    "credit_history_years",
-    "num_late_payments",
-    "debt_to_income",
-]
-CATEGORICAL = ["employment_type", "purpose", "region"]
+SPEC = load_catalog(Path(__file__).resolve().parents[2] / "config" / "models.yaml").models["credit-risk"]
+NUMERICAL = SPEC.numeric_features
+CATEGORICAL = SPEC.categorical_features
 COLUMNS = {"numerical": NUMERICAL, "categorical": CATEGORICAL}
 
 
