@@ -112,7 +112,11 @@ def wait_healthy(
 
 
 def stop(record: ProcessRecord, grace: float = 20.0) -> bool:
-    """SIGTERM the process group, then SIGKILL after ``grace`` seconds; True if it was running."""
+    """SIGTERM the process group, then SIGKILL after ``grace`` seconds; True if it was running.
+
+    Returns once the leader and every other live member of its group are gone, so no server's
+    child outlives a stop (zombies waiting for a reaper are gone already).
+    """
     if not is_running(record):
         return False
     with contextlib.suppress(ProcessLookupError):
@@ -120,13 +124,32 @@ def stop(record: ProcessRecord, grace: float = 20.0) -> bool:
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         _reap(record.pid)
-        if not is_running(record):
+        if not is_running(record) and not group_members(record.pid):
             return True
         time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(record.pid, signal.SIGKILL)
-    _reap(record.pid)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and (is_running(record) or group_members(record.pid)):
+        _reap(record.pid)
+        time.sleep(0.1)
     return True
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid`` (Linux /proc)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
 
 
 def _reap(pid: int) -> None:

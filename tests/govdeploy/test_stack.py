@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,10 @@ def test_a_server_that_never_gets_healthy_times_out(tmp_path: Path) -> None:
 def test_stop_ends_the_whole_process_group(tmp_path: Path) -> None:
     script = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
     child = process.spawn("group", [sys.executable, "-c", script], {}, tmp_path / "g.log", tmp_path)
+    deadline = time.monotonic() + 10
+    while len(process.group_members(child.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(process.group_members(child.pid)) == 2, "the script should have started its sleep child"
     ticks = process.start_ticks(child.pid)
     assert ticks is not None
     record = process.ProcessRecord(
@@ -75,6 +80,29 @@ def test_stop_ends_the_whole_process_group(tmp_path: Path) -> None:
     assert process.is_running(record)
     assert process.stop(record, grace=5)
     assert not process.is_running(record)
-    leftover = subprocess.run(["pgrep", "-g", str(child.pid)], capture_output=True, text=True)
-    assert leftover.stdout.strip() == ""
+    # zombies (exited, waiting for a reaper that a container's init may never be) do not count
+    listing = subprocess.run(["ps", "-e", "-o", "pgid=,stat="], capture_output=True, text=True).stdout
+    rows = [line.split() for line in listing.splitlines()]
+    assert [row for row in rows if row[0] == str(child.pid) and "Z" not in row[1]] == []
     assert not process.stop(record)
+
+
+def test_stop_kills_a_group_member_that_ignores_sigterm(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    stubborn = (
+        "import pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"pathlib.Path({str(ready)!r}).touch(); time.sleep(60)"
+    )
+    script = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {stubborn!r}]); time.sleep(60)"
+    child = process.spawn("group", [sys.executable, "-c", script], {}, tmp_path / "g.log", tmp_path)
+    deadline = time.monotonic() + 10
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready.exists(), "the group member should have started and ignored SIGTERM"
+    ticks = process.start_ticks(child.pid)
+    assert ticks is not None
+    record = process.ProcessRecord(
+        name="group", pid=child.pid, start_ticks=ticks, port=None, url="", log="", command=[]
+    )
+    assert process.stop(record, grace=1)
+    assert process.group_members(child.pid) == []
