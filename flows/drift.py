@@ -14,7 +14,8 @@ from prefect import flow
 
 from govdeploy.errors import GovdeployError
 from govdeploy.governance import Governance
-from govdeploy.monitoring import estimate_shift, window_bounds
+from govdeploy.monitoring import estimate_shift
+from govdeploy.window import window_bounds
 from tasks.audit import audit_event
 from tasks.drift import (
     announce,

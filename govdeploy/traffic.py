@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from govdeploy import monitoring
+from govdeploy import window
 from govdeploy.errors import GovdeployError
 from govdeploy.keys import master_key
 from govdeploy.settings import Settings
@@ -115,12 +115,13 @@ def wait_until_logged(
 ) -> None:
     """Wait until the shipped I/O batches hold ``predictions`` rows and ``labels`` since ``since``."""
     client, key = s3_client(settings), master_key(settings.keys_dir)
+    source = window.bucket_source(client, settings.bucket)
     start = datetime.fromisoformat(since)
     deadline = time.monotonic() + timeout
     seen = (0, 0)
     while time.monotonic() < deadline:
-        keys = monitoring.batch_keys(client, settings.bucket, start, datetime.now(UTC))
-        found = [r for r in monitoring.read_records(client, settings.bucket, keys, key) if r.time >= since]
+        keys = window.batch_keys(client, settings.bucket, start, datetime.now(UTC))
+        found = [r for r in window.read_records(source, keys, key) if r.time >= since]
         seen = (
             sum(len(r.inputs or []) for r in found if r.kind == "predict" and r.status == 200),
             sum(len(r.labels or []) for r in found if r.kind == "feedback"),

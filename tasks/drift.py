@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,10 +21,11 @@ from govdeploy.evidently_reports import evidently_performance_html, evidently_re
 from govdeploy.governance import Governance
 from govdeploy.keys import master_key
 from govdeploy.loader import verified_directory
-from govdeploy.monitoring import DriftDecision, Window
+from govdeploy.monitoring import DriftDecision
 from govdeploy.reference import PREDICTION, read_reference
 from govdeploy.settings import get_settings
 from govdeploy.storage import s3_client
+from govdeploy.window import Window, batch_keys, bucket_source, read_window, require_rows
 from tasks.artifacts import artifact_key
 
 
@@ -61,21 +63,23 @@ def load_window(
     """The serving version's predictions of [start, end) from the bucket, with the ground truth so far."""
     settings = get_settings()
     client = s3_client(settings)
-    keys = monitoring.batch_keys(client, settings.bucket, start, max(end, datetime.now(UTC)))
-    records = monitoring.read_records(client, settings.bucket, keys, master_key(settings.keys_dir))
-    window = monitoring.build_window(records, spec, model, version, start, end)
+    keys = batch_keys(client, settings.bucket, start, max(end, datetime.now(UTC)))
+    began = time.perf_counter()
+    source, key = bucket_source(client, settings.bucket), master_key(settings.keys_dir)
+    current = read_window(source, keys, key, spec, model, version, start, end)
     get_run_logger().info(
-        "window %s to %s: %d batches, %d rows of v%s, %d labels, %d requests of other versions",
+        "window %s to %s: %d batches read in %.1f s, %d rows of v%s, %d labels, %d answers of other versions",
         start.isoformat(timespec="seconds"),
         end.isoformat(timespec="seconds"),
         len(keys),
-        len(window.rows),
+        time.perf_counter() - began,
+        len(current.rows),
         version,
-        len(window.labels),
-        window.other_versions,
+        len(current.labels),
+        current.other_versions,
     )
-    monitoring.require_rows(window, min_rows)
-    return window
+    require_rows(current, min_rows)
+    return current
 
 
 @task(cache_policy=NO_CACHE)

@@ -112,13 +112,18 @@ def decode_batch(path: Path, master_key: bytes) -> list[IORecord]:
     return decode_batch_bytes(path.read_bytes(), path.name, master_key, str(path))
 
 
-def decode_batch_bytes(data: bytes, name: str, master_key: bytes, where: str) -> list[IORecord]:
-    """The records of a batch's bytes (file or bucket object ``where``) that was written as ``name``."""
+def open_batch_bytes(data: bytes, name: str, master_key: bytes, where: str) -> bytes:
+    """The JSON lines of a batch's bytes (file or bucket object ``where``) that was written as ``name``."""
     try:
         envelope = Envelope.model_validate_json(data)
     except ValidationError:
         raise CryptoError(f"{where} is not an encrypted I/O log batch; it does not open") from None
-    plaintext = open_envelope(envelope, master_key, name)
+    return open_envelope(envelope, master_key, name)
+
+
+def decode_batch_bytes(data: bytes, name: str, master_key: bytes, where: str) -> list[IORecord]:
+    """The records of a batch's bytes (file or bucket object ``where``) that was written as ``name``."""
+    plaintext = open_batch_bytes(data, name, master_key, where)
     return [IORecord.model_validate_json(line) for line in plaintext.splitlines() if line.strip()]
 
 

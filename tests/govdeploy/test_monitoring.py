@@ -1,8 +1,7 @@
-"""Drift monitoring units: window bounds, the I/O window and its ground truth, the policy decision."""
+"""Drift monitoring units: performance on the ground truth, the policy decision, the shift estimate."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -12,93 +11,17 @@ from govdeploy.catalog import ModelSpec, load_catalog
 from govdeploy.data import generate_credit_data
 from govdeploy.drift import ColumnDrift, DriftResult
 from govdeploy.errors import DataError
-from govdeploy.gateway.iolog import IORecord
-from govdeploy.monitoring import (
-    Performance,
-    build_window,
-    decide,
-    estimate_shift,
-    performance,
-    require_rows,
-    window_bounds,
-)
+from govdeploy.monitoring import Performance, decide, estimate_shift, performance
 from govdeploy.policy import DriftPolicy
 from govdeploy.reference import build_profile, build_reference, read_reference, write_reference
 from govdeploy.training import build_pipeline, fit
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
-T0 = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
 def spec() -> ModelSpec:
     return load_catalog(CONFIG / "models.yaml").models["credit-risk"]
-
-
-def record(spec: ModelSpec, rid: str, minutes: int, version: str = "3", **kw: object) -> IORecord:
-    row = generate_credit_data(1, seed=minutes)[spec.features].iloc[0].to_dict()
-    fields: dict[str, object] = {
-        "id": rid,
-        "time": (T0 + timedelta(minutes=minutes)).isoformat(),
-        "kind": "predict",
-        "model": "credit-risk",
-        "version": version,
-        "principal": "bench",
-        "route": "POST /v1/models/credit-risk/predict",
-        "status": 200,
-        "latency_ms": 1.0,
-        "inputs": [{**row, "email": "tok_x"}],
-        "outputs": [0.25],
-    }
-    return IORecord.model_validate({**fields, **kw})
-
-
-def test_window_bounds_default_to_the_last_hours_and_refuse_bad_times() -> None:
-    start, end = window_bounds(24, "2026-11-22T02:00:00+00:00")
-    assert end - start == timedelta(hours=24) and end.tzinfo is not None
-    start, _ = window_bounds(24, "2026-11-22T02:00:00", "2026-11-22T01:00:00")
-    assert start == T0
-    with pytest.raises(DataError, match="end='yesterday' is not an ISO 8601 time"):
-        window_bounds(24, "yesterday")
-    with pytest.raises(DataError, match="is not before its end"):
-        window_bounds(24, "2026-11-22T01:00:00+00:00", "2026-11-22T02:00:00+00:00")
-
-
-def test_window_keeps_the_versions_answers_in_time_and_joins_labels(spec: ModelSpec) -> None:
-    records = [
-        record(spec, "a" * 32, 1),
-        record(spec, "b" * 32, 2, version="2"),  # another version answered: not this window's rows
-        record(spec, "c" * 32, 3, status=422, outputs=None),  # refused: no prediction
-        record(spec, "d" * 32, 90),  # after the window's end
-        record(spec, "e" * 32, 4),
-        record(
-            spec,
-            "f" * 32,
-            100,
-            kind="feedback",
-            version=None,
-            inputs=None,
-            outputs=None,
-            labels=[{"request_id": "a" * 32, "label": 1}],
-        ),
-    ]
-    window = build_window(records, spec, "credit-risk", "3", T0, T0 + timedelta(hours=1))
-    assert list(window.rows["request_id"]) == ["a" * 32, "e" * 32]
-    assert window.other_versions == 1 and window.labels == {"a" * 32: 1}
-    assert "email" not in window.rows.columns
-    labelled = window.labelled(spec.label)
-    assert list(labelled["request_id"]) == ["a" * 32] and list(labelled[spec.label]) == [1]
-    with pytest.raises(DataError, match=r"has 2 predictions of credit-risk v3, fewer than the 500"):
-        require_rows(window, 500)
-
-
-def test_a_malformed_record_fails_the_window(spec: ModelSpec) -> None:
-    broken = record(spec, "a" * 32, 1, inputs=[{"income": 1.0}])
-    with pytest.raises(DataError, match=r"lacks features \['loan_amount'.*malformed"):
-        build_window([broken], spec, "credit-risk", "3", T0, T0 + timedelta(hours=1))
-    uneven = record(spec, "b" * 32, 1, outputs=[0.1, 0.2])
-    with pytest.raises(DataError, match="1 input rows but 2 predictions"):
-        build_window([uneven], spec, "credit-risk", "3", T0, T0 + timedelta(hours=1))
 
 
 def drift_of(*drifted: str, total: int = 10) -> DriftResult:
