@@ -60,50 +60,13 @@ def test_window_bounds_default_to_the_last_hours_and_refuse_bad_times() -> None:
         window_bounds(24, "2026-11-22T01:00:00+00:00", "2026-11-22T02:00:00+00:00")
 
 
-def test_window_keeps_the_versions_answers_in_time_and_joins_labels(spec: ModelSpec) -> None:
-    records = [
-        record(spec, "a" * 32, 1),
-        record(spec, "b" * 32, 2, version="2"),  # another version answered: not this window's rows
-        record(spec, "c" * 32, 3, status=422, outputs=None),  # refused: no prediction
-        record(spec, "d" * 32, 90),  # after the window's end
-        record(spec, "e" * 32, 4),
-        record(
-            spec,
-            "f" * 32,
-            100,
-            kind="feedback",
-            version=None,
-            inputs=None,
-            outputs=None,
-            labels=[{"request_id": "a" * 32, "label": 1}],
-        ),
-    ]
-    window = build_window(records, spec, "credit-risk", "3", T0, HOUR)
-    assert list(window.rows["request_id"]) == ["a" * 32, "e" * 32]
-    assert window.other_versions == 1 and window.labels == {"a" * 32: 1}
-    assert "email" not in window.rows.columns
-    labelled = window.labelled(spec.label)
-    assert list(labelled["request_id"]) == ["a" * 32] and list(labelled[spec.label]) == [1]
-    with pytest.raises(DataError, match=r"has 2 predictions of credit-risk v3, fewer than the 500"):
-        require_rows(window, 500)
-
-
-def test_a_malformed_record_fails_the_window(spec: ModelSpec) -> None:
-    broken = record(spec, "a" * 32, 1, inputs=[{"income": 1.0}])
-    with pytest.raises(DataError, match=r"lacks features \['loan_amount'.*malformed"):
-        build_window([broken], spec, "credit-risk", "3", T0, T0 + timedelta(hours=1))
-    uneven = record(spec, "b" * 32, 1, outputs=[0.1, 0.2])
-    with pytest.raises(DataError, match="1 input rows but 2 predictions"):
-        build_window([uneven], spec, "credit-risk", "3", T0, T0 + timedelta(hours=1))
-
-
 def sample(spec: ModelSpec) -> list[IORecord]:
     """Answers of v3, another version, a refusal, a late answer, another model's and ground truth."""
     return [
         record(spec, "a" * 32, 1),
-        record(spec, "b" * 32, 2, version="2"),
-        record(spec, "c" * 32, 3, status=422, outputs=None),
-        record(spec, "d" * 32, 90),
+        record(spec, "b" * 32, 2, version="2"),  # another version answered: not this window's rows
+        record(spec, "c" * 32, 3, status=422, outputs=None),  # refused: no prediction
+        record(spec, "d" * 32, 90),  # after the window's end
         # another model whose inputs have other types: not this window's, and no reason to fail it
         record(spec, "0" * 32, 4, model="pricing", inputs=[{"income": "high"}], outputs=[1.0]),
         *[record(spec, f"{i:032x}", 5 + i) for i in range(1, 8)],
@@ -118,6 +81,27 @@ def sample(spec: ModelSpec) -> list[IORecord]:
             labels=[{"request_id": "a" * 32, "label": 1}, {"request_id": f"{3:032x}", "label": 0}],
         ),
     ]
+
+
+def test_window_keeps_the_versions_answers_in_time_and_joins_labels(spec: ModelSpec) -> None:
+    window = build_window(sample(spec), spec, "credit-risk", "3", T0, HOUR)
+    answers = ["a" * 32] + [f"{i:032x}" for i in range(1, 8)]
+    assert list(window.rows["request_id"]) == answers
+    assert window.other_versions == 1 and window.labels == {"a" * 32: 1, f"{3:032x}": 0}
+    assert "email" not in window.rows.columns
+    labelled = window.labelled(spec.label)
+    assert list(labelled["request_id"]) == ["a" * 32, f"{3:032x}"] and list(labelled[spec.label]) == [1, 0]
+    with pytest.raises(DataError, match=r"has 8 predictions of credit-risk v3, fewer than the 500"):
+        require_rows(window, 500)
+
+
+def test_a_malformed_record_fails_the_window(spec: ModelSpec) -> None:
+    broken = record(spec, "a" * 32, 1, inputs=[{"income": 1.0}])
+    with pytest.raises(DataError, match=r"lacks features \['loan_amount'.*malformed"):
+        build_window([broken], spec, "credit-risk", "3", T0, HOUR)
+    uneven = record(spec, "b" * 32, 1, outputs=[0.1, 0.2])
+    with pytest.raises(DataError, match="1 input rows but 2 predictions"):
+        build_window([uneven], spec, "credit-risk", "3", T0, HOUR)
 
 
 def write_batches(directory: Path, records: list[IORecord], size: int) -> list[str]:
