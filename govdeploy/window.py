@@ -170,10 +170,12 @@ def _read_group(
 
 
 def _open(source: BatchSource, key: str, master_key: bytes) -> bytes:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     where = source.where(key)
     try:
         text = open_batch_bytes(source.fetch(key), key.rsplit("/", 1)[-1], master_key, where)
-    except (CryptoError, OSError) as exc:
+    except (CryptoError, OSError, ClientError, BotoCoreError) as exc:
         raise DataError(
             f"I/O log batch {where} is unreadable ({exc}); the window is incomplete, so no drift "
             "decision is taken: restore the batch from the bucket's versions or move the window"
@@ -185,11 +187,9 @@ def _parse(lines: bytes, schema: pa.Schema) -> pa.Table:
     if not lines or lines.isspace():
         return schema.empty_table()
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-    return pj.read_json(
-        io.BytesIO(lines),
-        read_options=pj.ReadOptions(use_threads=False, block_size=1 << 24),
-        parse_options=options,
-    )
+    # one block: a record is never split, however large the request it logs
+    whole = pj.ReadOptions(use_threads=False, block_size=len(lines) + 1)
+    return pj.read_json(io.BytesIO(lines), read_options=whole, parse_options=options)
 
 
 def parse_batch(lines: bytes, schema: pa.Schema, model: str, where: str) -> pa.Table:
