@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from collections.abc import Callable
@@ -28,6 +29,25 @@ class Component:
     command: list[str]
     env: dict[str, str]
     healthy: Callable[[], bool]
+    code: str = ""  # digest of the govdeploy code and configuration it runs (empty: not ours)
+
+
+CODE_PACKAGES = ("govdeploy", "tasks", "flows")
+
+
+def code_digest(config_dir: Path, root: Path = PROJECT_ROOT) -> str:
+    """SHA-256 (16 hex) of govdeploy's Python sources and the configuration directory's files.
+
+    A served process whose recorded digest differs runs outdated code or configuration: ``up``
+    restarts it.
+    """
+    files = [path for package in CODE_PACKAGES for path in sorted((root / package).rglob("*.py"))]
+    files += sorted(path for path in config_dir.rglob("*") if path.is_file())
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _bin(name: str) -> str:
@@ -161,6 +181,7 @@ def deployments(settings: Settings) -> Component:
         healthy=_all_ok(
             [_deployment_ready(f"{settings.prefect_api_url}/deployments/name/{name}") for name in DEPLOYMENTS]
         ),
+        code=code_digest(settings.config_dir),
     )
 
 
@@ -198,6 +219,7 @@ def gateway(settings: Settings) -> Component:
         ],
         env=_env(settings, {"PYTHONPATH": str(PROJECT_ROOT)}),
         healthy=_http_ok(f"{settings.gateway_url}/healthz", expect='"ok"'),
+        code=code_digest(settings.config_dir),
     )
 
 

@@ -1,8 +1,9 @@
 """Start, stop and inspect the local stack.
 
-``up`` is idempotent: a healthy component is reported as already running and left alone. If a
-component fails to start, the components this call started are stopped again, and the error names
-the component and its log file.
+``up`` is idempotent: a healthy component is reported as already running and left alone, unless
+it is one of govdeploy's own processes (deployments, gateway) started from other code or
+configuration than the current, which is restarted. If a component fails to start, the
+components this call started are stopped again, and the error names the component and its log.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def _launch(
         url=component.url,
         log=str(log),
         command=component.command,
+        code=component.code,
     )
     process.write_record(_record_path(settings, component.name), record)
     return child, record
@@ -112,11 +114,15 @@ def up(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
             launched = []
             for component in wave:
                 current = component_status(settings, component)
-                if current.state == "running":
+                outdated = current.state == "running" and _outdated(settings, component)
+                if current.state == "running" and not outdated:
                     actions[component.name] = "already running"
                     progress(f"{component.name} already running at {component.url}")
                     continue
-                if current.state == "unhealthy":
+                if outdated:
+                    progress(f"{component.name} runs older govdeploy code or configuration; restarting it")
+                    actions[component.name] = "restarted: code or configuration changed"
+                if current.state == "unhealthy" or outdated:
                     _stop_component(settings, component)
                 progress(f"starting {component.name} …")
                 launched.append((component, *_launch(settings, component)))
@@ -129,7 +135,7 @@ def up(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
                     settings.start_timeout,
                     _log_path(settings, component.name),
                 )
-                actions[component.name] = "started"
+                actions.setdefault(component.name, "started")
                 progress(f"{component.name} started at {component.url}")
             if any(c.name == "s3" for c in wave):
                 _prepare_bucket(settings, progress)
@@ -190,6 +196,12 @@ def _waves(components: list[Component]) -> list[list[Component]]:
         [by_name["mlflow"], by_name["prefect"]],
         [by_name["deployments"], by_name["gateway"]],
     ]
+
+
+def _outdated(settings: Settings, component: Component) -> bool:
+    """A running component of ours started from other code or configuration than the current."""
+    record = process.read_record(_record_path(settings, component.name))
+    return bool(component.code) and record is not None and record.code != component.code
 
 
 def _stop_component(settings: Settings, component: Component) -> bool:

@@ -31,6 +31,7 @@ class ProcessRecord(BaseModel):
     url: str
     log: str
     command: list[str]
+    code: str = ""  # the component's code digest when it started (see components.code_digest)
 
 
 def start_ticks(pid: int) -> int | None:

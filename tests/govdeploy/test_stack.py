@@ -12,7 +12,7 @@ import pytest
 
 from govdeploy.errors import StackError
 from govdeploy.settings import Settings
-from govdeploy.stack import manager, process
+from govdeploy.stack import components, manager, process
 from tests.conftest import free_port
 
 
@@ -106,3 +106,41 @@ def test_stop_kills_a_group_member_that_ignores_sigterm(tmp_path: Path) -> None:
     )
     assert process.stop(record, grace=1)
     assert process.group_members(child.pid) == []
+
+
+def test_the_code_digest_follows_sources_and_configuration_only(tmp_path: Path) -> None:
+    for package in components.CODE_PACKAGES:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("VALUE = 1\n")
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "policy.yaml").write_text("drift: {}\n")
+    first = components.code_digest(config, tmp_path)
+    (tmp_path / "flows" / "__pycache__").mkdir()
+    (tmp_path / "flows" / "__pycache__" / "x.pyc").write_bytes(b"compiled")
+    assert components.code_digest(config, tmp_path) == first
+    (tmp_path / "tasks" / "__init__.py").write_text("VALUE = 2\n")
+    second = components.code_digest(config, tmp_path)
+    assert second != first
+    (config / "policy.yaml").write_text("drift: {min_rows: 10}\n")
+    assert components.code_digest(config, tmp_path) != second
+
+
+def test_up_restarts_a_served_process_that_runs_older_code(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    gateway = components.gateway(settings)
+    assert gateway.code == components.code_digest(settings.config_dir)
+    assert components.s3(settings).code == ""  # not govdeploy's code: never restarted for it
+    child = process.spawn("gateway", ["sleep", "60"], {}, tmp_path / "g.log", tmp_path)
+    ticks = process.start_ticks(child.pid)
+    assert ticks is not None
+    path = tmp_path / "run" / "gateway.json"
+    record = process.ProcessRecord(
+        name="gateway", pid=child.pid, start_ticks=ticks, port=None, url="", log="", command=[], code="old"
+    )
+    process.write_record(path, record)
+    assert manager._outdated(settings, gateway)
+    process.write_record(path, record.model_copy(update={"code": gateway.code}))
+    assert not manager._outdated(settings, gateway)
+    assert manager._stop_component(settings, gateway) and not process.is_running(record)
+    child.wait()
