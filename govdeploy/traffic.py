@@ -118,14 +118,17 @@ def wait_until_logged(
     source = window.bucket_source(client, settings.bucket)
     start = datetime.fromisoformat(since)
     deadline = time.monotonic() + timeout
+    counted: dict[str, tuple[int, int]] = {}  # shipped batches never change: each is read once
     seen = (0, 0)
     while time.monotonic() < deadline:
         keys = window.batch_keys(client, settings.bucket, start, datetime.now(UTC))
-        found = [r for r in window.read_records(source, keys, key) if r.time >= since]
-        seen = (
-            sum(len(r.inputs or []) for r in found if r.kind == "predict" and r.status == 200),
-            sum(len(r.labels or []) for r in found if r.kind == "feedback"),
-        )
+        for batch in [k for k in keys if k not in counted]:
+            found = [r for r in window.read_records(source, [batch], key) if r.time >= since]
+            counted[batch] = (
+                sum(len(r.inputs or []) for r in found if r.kind == "predict" and r.status == 200),
+                sum(len(r.labels or []) for r in found if r.kind == "feedback"),
+            )
+        seen = (sum(c[0] for c in counted.values()), sum(c[1] for c in counted.values()))
         if seen[0] >= predictions and seen[1] >= labels:
             return
         time.sleep(0.5)
