@@ -65,8 +65,7 @@ def logged_frame(rows: int, seed: int, shift: float) -> pd.DataFrame:
 
 def write_log(frame: pd.DataFrame, directory: Path, version: str) -> int:
     """The rows as the gateway logs them: one predict record per request, sealed batches of 500."""
-    key = KEY
-    writer = IOLogWriter(directory, key, batch_size=500)
+    writer = IOLogWriter(directory, KEY, batch_size=500)
     inputs = frame[SPEC.features].to_dict("records")
     scores = frame["prediction"].tolist()
     now = datetime.now(UTC)

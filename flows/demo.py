@@ -13,12 +13,14 @@ back to the previous verified champion at once. The audit trail is verified last
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -149,8 +151,12 @@ def _rows(settings: Settings, count: int, seed: int, shift: float = 0.0) -> list
 
 
 def _records(settings: Settings, frame: pd.DataFrame) -> list[dict[str, Any]]:
-    features = load_catalog(settings.models_path).models[MODEL].features
-    return list(frame[[*features, "email"]].to_dict(orient="records"))
+    return list(frame[[*_features(settings.models_path), "email"]].to_dict(orient="records"))
+
+
+@functools.cache
+def _features(catalog: Path) -> tuple[str, ...]:
+    return tuple(load_catalog(catalog).models[MODEL].features)
 
 
 def _now() -> str:

@@ -167,7 +167,7 @@ DEPLOYMENTS = (
 )
 
 
-def deployments(settings: Settings) -> Component:
+def deployments(settings: Settings, code: str) -> Component:
     """The process serving the project's Prefect deployments (runs flows started from the UI)."""
     return Component(
         name="deployments",
@@ -181,7 +181,7 @@ def deployments(settings: Settings) -> Component:
         healthy=_all_ok(
             [_deployment_ready(f"{settings.prefect_api_url}/deployments/name/{name}") for name in DEPLOYMENTS]
         ),
-        code=code_digest(settings.config_dir),
+        code=code,
     )
 
 
@@ -198,7 +198,7 @@ def _deployment_ready(url: str) -> Callable[[], bool]:
     return check
 
 
-def gateway(settings: Settings) -> Component:
+def gateway(settings: Settings, code: str) -> Component:
     """The governed serving gateway (verified models, access control, I/O logs, metrics)."""
     return Component(
         name="gateway",
@@ -219,7 +219,7 @@ def gateway(settings: Settings) -> Component:
         ],
         env=_env(settings, {"PYTHONPATH": str(PROJECT_ROOT)}),
         healthy=_http_ok(f"{settings.gateway_url}/healthz", expect='"ok"'),
-        code=code_digest(settings.config_dir),
+        code=code,
     )
 
 
@@ -229,4 +229,6 @@ def _all_ok(checks: list[Callable[[], bool]]) -> Callable[[], bool]:
 
 def all_components(settings: Settings) -> list[Component]:
     """In start order: each may depend on those before it."""
-    return [s3(settings), mlflow(settings), prefect(settings), deployments(settings), gateway(settings)]
+    code = code_digest(settings.config_dir)  # what govdeploy's own processes run
+    servers = [s3(settings), mlflow(settings), prefect(settings)]
+    return [*servers, deployments(settings, code), gateway(settings, code)]

@@ -120,21 +120,24 @@ def stop(record: ProcessRecord, grace: float = 20.0) -> bool:
     """
     if not is_running(record):
         return False
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(record.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(record.pid, sig)
+        if _wait_gone(record, wait):
+            break
+    return True
+
+
+def _wait_gone(record: ProcessRecord, seconds: float) -> bool:
+    """Wait until the leader and every live member of its group have exited; False on timeout."""
+    deadline = time.monotonic() + seconds
+    while True:
         _reap(record.pid)
         if not is_running(record) and not group_members(record.pid):
             return True
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(record.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline and (is_running(record) or group_members(record.pid)):
-        _reap(record.pid)
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.1)
-    return True
 
 
 def group_members(pgid: int) -> list[int]:

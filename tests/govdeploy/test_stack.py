@@ -128,7 +128,7 @@ def test_the_code_digest_follows_sources_and_configuration_only(tmp_path: Path) 
 
 def test_up_restarts_a_served_process_that_runs_older_code(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path)
-    gateway = components.gateway(settings)
+    gateway = {c.name: c for c in components.all_components(settings)}["gateway"]
     assert gateway.code == components.code_digest(settings.config_dir)
     assert components.s3(settings).code == ""  # not govdeploy's code: never restarted for it
     child = process.spawn("gateway", ["sleep", "60"], {}, tmp_path / "g.log", tmp_path)
