@@ -31,14 +31,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from govdeploy.catalog import load_catalog
-from govdeploy.data import generate_credit_data
-from govdeploy.drift import DriftResult, compute_drift
-from govdeploy.evidently_reports import evidently_drift
-from govdeploy.gateway.iolog import IOLogWriter, IORecord, batch_files
-from govdeploy.monitoring import decide
-from govdeploy.policy import load_policy
-from govdeploy.window import directory_source, read_window
+from govdeploy.config.catalog import load_catalog
+from govdeploy.config.policy import load_policy
+from govdeploy.monitoring.decision import decide
+from govdeploy.monitoring.drift import DriftResult, compute_drift
+from govdeploy.monitoring.iolog import IOLogWriter, IORecord, batch_files
+from govdeploy.monitoring.reports import evidently_drift
+from govdeploy.monitoring.window import directory_source, read_window
+from govdeploy.release.data import generate_credit_data
 
 MODEL = "credit-risk"
 KEY = bytes(range(32))  # the benchmark's own master key; its batches live in a temporary directory

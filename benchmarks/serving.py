@@ -25,11 +25,11 @@ from pathlib import Path
 
 import httpx
 
-from govdeploy import registry
-from govdeploy.gateway.iolog import read_batches
-from govdeploy.keys import master_key
-from govdeploy.loader import verified_directory
-from govdeploy.settings import get_settings
+from govdeploy.backends import registry
+from govdeploy.config.settings import get_settings
+from govdeploy.monitoring.iolog import read_batches
+from govdeploy.trust.keys import master_key
+from govdeploy.trust.versions import verified_directory
 
 ROW = {
     "income": 52000.0,
@@ -160,7 +160,7 @@ def main() -> None:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "govdeploy.gateway.main:app",
+                "govdeploy.serving.gateway.main:app",
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -12,10 +12,10 @@ from typing import Any
 
 from prefect import flow
 
+from govdeploy.config.governance import Governance
 from govdeploy.errors import GovdeployError
-from govdeploy.governance import Governance
-from govdeploy.monitoring import estimate_shift
-from govdeploy.window import window_bounds
+from govdeploy.monitoring.decision import estimate_shift
+from govdeploy.monitoring.window import window_bounds
 from tasks.audit import audit_event
 from tasks.drift import (
     announce,

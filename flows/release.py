@@ -8,7 +8,7 @@ from prefect import flow
 
 from flows.canary import canary as run_canary
 from govdeploy.errors import ValidationGateError
-from govdeploy.gate import decide, require_pass, validation_only
+from govdeploy.release.gate import decide, require_pass, validation_only
 from tasks.approval import approval_request, promote_version, wait_for_approvals
 from tasks.audit import audit_event, audit_gate
 from tasks.data import load_data, validate_data

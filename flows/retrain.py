@@ -12,8 +12,8 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows import runs
 from flows.train import train
+from govdeploy.backends import flow_runs as runs
 from tasks.audit import audit_event
 from tasks.governance import load_config
 

@@ -21,9 +21,9 @@ from flows.release import release
 from flows.retrain import retrain
 from flows.rollback import rollback
 from flows.train import train
-from govdeploy.catalog import load_catalog
-from govdeploy.policy import load_policy
-from govdeploy.settings import get_settings
+from govdeploy.config.catalog import load_catalog
+from govdeploy.config.policy import load_policy
+from govdeploy.config.settings import get_settings
 
 MODEL_RESOURCE: dict[str, str | list[str]] = {"prefect.resource.id": "govdeploy.model.*"}
 

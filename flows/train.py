@@ -6,8 +6,8 @@ from typing import Any
 
 from prefect import flow
 
-from govdeploy.expectations import require_valid
-from govdeploy.settings import get_settings
+from govdeploy.config.settings import get_settings
+from govdeploy.release.validation import require_valid
 from tasks.audit import audit_event
 from tasks.data import load_data, validate_data
 from tasks.governance import load_config

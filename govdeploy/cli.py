@@ -26,10 +26,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from govdeploy.approvals import Decision
+from govdeploy.config.settings import Settings, get_settings
 from govdeploy.errors import GovdeployError
-from govdeploy.settings import Settings, get_settings
-from govdeploy.signatures import Level
+from govdeploy.trust.approvals import Decision
+from govdeploy.trust.signatures import Level
 
 EXAMPLES = """Examples:
 
@@ -162,7 +162,7 @@ def policy_check(
     model: Annotated[str, typer.Option(help="Catalog entry to check the policy against.")] = "credit-risk",
 ) -> None:
     """Validate a policy file, and the catalog and suites beside it; exit 1 on any problem."""
-    from govdeploy.governance import load_governance
+    from govdeploy.config.governance import load_governance
 
     settings = get_settings()
     policy_path = (path or settings.policy_path).resolve()
@@ -249,8 +249,8 @@ def verify(
     level: Annotated[str, typer.Option(help="candidate or release signature.")] = "release",
 ) -> None:
     """Re-hash every file of a registered version and check its signature against trusted keys."""
-    from govdeploy.loader import parse_model_uri, verify_version
-    from govdeploy.registry import connect
+    from govdeploy.backends.registry import connect
+    from govdeploy.trust.versions import parse_model_uri, verify_version
 
     settings = get_settings()
     _use_stack(settings)
@@ -277,7 +277,7 @@ def verify(
 def _approval_token(run_id: str, approver: str, key: Path, reject: bool, reason: str) -> tuple[Settings, str]:
     settings = get_settings()
     _use_stack(settings)  # before Prefect is imported: its settings are read at import
-    from flows.approve import approval_token
+    from govdeploy.release.approver import approval_token
 
     decision: Decision = "reject" if reject else "approve"
     if reject and not reason:
@@ -296,7 +296,7 @@ def approve(
     """Verify the waiting candidate, sign an approval (or rejection) and resume the release with it."""
     try:
         settings, token = _approval_token(run_id, approver, key, reject, reason)
-        from flows.approve import submit
+        from govdeploy.release.approver import submit
 
         verdict = submit(settings, run_id, token)
     except GovdeployError as exc:
@@ -330,7 +330,7 @@ def approval_token_command(
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check every record's hash, chain and signature, and the anchors in the locked bucket."""
-    from govdeploy.evidence import verify_trail
+    from govdeploy.trust.audit_trail import verify_trail
 
     settings = get_settings()
     try:
@@ -354,7 +354,7 @@ def audit_show(
     reveal: Annotated[bool, typer.Option("--reveal", help="Decrypt sealed personal data.")] = False,
 ) -> None:
     """Who did what, when, under which policy digest."""
-    from govdeploy.evidence import records, unseal
+    from govdeploy.trust.audit_trail import records, unseal
 
     settings = get_settings()
     table = Table(title="govdeploy audit trail")
@@ -433,7 +433,7 @@ def gateway(
     settings = get_settings()
     _use_stack(settings)
     uvicorn.run(
-        "govdeploy.gateway.main:app",
+        "govdeploy.serving.gateway.main:app",
         host=settings.host,
         port=port or settings.gateway_port,
         log_level="info",
@@ -446,7 +446,7 @@ def demo() -> None:
     """Start the stack and run the end-to-end scenario: train → gates, with two rejections."""
     settings = get_settings()
     _use_stack(settings)
-    from flows.demo import run_demo
+    from demo.scenario import run_demo
 
     _quiet_expected_failures()
 

@@ -20,14 +20,16 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from govdeploy import promotion, registry, rollout
-from govdeploy.alerts import post_alert
-from govdeploy.approvals import ApprovalLedger, ApprovalRequest, Outcome, SignedStatement
-from govdeploy.approvers import load_approvers
+from govdeploy.backends import registry
+from govdeploy.config.approvers import load_approvers
+from govdeploy.config.governance import Governance
+from govdeploy.config.settings import get_settings
 from govdeploy.errors import ApprovalError
-from govdeploy.gate import GateReport
-from govdeploy.governance import Governance
-from govdeploy.settings import get_settings
+from govdeploy.monitoring.alerts import post_alert
+from govdeploy.release import promotion
+from govdeploy.release.gate import GateReport
+from govdeploy.serving import rollout
+from govdeploy.trust.approvals import ApprovalLedger, ApprovalRequest, Outcome, SignedStatement
 from tasks.audit import audit_event
 
 

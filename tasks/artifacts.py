@@ -6,8 +6,8 @@ import re
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from govdeploy.expectations import ValidationReport
-from govdeploy.gate import GateReport
+from govdeploy.release.gate import GateReport
+from govdeploy.release.validation import ValidationReport
 
 
 def artifact_key(*parts: str) -> str:

@@ -7,10 +7,10 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from govdeploy.audit import AuditRecord
-from govdeploy.evidence import audit_log
-from govdeploy.gate import GateReport
-from govdeploy.settings import get_settings
+from govdeploy.config.settings import get_settings
+from govdeploy.release.gate import GateReport
+from govdeploy.trust.audit import AuditRecord
+from govdeploy.trust.audit_trail import audit_log
 
 
 @task(cache_policy=NO_CACHE)  # no retries: a retry after a written record would duplicate it

@@ -10,11 +10,12 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from govdeploy import registry, rollout
-from govdeploy.canary import StepVerdict, VersionStats, judge, parse_metrics
+from govdeploy.backends import registry
+from govdeploy.config.policy import CanaryPolicy
+from govdeploy.config.settings import Settings, get_settings
 from govdeploy.errors import GovdeployError, RolloutError
-from govdeploy.policy import CanaryPolicy
-from govdeploy.settings import Settings, get_settings
+from govdeploy.serving import rollout
+from govdeploy.serving.canary import StepVerdict, VersionStats, judge, parse_metrics
 from tasks.artifacts import artifact_key
 
 

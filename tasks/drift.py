@@ -12,20 +12,21 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from govdeploy import monitoring, registry
-from govdeploy.alerts import post_alert
-from govdeploy.catalog import ModelSpec
-from govdeploy.drift import DriftResult, compute_drift
+from govdeploy.backends import registry
+from govdeploy.backends.storage import s3_client
+from govdeploy.config.catalog import ModelSpec
+from govdeploy.config.governance import Governance
+from govdeploy.config.settings import get_settings
 from govdeploy.errors import DataError
-from govdeploy.evidently_reports import evidently_performance_html, evidently_report_html
-from govdeploy.governance import Governance
-from govdeploy.keys import master_key
-from govdeploy.loader import verified_directory
-from govdeploy.monitoring import DriftDecision
-from govdeploy.reference import PREDICTION, read_reference
-from govdeploy.settings import get_settings
-from govdeploy.storage import s3_client
-from govdeploy.window import Window, batch_keys, bucket_source, read_window, require_rows
+from govdeploy.monitoring import decision as monitoring
+from govdeploy.monitoring.alerts import post_alert
+from govdeploy.monitoring.decision import DriftDecision
+from govdeploy.monitoring.drift import DriftResult, compute_drift
+from govdeploy.monitoring.reports import evidently_performance_html, evidently_report_html
+from govdeploy.monitoring.window import Window, batch_keys, bucket_source, read_window, require_rows
+from govdeploy.release.reference import PREDICTION, read_reference
+from govdeploy.trust.keys import master_key
+from govdeploy.trust.versions import verified_directory
 from tasks.artifacts import artifact_key
 
 

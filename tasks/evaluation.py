@@ -6,11 +6,12 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from govdeploy import gate, registry
-from govdeploy.evaluation import ModelEvaluation, evaluate_model
-from govdeploy.governance import Governance
-from govdeploy.loader import load_verified_model
-from govdeploy.settings import get_settings
+from govdeploy.backends import registry
+from govdeploy.config.governance import Governance
+from govdeploy.config.settings import get_settings
+from govdeploy.release import gate
+from govdeploy.release.evaluation import ModelEvaluation, evaluate_model
+from govdeploy.trust.versions import load_verified_model
 from tasks.artifacts import publish_gate
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from govdeploy.governance import Governance, load_governance
-from govdeploy.settings import get_settings
+from govdeploy.config.governance import Governance, load_governance
+from govdeploy.config.settings import get_settings
 
 
 @task(cache_policy=NO_CACHE)

@@ -13,14 +13,16 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from govdeploy import environment, provenance, registry
-from govdeploy.catalog import ModelSpec
-from govdeploy.data import dataset_digest, split_frame
-from govdeploy.expectations import Suite, ValidationReport
-from govdeploy.provenance import SignedVersion
-from govdeploy.reference import build_reference, write_reference
-from govdeploy.settings import get_settings
-from govdeploy.training import fit
+from govdeploy.backends import registry
+from govdeploy.config.catalog import ModelSpec
+from govdeploy.config.settings import get_settings
+from govdeploy.release import environment
+from govdeploy.release.data import dataset_digest, split_frame
+from govdeploy.release.reference import build_reference, write_reference
+from govdeploy.release.training import fit
+from govdeploy.release.validation import Suite, ValidationReport
+from govdeploy.trust import version_signing as provenance
+from govdeploy.trust.version_signing import SignedVersion
 from tasks.artifacts import artifact_key
 
 SERVING_PACKAGES = ("scikit-learn", "skops", "pandas", "numpy", "scipy", "mlflow")

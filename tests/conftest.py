@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from govdeploy.settings import Settings, get_settings
+from govdeploy.config.settings import Settings, get_settings
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 

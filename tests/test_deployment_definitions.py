@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from flows.serve import automations
-from govdeploy.policy import load_policy
+from govdeploy.config.policy import load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from govdeploy.settings import PROJECT_ROOT, Settings
+from govdeploy.config.settings import PROJECT_ROOT, Settings
 
 # The local S3 endpoint accepts any credentials; these name the account in its logs only.
 LOCAL_S3_CREDENTIALS = {
@@ -208,7 +208,7 @@ def gateway(settings: Settings, code: str) -> Component:
             sys.executable,
             "-m",
             "uvicorn",
-            "govdeploy.gateway.main:app",
+            "govdeploy.serving.gateway.main:app",
             "--host",
             settings.host,
             "--port",

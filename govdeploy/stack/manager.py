@@ -15,11 +15,11 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from govdeploy.backends.storage import ensure_bucket, s3_client
+from govdeploy.config.settings import Settings
 from govdeploy.errors import StackError
-from govdeploy.settings import Settings
 from govdeploy.stack import process, snapshot
 from govdeploy.stack.components import Component, all_components
-from govdeploy.storage import ensure_bucket, s3_client
 
 State = Literal["running", "unhealthy", "stopped"]
 Progress = Callable[[str], None]
@@ -151,9 +151,9 @@ def up(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
 
 def development_keys(settings: Settings) -> list[str]:
     """Create the missing development keys: signing, audit, master, approvers, API keys."""
-    from govdeploy.approvers import load_approvers
-    from govdeploy.gateway.access import load_access
-    from govdeploy.keys import init_api_keys, init_keys
+    from govdeploy.config.approvers import load_approvers
+    from govdeploy.serving.gateway.access import load_access
+    from govdeploy.trust.keys import init_api_keys, init_keys
 
     created = init_keys(settings.keys_dir, sorted(load_approvers(settings.approvers_path).approvers))
     return created + init_api_keys(settings.keys_dir, sorted(load_access(settings.access_path).principals))

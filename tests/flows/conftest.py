@@ -6,11 +6,11 @@ import mlflow
 import pytest
 from prefect.client.schemas.objects import State
 
-from flows import runs
-from flows.approve import approval_token, submit
-from govdeploy.audit import AuditRecord
+from govdeploy.backends import flow_runs as runs
+from govdeploy.config.settings import Settings
 from govdeploy.errors import GovdeployError
-from govdeploy.settings import Settings
+from govdeploy.release.approver import approval_token, submit
+from govdeploy.trust.audit import AuditRecord
 
 MODEL = "credit-risk"
 
@@ -43,10 +43,10 @@ def version_tags(version: str) -> dict[str, str]:
 
 def promote_now(stack: Settings, candidate: dict[str, object], alias: str = "champion") -> None:
     """Promote a trained candidate with two signed approvals, without waiting on a release run."""
-    from govdeploy.approvals import ApprovalRequest, make_statement, parse_token, sign_statement
-    from govdeploy.keys import load_ed25519_private
-    from govdeploy.promotion import promote
-    from govdeploy.rollout import publish
+    from govdeploy.release.promotion import promote
+    from govdeploy.serving.rollout import publish
+    from govdeploy.trust.approvals import ApprovalRequest, make_statement, parse_token, sign_statement
+    from govdeploy.trust.keys import load_ed25519_private
 
     request = ApprovalRequest(
         flow_run_id="direct",

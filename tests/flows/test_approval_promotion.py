@@ -14,13 +14,13 @@ from typing import Any, ClassVar
 import mlflow
 import pytest
 
-from flows.approve import approval_token, submit
 from flows.release import release
 from flows.train import train
+from govdeploy.config.settings import Settings, get_settings
 from govdeploy.errors import ApprovalError
-from govdeploy.evidence import records, unseal, verify_trail
-from govdeploy.loader import verify_version
-from govdeploy.settings import Settings, get_settings
+from govdeploy.release.approver import approval_token, submit
+from govdeploy.trust.audit_trail import records, unseal, verify_trail
+from govdeploy.trust.versions import verify_version
 from tests.flows.conftest import MODEL, approve, start_release, version_tags, wait_for_state
 
 pytestmark = pytest.mark.e2e

@@ -11,13 +11,13 @@ import httpx
 import mlflow
 import pytest
 
+from demo.traffic import Traffic
 from flows.canary import canary
 from flows.rollback import rollback
 from flows.train import train
+from govdeploy.config.settings import Settings
 from govdeploy.errors import RolloutError
-from govdeploy.evidence import records
-from govdeploy.settings import Settings
-from govdeploy.traffic import Traffic
+from govdeploy.trust.audit_trail import records
 from tests.flows.conftest import MODEL, approve, promote_now, start_release, version_tags, wait_for_state
 from tests.flows.test_gateway import ROW, key
 

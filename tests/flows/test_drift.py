@@ -19,16 +19,16 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.states import Cancelled
 
-from flows import runs
+from demo.traffic import send_feedback, send_rows, wait_until_logged
 from flows.drift import drift
 from flows.train import train
-from govdeploy.catalog import load_catalog
-from govdeploy.data import generate_credit_data
+from govdeploy.backends import flow_runs as runs
+from govdeploy.backends.storage import s3_client
+from govdeploy.config.catalog import load_catalog
+from govdeploy.config.settings import Settings
 from govdeploy.errors import DataError, SignatureError
-from govdeploy.evidence import records
-from govdeploy.settings import Settings
-from govdeploy.storage import s3_client
-from govdeploy.traffic import send_feedback, send_rows, wait_until_logged
+from govdeploy.release.data import generate_credit_data
+from govdeploy.trust.audit_trail import records
 from tests.flows.conftest import MODEL, promote_now
 from tests.flows.test_gateway import key
 from tests.flows.test_tampering_and_faults import prefix

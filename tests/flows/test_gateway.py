@@ -19,12 +19,12 @@ import mlflow
 import pytest
 
 from flows.train import train
-from govdeploy.gateway.iolog import read_batches
-from govdeploy.keys import master_key
-from govdeploy.rollout import publish
-from govdeploy.settings import Settings
+from govdeploy.backends.storage import s3_client
+from govdeploy.config.settings import Settings
+from govdeploy.monitoring.iolog import read_batches
+from govdeploy.serving.rollout import publish
 from govdeploy.stack import process
-from govdeploy.storage import s3_client
+from govdeploy.trust.keys import master_key
 from tests.conftest import free_port
 from tests.flows.conftest import MODEL, promote_now
 
@@ -268,7 +268,7 @@ def extra_gateway(tmp_path: Path, env: dict[str, str]) -> Iterator[GatewayProces
         sys.executable,
         "-m",
         "uvicorn",
-        "govdeploy.gateway.main:app",
+        "govdeploy.serving.gateway.main:app",
         "--host",
         "127.0.0.1",
         "--port",

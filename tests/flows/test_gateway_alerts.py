@@ -22,11 +22,11 @@ import httpx
 import pytest
 
 from flows.train import train
-from govdeploy.gateway.alerting import ANOMALY_EVENT
-from govdeploy.gateway.iolog import IORecord, read_batches
-from govdeploy.keys import master_key
-from govdeploy.loader import load_verified_model
-from govdeploy.settings import Settings
+from govdeploy.config.settings import Settings
+from govdeploy.monitoring.anomalies import ANOMALY_EVENT
+from govdeploy.monitoring.iolog import IORecord, read_batches
+from govdeploy.trust.keys import master_key
+from govdeploy.trust.versions import load_verified_model
 from tests.conftest import CONFIG_DIR
 from tests.flows.conftest import MODEL, promote_now
 from tests.flows.test_gateway import ROW, GatewayProcess, extra_gateway, key

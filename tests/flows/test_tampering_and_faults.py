@@ -15,14 +15,20 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from flows.train import train
-from govdeploy import registry
-from govdeploy.approvals import ApprovalRequest, SignedStatement, make_statement, parse_token, sign_statement
+from govdeploy.backends import registry
+from govdeploy.backends.storage import s3_client
+from govdeploy.config.settings import Settings
 from govdeploy.errors import RegistryError, SignatureError
-from govdeploy.keys import init_keys, load_ed25519_private
-from govdeploy.loader import load_verified_model, verify_version
-from govdeploy.promotion import promote
-from govdeploy.settings import Settings
-from govdeploy.storage import s3_client
+from govdeploy.release.promotion import promote
+from govdeploy.trust.approvals import (
+    ApprovalRequest,
+    SignedStatement,
+    make_statement,
+    parse_token,
+    sign_statement,
+)
+from govdeploy.trust.keys import init_keys, load_ed25519_private
+from govdeploy.trust.versions import load_verified_model, verify_version
 from tests.flows.conftest import MODEL, version_tags
 
 pytestmark = pytest.mark.e2e

@@ -16,9 +16,9 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from flows.release import release
 from flows.train import train
-from govdeploy.data import dataset_digest, generate_credit_data
+from govdeploy.config.settings import Settings
 from govdeploy.errors import ApprovalError, PolicyGateError, ValidationGateError
-from govdeploy.settings import Settings
+from govdeploy.release.data import dataset_digest, generate_credit_data
 from tests.flows.conftest import MODEL, reject, start_release, version_tags, wait_for_state
 
 pytestmark = pytest.mark.e2e

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from govdeploy.gate import Check, GateReport
+from govdeploy.release.gate import Check, GateReport
 from tasks.artifacts import artifact_key, gate_markdown
 
 

@@ -1,0 +1,1 @@
+"""Demo and scenario tooling (synthetic traffic, the end-to-end scenario): not part of the product."""

@@ -1,0 +1,1 @@
+"""Configuration: process settings, policy-as-code, the model catalog, approver identities, suites."""

@@ -1,0 +1,55 @@
+"""Approver identities, ``config/approvers.yaml``: roles and Ed25519 public keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from pydantic import EmailStr, Field, model_validator
+
+from govdeploy.config.files import StrictModel, load_yaml, parse_model
+from govdeploy.errors import ConfigError
+from govdeploy.trust.keys import load_ed25519_public, read_public
+
+
+class ApproverSpec(StrictModel):
+    name: str = Field(min_length=1)
+    email: EmailStr
+    roles: list[str] = Field(min_length=1)
+    public_key: str | None = None
+    public_key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> ApproverSpec:
+        if (self.public_key is None) == (self.public_key_file is None):
+            raise ValueError("give exactly one of public_key (inline PEM) and public_key_file")
+        return self
+
+
+class Approvers(StrictModel):
+    approvers: dict[str, ApproverSpec] = Field(min_length=1)
+
+    def get(self, approver_id: str) -> ApproverSpec:
+        try:
+            return self.approvers[approver_id]
+        except KeyError:
+            raise ConfigError(
+                f"approver {approver_id!r} is unknown; known approvers: {sorted(self.approvers)}"
+            ) from None
+
+    def key_files(self) -> dict[str, str]:
+        """Approver id → public key file, for those configured by file."""
+        return {k: a.public_key_file for k, a in self.approvers.items() if a.public_key_file}
+
+
+def load_approvers(path: Path) -> Approvers:
+    return parse_model(Approvers, load_yaml(path, "approvers"), path, "approvers")
+
+
+def public_key(approvers: Approvers, approver_id: str, keys_dir: Path) -> ed25519.Ed25519PublicKey:
+    """The configured public key of an approver."""
+    spec = approvers.get(approver_id)
+    if spec.public_key is not None:
+        return load_ed25519_public(spec.public_key.encode(), f"public key of approver {approver_id!r}")
+    path = keys_dir / str(spec.public_key_file)
+    return load_ed25519_public(read_public(path, f"public key of approver {approver_id!r}"), str(path))

@@ -1,0 +1,133 @@
+"""Typed settings of one govdeploy process, read from ``GOVDEPLOY_*`` environment variables.
+
+Nothing is read at import time: call ``get_settings()``. Every server of the local stack listens
+on a loopback address; ports are configurable so that several stacks (tests, a developer's UI
+session) can run side by side.
+"""
+
+from __future__ import annotations
+
+import getpass
+import ipaddress
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    """Where the local stack lives and how clients reach it."""
+
+    model_config = SettingsConfigDict(env_prefix="GOVDEPLOY_", extra="ignore")
+
+    state_dir: Path = Field(
+        default=PROJECT_ROOT / ".govdeploy",
+        description="Databases, logs and pid files of the local stack (never committed).",
+    )
+    config_dir: Path = Field(default=PROJECT_ROOT / "config", description="Policy-as-code and identities.")
+    host: str = Field(default="127.0.0.1", description="Loopback address every server binds to.")
+    s3_port: int = Field(default=9900, ge=1024, le=65535)
+    mlflow_port: int = Field(default=5050, ge=1024, le=65535)
+    prefect_port: int = Field(default=4200, ge=1024, le=65535)
+    bucket: str = Field(default="govdeploy-artifacts", min_length=3, max_length=63)
+    experiment: str = Field(default="govdeploy", min_length=1)
+    user: str = Field(
+        default_factory=getpass.getuser,
+        min_length=1,
+        description="Identity recorded as submitter of what this process trains or releases.",
+    )
+    start_timeout: float = Field(default=90.0, gt=0, description="Seconds a server may take.")
+    trusted_keys: list[Path] = Field(
+        default_factory=list,
+        description="PEM public keys trusted to sign models (default: the development signing key).",
+    )
+    signing_key: Path | None = Field(
+        default=None, description="PEM private key that signs models (default: the development key)."
+    )
+    alert_webhook: str | None = Field(default=None, description="URL that receives alerts as JSON.")
+    gateway_port: int = Field(default=8080, ge=1024, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, gt=0, description="Larger request bodies get 413.")
+    max_rows_per_request: int = Field(default=1000, gt=0)
+    batch_max_rows: int = Field(default=64, gt=0, description="Rows the gateway scores in one model call.")
+    batch_max_wait_ms: float = Field(default=2.0, ge=0, description="How long a batch waits for more rows.")
+    refresh_seconds: float = Field(default=2.0, gt=0, description="How often the gateway polls the registry.")
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        if value != "localhost" and not ipaddress.ip_address(value).is_loopback:
+            raise ValueError(
+                f"host {value!r} is not a loopback address; the local stack listens on "
+                "127.0.0.1 (or another 127.x address) only"
+            )
+        return value
+
+    @field_validator("state_dir", "config_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://{self.host}:{self.s3_port}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def prefect_ui_url(self) -> str:
+        return f"http://{self.host}:{self.prefect_port}"
+
+    @property
+    def prefect_api_url(self) -> str:
+        return f"{self.prefect_ui_url}/api"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.host}:{self.gateway_port}"
+
+    @property
+    def access_path(self) -> Path:
+        return self.config_dir / "access.yaml"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.state_dir / "keys"
+
+    @property
+    def model_signing_key(self) -> Path:
+        return self.signing_key or self.keys_dir / "signing.key"
+
+    @property
+    def trusted_signing_keys(self) -> list[Path]:
+        return self.trusted_keys or [self.keys_dir / "signing.pub"]
+
+    @property
+    def audit_log_path(self) -> Path:
+        return self.state_dir / "audit" / "audit.jsonl"
+
+    @property
+    def approvers_path(self) -> Path:
+        return self.config_dir / "approvers.yaml"
+
+    @property
+    def policy_path(self) -> Path:
+        return self.config_dir / "policy.yaml"
+
+    @property
+    def models_path(self) -> Path:
+        return self.config_dir / "models.yaml"
+
+    @property
+    def expectations_dir(self) -> Path:
+        return self.config_dir / "expectations"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once from the environment."""
+    return Settings()

@@ -1,0 +1,311 @@
+"""Durable, batched, encrypted I/O logging of the model-serving gateway.
+
+Request handlers ``submit`` one ``IORecord`` per request; the call only appends to an in-memory
+queue. One background thread writes the queue in batches: one file per batch, sealed with
+``govdeploy.crypto.seal`` (the file name is bound as associated data, so a renamed batch does not
+open) and written atomically (``.partial``, fsync, ``os.replace``, fsync of the directory). A batch
+that cannot be written goes back to the front of the queue and is retried; ``close`` writes what is
+still queued. Records written therefore equal records submitted, under load and on shutdown.
+
+Personal data in inputs is tokenised by the caller with ``mask_pii`` before a record is built.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import hmac
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from govdeploy.errors import CryptoError, GovdeployError
+from govdeploy.trust.encryption import Envelope, open_envelope, seal
+
+logger = logging.getLogger(__name__)
+
+BATCH_SUFFIX = ".jsonl.enc"
+PARTIAL_SUFFIX = ".partial"
+
+
+class IORecord(BaseModel):
+    id: str
+    time: str
+    kind: str
+    model: str | None
+    version: str | None
+    principal: str | None
+    route: str
+    status: int
+    latency_ms: float
+    inputs: list[dict[str, Any]] | None = None
+    outputs: list[float] | None = None
+    error: str | None = None
+    # kind "feedback": ground-truth labels of earlier predictions, each {"request_id", "label"}
+    labels: list[dict[str, Any]] | None = None
+
+
+def pii_token(value: Any, secret: bytes) -> str:
+    """The deterministic token of one value: 'tok_' + 32 hex chars of HMAC-SHA256(secret, str(value))."""
+    return "tok_" + hmac.new(secret, str(value).encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def mask_pii(row: dict[str, Any], pii_fields: Iterable[str], secret: bytes) -> dict[str, Any]:
+    """Return a copy where each PII field's value is replaced by its token (see ``pii_token``).
+
+    The token is 'tok_' + the first 32 hex chars of HMAC-SHA256(secret, str(value)): the same value
+    always gives the same token. Other fields are unchanged and a None value stays None.
+    """
+    fields = set(pii_fields)
+    return {
+        key: pii_token(value, secret) if key in fields and value is not None else value
+        for key, value in row.items()
+    }
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename or a new entry in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically and durably: ``.partial``, fsync, ``os.replace``."""
+    created = not path.parent.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if created:
+        _fsync_dir(path.parent.parent)
+    partial = path.with_name(path.name + PARTIAL_SUFFIX)
+    try:
+        with open(partial, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def encode_batch(records: list[IORecord], master_key: bytes, name: str) -> bytes:
+    """The bytes of a batch file: the sealed JSON lines of ``records``, bound to the file ``name``."""
+    plaintext = "".join(record.model_dump_json() + "\n" for record in records).encode()
+    return json.dumps(seal(plaintext, master_key, name).model_dump()).encode()
+
+
+def decode_batch(path: Path, master_key: bytes) -> list[IORecord]:
+    """The records of one batch file; raise CryptoError if it does not open under its own name."""
+    return decode_batch_bytes(path.read_bytes(), path.name, master_key, str(path))
+
+
+def open_batch_bytes(data: bytes, name: str, master_key: bytes, where: str) -> bytes:
+    """The JSON lines of a batch's bytes (file or bucket object ``where``) that was written as ``name``."""
+    try:
+        envelope = Envelope.model_validate_json(data)
+    except ValidationError:
+        raise CryptoError(f"{where} is not an encrypted I/O log batch; it does not open") from None
+    return open_envelope(envelope, master_key, name)
+
+
+def decode_batch_bytes(data: bytes, name: str, master_key: bytes, where: str) -> list[IORecord]:
+    """The records of a batch's bytes (file or bucket object ``where``) that was written as ``name``."""
+    plaintext = open_batch_bytes(data, name, master_key, where)
+    return [IORecord.model_validate_json(line) for line in plaintext.splitlines() if line.strip()]
+
+
+def batch_files(directory: Path) -> list[Path]:
+    """Every complete batch file under ``directory``, oldest first (by day, then time of day)."""
+    if not directory.is_dir():
+        return []
+    return sorted(directory.glob(f"*/*{BATCH_SUFFIX}"), key=lambda p: (p.parent.name, p.name))
+
+
+def read_batches(directory: Path, master_key: bytes) -> list[IORecord]:
+    """Decrypt and return every record of every batch file under directory, oldest batch first."""
+    return [record for path in batch_files(directory) for record in decode_batch(path, master_key)]
+
+
+class IOLogWriter:
+    """Queue of I/O records, written in encrypted batches by one background thread.
+
+    ``submit`` never blocks on disk. ``flush`` writes the queue synchronously, at most
+    ``batch_size`` records per file; ``close`` writes what is left and stops the thread.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        master_key: bytes,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 0.2,
+        shipper: Callable[[Path], None] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise GovdeployError(f"batch_size must be at least 1, got {batch_size}")
+        if flush_interval <= 0:
+            raise GovdeployError(f"flush_interval must be positive, got {flush_interval}")
+        self.directory = Path(directory)
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.shipper = shipper
+        self._master_key = master_key
+        self._queue: deque[IORecord] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._flush_lock = threading.Lock()
+        self._closed = False
+        self._stopping = False
+        self._written = 0
+        self._last_time: datetime | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def written(self) -> int:
+        """Number of records durably written so far."""
+        with self._lock:
+            return self._written
+
+    @property
+    def pending(self) -> int:
+        """Number of records submitted but not yet written."""
+        with self._lock:
+            return len(self._queue)
+
+    def start(self) -> None:
+        """Start the one background thread that flushes batches; a second call does nothing."""
+        with self._lock:
+            if self._closed:
+                raise GovdeployError(f"the I/O log writer of {self.directory} is closed; create a new one")
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="govdeploy-iolog", daemon=True)
+        atexit.register(self.close)
+        self._thread.start()
+
+    def submit(self, record: IORecord) -> None:
+        """Queue one record for writing; thread-safe and non-blocking."""
+        with self._lock:
+            if self._closed:
+                raise GovdeployError(
+                    f"I/O record {record.id} submitted after the writer of {self.directory} was closed"
+                )
+            self._queue.append(record)
+            if len(self._queue) >= self.batch_size:
+                self._wake.notify()
+
+    def flush(self) -> None:
+        """Synchronously write whatever is queued now, ``batch_size`` records per file.
+
+        If a batch cannot be written, its records go back to the front of the queue and
+        GovdeployError is raised; the next flush retries them.
+        """
+        with self._flush_lock:
+            with self._lock:
+                remaining = len(self._queue)
+            while remaining > 0:
+                with self._lock:
+                    count = min(self.batch_size, remaining, len(self._queue))
+                    batch = [self._queue.popleft() for _ in range(count)]
+                if not batch:
+                    return
+                remaining -= len(batch)
+                path = self._write(batch)
+                self._ship(path)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Refuse new records, write everything still queued and stop the thread; idempotent.
+
+        Raise GovdeployError if records could still not be written after ``timeout`` seconds;
+        they stay queued and a later ``close`` retries them.
+        """
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._closed = True
+            self._stopping = True
+            self._wake.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+        failure: GovdeployError | None = None
+        while self.pending:
+            try:
+                self.flush()
+                failure = None
+            except GovdeployError as exc:
+                failure = exc
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                time.sleep(min(self.flush_interval, left))
+        if failure is not None and self.pending:
+            raise GovdeployError(
+                f"{self.pending} I/O log records could not be written to {self.directory} ({failure}); "
+                "they are still queued: fix the directory and call close() again"
+            ) from failure
+        atexit.unregister(self.close)
+
+    def _next_name(self) -> tuple[str, str]:
+        """Day directory and file name of a new batch; times strictly increase within the writer."""
+        now = datetime.now(UTC)
+        if self._last_time is not None and now <= self._last_time:
+            now = self._last_time + timedelta(microseconds=1)
+        self._last_time = now
+        return f"{now:%Y%m%d}", f"{now:%H%M%S%f}-{uuid.uuid4().hex[:8]}{BATCH_SUFFIX}"
+
+    def _write(self, batch: list[IORecord]) -> Path:
+        """Write one batch durably and count it; on failure put it back at the front of the queue."""
+        day, name = self._next_name()
+        path = self.directory / day / name
+        try:
+            _write_atomic(path, encode_batch(batch, self._master_key, name))
+        except Exception as exc:
+            with self._lock:
+                self._queue.extendleft(reversed(batch))
+            raise GovdeployError(
+                f"could not write an I/O log batch of {len(batch)} records to {path}: {exc}; "
+                "the records stay queued and are retried on the next flush"
+            ) from exc
+        with self._lock:
+            self._written += len(batch)
+        return path
+
+    def _ship(self, path: Path) -> None:
+        """Hand a durably written batch to the shipper; a failure only logs, the local file stays."""
+        if self.shipper is None:
+            return
+        try:
+            self.shipper(path)
+        except Exception as exc:
+            logger.warning("could not ship I/O log batch %s (%s); it stays on local disk", path, exc)
+
+    def _run(self) -> None:
+        """Background loop: flush when a batch is full, every ``flush_interval``, and on stop."""
+        while True:
+            with self._lock:
+                self._wake.wait_for(
+                    lambda: self._stopping or len(self._queue) >= self.batch_size, self.flush_interval
+                )
+                stopping = self._stopping
+            try:
+                self.flush()
+            except Exception:
+                logger.warning("I/O log flush failed; retrying", exc_info=True)
+                with self._lock:
+                    self._wake.wait_for(lambda: self._stopping, self.flush_interval)
+            if stopping:
+                return

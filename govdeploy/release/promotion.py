@@ -1,0 +1,95 @@
+"""Signed promotion: after the approval quorum, sign the exact approved artifacts and move the alias.
+
+Order matters for "nothing half-done": the artifacts are verified and compared with the approved
+digest, the approvals and the release signature are uploaded beside them (overwriting any from an
+earlier, failed attempt), and only then are the release tag and the alias changed, together, with
+both put back if either fails. Running it again after a failure is safe.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from govdeploy.backends import registry
+from govdeploy.trust.approvals import ApprovalRequest, SignedStatement
+from govdeploy.trust.audit import canonical
+from govdeploy.trust.version_signing import sign_release
+
+
+class Promotion(BaseModel):
+    model: str
+    version: str
+    alias: str
+    previous: str | None
+    artifact_digest: str
+    signature_sha256: str
+    approvers: list[str]
+    promoted_at: str
+
+
+def approvals_document(
+    request: ApprovalRequest, approvals: list[SignedStatement], gate: dict[str, object]
+) -> bytes:
+    """What the release signature covers besides the model files: who approved what, and why."""
+    return canonical(
+        {
+            "request": request.model_dump(),
+            "approvals": [a.model_dump() for a in approvals],
+            "gate": gate,
+        }
+    )
+
+
+def promote(
+    request: ApprovalRequest,
+    approvals: list[SignedStatement],
+    gate: dict[str, object],
+    alias: str,
+    *,
+    signing_key: Path,
+    trusted_keys: list[Path],
+    tracking_uri: str,
+) -> Promotion:
+    """Sign the approved artifacts (release level), then tag the version and move ``alias``."""
+    signed = sign_release(
+        request.model,
+        request.version,
+        approvals_document(request, approvals, gate),
+        request.artifact_digest,
+        signing_key,
+        trusted_keys,
+        tracking_uri,
+    )
+    promoted_at = datetime.now(UTC).isoformat(timespec="seconds")
+    approvers = [a.statement.approver for a in approvals]
+    release_tag = json.dumps(
+        {
+            "alias": alias,
+            "artifact_digest": signed.artifact_digest,
+            "signature_sha256": signed.signature_sha256,
+            "approvers": approvers,
+            "policy_digest": request.policy_digest,
+            "flow_run_id": request.flow_run_id,
+            "promoted_at": promoted_at,
+        },
+        sort_keys=True,
+    )
+    previous = registry.apply_release(request.model, request.version, release_tag, alias, tracking_uri)
+    if previous is not None and previous != request.version and alias == registry.CHAMPION:
+        registry.set_version_tags(
+            request.model, request.version, {f"{registry.TAG}rollback_target": previous}, tracking_uri
+        )
+    return Promotion(
+        model=request.model,
+        version=request.version,
+        alias=alias,
+        previous=previous,
+        artifact_digest=signed.artifact_digest,
+        signature_sha256=signed.signature_sha256,
+        approvers=approvers,
+        promoted_at=promoted_at,
+    )

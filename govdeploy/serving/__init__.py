@@ -1,0 +1,1 @@
+"""Serving: the governed gateway, traffic rollout between versions and canary judgement."""

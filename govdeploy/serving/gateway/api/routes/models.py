@@ -1,0 +1,200 @@
+"""Predictions and deployment controls of one served model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, Request, Response
+from pydantic import BaseModel, Field
+
+from govdeploy.monitoring.iolog import mask_pii
+from govdeploy.serving.gateway.api.deps import DeployerCaller, GatewayDep, PredictCaller, ReaderCaller
+from govdeploy.serving.gateway.core import Gateway
+from govdeploy.serving.gateway.inputs import InputError, feedback_labels, validate_rows
+from govdeploy.serving.gateway.serving import ServedModel, Slot
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+def served_model(gateway: Gateway, name: str) -> ServedModel:
+    served = gateway.state.models.get(name)
+    if served is None:
+        raise HTTPException(404, f"unknown model {name!r}")
+    return served
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The body, or 413 as soon as it is longer than ``limit`` (it is never read whole)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"body of {declared} bytes exceeds the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Prediction(BaseModel):
+    model: str
+    version: str
+    predictions: list[float]
+    request_id: str
+
+
+@router.post("/{name}/predict", response_model=Prediction)
+async def predict(name: str, request: Request, caller: PredictCaller) -> Response:
+    """Score one row or a batch with the serving version (the gateway comes from the app state, not a
+    dependency: this is the hot path)."""
+    gateway: Gateway = request.app.state.gateway
+    served = served_model(gateway, name)
+    request.state.io.update(kind="predict", model=name)
+    reason = served.unavailable()
+    if reason:
+        raise HTTPException(503, reason)
+    raw = await read_capped(request, gateway.settings.max_body_bytes)
+    slot, fallback = served.pick()
+    try:
+        body = json.loads(raw)
+        rows = validate_rows(
+            body, slot.verified.input_types, served.passthrough, gateway.settings.max_rows_per_request
+        )
+    except json.JSONDecodeError as exc:
+        raise HTTPException(422, f"body is not JSON: {exc.msg}") from None
+    except InputError as exc:
+        gateway.metrics.anomalies.labels(name, exc.field).inc()
+        raise HTTPException(422, str(exc)) from None
+    io = request.state.io
+    io.update(
+        inputs=[mask_pii(row, served.passthrough, gateway.token_secret) for row in rows],
+        version=slot.version,  # a model failure counts against the version that failed
+    )
+    scores, slot = await _score(gateway, served, slot, fallback, rows)
+    io.update(version=slot.version, outputs=scores)
+    if slot.ranges is not None:
+        io["out_of_range"] = _check_ranges(gateway, name, slot, rows)
+    observe = gateway.metrics.scores.labels(name, slot.version).observe
+    for score in scores:
+        observe(score)
+    answer = {
+        "model": name,
+        "version": slot.version,
+        "predictions": scores,
+        "request_id": request.state.request_id,
+    }
+    return Response(orjson.dumps(answer), media_type="application/json")
+
+
+def _check_ranges(
+    gateway: Gateway, name: str, slot: Slot, rows: list[dict[str, Any]]
+) -> tuple[int, dict[str, int]]:
+    """Rows outside the answering version's training profile; counted per field in the metrics."""
+    assert slot.ranges is not None
+    bad_rows, fields = slot.ranges.check(rows)
+    for field, count in fields.items():
+        gateway.metrics.out_of_range.labels(name, slot.version, field).inc(count)
+    return bad_rows, fields
+
+
+async def _score(
+    gateway: Gateway, served: ServedModel, slot: Any, fallback: Any, rows: list[dict[str, Any]]
+) -> tuple[list[float], Any]:
+    model_rows = [{k: row[k] for k in slot.verified.inputs} for row in rows]
+    try:
+        return await slot.batcher.submit(model_rows), slot
+    except Exception as exc:
+        if fallback is None:
+            raise HTTPException(
+                500, f"model {served.name} v{slot.version} failed: {type(exc).__name__}"
+            ) from exc
+        gateway.metrics.challenger_errors.labels(served.name, slot.version).inc()
+        return await fallback.batcher.submit(model_rows), fallback
+
+
+class FeedbackReceipt(BaseModel):
+    model: str
+    accepted: int
+    request_id: str
+
+
+@router.post("/{name}/feedback", status_code=202, response_model=FeedbackReceipt)
+async def feedback(name: str, request: Request, caller: PredictCaller) -> Response:
+    """Ground-truth labels of earlier predictions (by their request_id), for the drift flow to join.
+
+    They are written to the I/O log as one record of kind ``feedback`` with ``labels``.
+    """
+    gateway: Gateway = request.app.state.gateway
+    served_model(gateway, name)
+    request.state.io.update(kind="feedback", model=name)
+    raw = await read_capped(request, gateway.settings.max_body_bytes)
+    try:
+        labels = feedback_labels(json.loads(raw), gateway.settings.max_rows_per_request)
+    except json.JSONDecodeError as exc:
+        raise HTTPException(422, f"body is not JSON: {exc.msg}") from None
+    except InputError as exc:
+        raise HTTPException(422, str(exc)) from None
+    request.state.io["labels"] = labels
+    answer = {"model": name, "accepted": len(labels), "request_id": request.state.request_id}
+    return Response(orjson.dumps(answer), status_code=202, media_type="application/json")
+
+
+class ServingInfo(BaseModel):
+    model: str
+    champion: str | None
+    challenger: str | None
+    challenger_weight: int
+    available: bool
+    reason: str | None
+    problems: list[str]
+
+
+def serving_info(gateway: Gateway, name: str) -> ServingInfo:
+    served = served_model(gateway, name)
+    return ServingInfo(
+        model=name,
+        champion=served.champion.version if served.champion else None,
+        challenger=served.challenger.version if served.challenger else None,
+        challenger_weight=served.challenger_weight,
+        available=served.unavailable() is None,
+        reason=served.unavailable(),
+        problems=served.problems,
+    )
+
+
+@router.get("/{name}")
+async def info(name: str, gateway: GatewayDep, caller: ReaderCaller) -> ServingInfo:
+    return serving_info(gateway, name)
+
+
+class KillRequest(BaseModel):
+    reason: str = Field(min_length=3)
+
+
+@router.post("/{name}/kill")
+async def kill(name: str, body: KillRequest, gateway: GatewayDep, caller: DeployerCaller) -> ServingInfo:
+    """Kill switch: the model answers 503 with the reason until revived."""
+    served = served_model(gateway, name)
+    served.killed = body.reason
+    await asyncio.to_thread(gateway.audit, "deployment.killed", caller.id, name, {"reason": body.reason})
+    return serving_info(gateway, name)
+
+
+@router.post("/{name}/revive")
+async def revive(name: str, gateway: GatewayDep, caller: DeployerCaller) -> ServingInfo:
+    served = served_model(gateway, name)
+    served.killed = None
+    await asyncio.to_thread(gateway.audit, "deployment.revived", caller.id, name, {})
+    return serving_info(gateway, name)
+
+
+@router.post("/{name}/reload")
+async def reload(name: str, gateway: GatewayDep, caller: DeployerCaller) -> ServingInfo:
+    """Reconcile with the registry now instead of at the next poll."""
+    served_model(gateway, name)
+    await asyncio.to_thread(gateway.state.refresh)
+    return serving_info(gateway, name)

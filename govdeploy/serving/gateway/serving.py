@@ -1,0 +1,171 @@
+"""Which verified versions serve each model, refreshed from the registry.
+
+Each model has a ``champion`` slot and optionally a ``challenger`` slot (with a traffic weight),
+as named by the model's latest signed deployment record. A slot only ever holds a version whose
+every file verified against its release signature and that the record names: when an alias moves
+without a record, or to something that does not verify, the slot keeps the last verified version
+and an alert is raised; a model with no verified champion answers 503 (safe shutdown), never an
+unverified model.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from govdeploy.backends import registry
+from govdeploy.backends.storage import s3_client
+from govdeploy.config.settings import Settings
+from govdeploy.errors import GovdeployError
+from govdeploy.monitoring.alerts import post_alert
+from govdeploy.monitoring.anomalies import RangeCheck
+from govdeploy.serving.gateway.batching import MicroBatcher
+from govdeploy.trust import serving_records as deployments
+from govdeploy.trust.versions import VerifiedModel, load_verified_model
+
+log = logging.getLogger("govdeploy.gateway")
+
+
+@dataclass
+class Slot:
+    verified: VerifiedModel
+    batcher: MicroBatcher
+    # the training ranges of the version's inputs (None: no signed profile, no range check)
+    ranges: RangeCheck | None = None
+
+    @property
+    def version(self) -> str:
+        return self.verified.version
+
+
+@dataclass
+class ServedModel:
+    name: str
+    passthrough: frozenset[str]
+    champion: Slot | None = None
+    challenger: Slot | None = None
+    challenger_weight: int = 0
+    killed: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def unavailable(self) -> str | None:
+        """Why this model cannot answer now (kill switch, no verified champion), or None."""
+        if self.killed:
+            return f"model {self.name} is shut down by a deployer: {self.killed}"
+        if self.champion is None:
+            reason = "; ".join(self.problems) or "no champion is promoted"
+            return f"model {self.name} has no verified champion ({reason})"
+        return None
+
+    def pick(self) -> tuple[Slot, Slot | None]:
+        """The slot to answer (challenger by weight) and the champion to fall back on."""
+        assert self.champion is not None
+        if self.challenger is not None and random.uniform(0, 100) < self.challenger_weight:
+            return self.challenger, self.champion
+        return self.champion, None
+
+
+def _predictor(verified: VerifiedModel) -> Any:
+    model, columns = verified.model, verified.inputs
+
+    def predict(frame: dict[str, list[Any]]) -> np.ndarray:
+        return np.asarray(model.predict_proba(pd.DataFrame(frame, columns=columns)))[:, 1]
+
+    return predict
+
+
+class ServingState:
+    """The served models; ``refresh`` reconciles them with the registry's aliases."""
+
+    def __init__(
+        self, settings: Settings, passthrough: dict[str, frozenset[str]], max_batch: int, max_wait: float
+    ):
+        self.settings = settings
+        self.models = {name: ServedModel(name, fields) for name, fields in passthrough.items()}
+        self.max_batch, self.max_wait = max_batch, max_wait
+        self.lock = threading.Lock()
+
+    def _load(self, name: str, version: str) -> Slot:
+        verified = load_verified_model(
+            name,
+            version,
+            trusted_keys=self.settings.trusted_signing_keys,
+            level="release",
+            tracking_uri=self.settings.mlflow_url,
+        )
+        return Slot(
+            verified,
+            MicroBatcher(_predictor(verified), verified.inputs, self.max_batch, self.max_wait),
+            RangeCheck.from_profile(verified.profile, verified.inputs, f"{name} v{version}"),
+        )
+
+    def _refuse(self, served: ServedModel, problem: str, details: dict[str, Any]) -> None:
+        served.problems.append(problem)
+        log.error("%s %s", served.name, problem)
+        post_alert(
+            self.settings.alert_webhook,
+            {"event": "govdeploy.gateway.refused", "model": served.name, "reason": problem, **details},
+        )
+
+    def _reconcile(
+        self, served: ServedModel, alias: str, recorded: str | None, current: Slot | None
+    ) -> Slot | None:
+        """The slot for ``alias``: the recorded version if the alias agrees and it verifies, else the old."""
+        version = registry.alias_version(served.name, alias, self.settings.mlflow_url)
+        if version != recorded:
+            kept = f"keeping v{current.version}" if current else "nothing to serve"
+            self._refuse(
+                served,
+                f"{alias} points at v{version} but the signed deployment record names v{recorded}; {kept}",
+                {"alias": alias, "version": version, "recorded": recorded},
+            )
+            return current
+        if version is None:
+            return None
+        if current is not None and current.version == version:
+            return current
+        try:
+            slot = self._load(served.name, version)
+        except GovdeployError as exc:
+            kept = f"keeping v{current.version}" if current else "nothing to serve"
+            self._refuse(
+                served, f"{alias} v{version} refused: {exc}; {kept}", {"alias": alias, "version": version}
+            )
+            return current
+        log.info(
+            "%s %s now serves v%s (verified, signature %s…)",
+            served.name,
+            alias,
+            version,
+            slot.verified.signature_sha256[:12],
+        )
+        return slot
+
+    def refresh(self) -> None:
+        """Serve what the latest signed deployment record names, where the aliases agree and it verifies."""
+        registry.connect(self.settings.mlflow_url, self.settings.experiment)
+        client = s3_client(self.settings)
+        for served in self.models.values():
+            served.problems = []
+            try:
+                record = deployments.read(
+                    client, self.settings.bucket, served.name, self.settings.trusted_signing_keys
+                )
+            except GovdeployError as exc:
+                self._refuse(served, f"deployment record refused: {exc}; serving state unchanged", {})
+                continue
+            champion = self._reconcile(
+                served, registry.CHAMPION, record.champion if record else None, served.champion
+            )
+            challenger = self._reconcile(
+                served, "challenger", record.challenger if record else None, served.challenger
+            )
+            with self.lock:
+                served.champion, served.challenger = champion, challenger
+                served.challenger_weight = record.challenger_weight if record and challenger else 0

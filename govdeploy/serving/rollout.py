@@ -1,0 +1,79 @@
+"""Moving traffic and aliases: canary steps, canary outcome, and rollback to a verified champion.
+
+After each change, ``publish`` writes the signed deployment record the gateway serves by.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from govdeploy.backends import registry
+from govdeploy.backends.storage import s3_client
+from govdeploy.config.settings import Settings
+from govdeploy.errors import RegistryError
+from govdeploy.trust import serving_records as deployments
+from govdeploy.trust.serving_records import DeploymentRecord
+from govdeploy.trust.versions import verify_version
+
+TRAFFIC_TAG = "govdeploy.traffic.challenger"
+ROLLBACK_TAG = f"{registry.TAG}rollback_target"
+CHALLENGER = "challenger"
+
+
+def set_weight(model: str, weight: int, tracking_uri: str) -> None:
+    """Share of traffic (0-100) the gateway sends to the challenger."""
+    registry.set_model_tag(model, TRAFFIC_TAG, str(weight), tracking_uri)
+
+
+def abort_canary(model: str, tracking_uri: str) -> None:
+    """Challenger weight 0 first (the gateway drops it within a poll), then the alias."""
+    set_weight(model, 0, tracking_uri)
+    registry.delete_alias(model, CHALLENGER, tracking_uri)
+
+
+def complete_canary(model: str, version: str, tracking_uri: str) -> str | None:
+    """The challenger becomes champion; the old champion is kept as its rollback target."""
+    previous = registry.alias_version(model, registry.CHAMPION, tracking_uri)
+    if previous is not None:
+        registry.set_version_tags(model, version, {ROLLBACK_TAG: previous}, tracking_uri)
+    registry.set_alias(model, registry.CHAMPION, version, tracking_uri)
+    abort_canary(model, tracking_uri)
+    return previous
+
+
+def rollback_target(model: str, tracking_uri: str) -> tuple[str, str]:
+    """(current champion, the verified version to return to)."""
+    current = registry.alias_version(model, registry.CHAMPION, tracking_uri)
+    if current is None:
+        raise RegistryError(f"model {model!r} has no champion to roll back from")
+    target = registry.version_tags(model, current, tracking_uri).get(ROLLBACK_TAG)
+    if not target:
+        raise RegistryError(
+            f"{model} v{current} records no previous champion ({ROLLBACK_TAG}); nothing to return to"
+        )
+    return current, target
+
+
+def rollback(model: str, trusted_keys: list[Path], tracking_uri: str) -> tuple[str, str]:
+    """Return serving to the previous champion, after re-verifying its release signature."""
+    current, target = rollback_target(model, tracking_uri)
+    verify_version(model, target, trusted_keys=trusted_keys, level="release", tracking_uri=tracking_uri)
+    abort_canary(model, tracking_uri)
+    registry.set_alias(model, registry.CHAMPION, target, tracking_uri)
+    return current, target
+
+
+def publish(settings: Settings, model: str, issuer: str) -> DeploymentRecord:
+    """Write the signed deployment record of the serving state the registry now holds."""
+    url = settings.mlflow_url
+    weight = registry.model_tag(model, TRAFFIC_TAG, url)
+    record = DeploymentRecord(
+        model=model,
+        champion=registry.alias_version(model, registry.CHAMPION, url),
+        challenger=registry.alias_version(model, CHALLENGER, url),
+        challenger_weight=int(weight) if weight and weight.isdigit() else 0,
+        issued_at=deployments.now(),
+        issuer=issuer,
+    )
+    deployments.write(s3_client(settings), settings.bucket, record, settings.model_signing_key)
+    return record

@@ -1,0 +1,214 @@
+"""Signed approval statements and the ledger that counts them towards a quorum.
+
+An approval counts only as an Ed25519 signature, by a key from ``config/approvers.yaml``, over a
+canonical statement that binds the flow run, model, version, artifact digest, decision, reason,
+approver, nonce and expiry. The ledger refuses, with a plain reason, anything else: an unsigned or
+badly signed token, an unknown approver, a missing role, the submitter approving their own
+version, the same approver twice, a statement for another run, version or digest, an expired or a
+replayed statement.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from pydantic import BaseModel, ValidationError
+
+from govdeploy.config.approvers import Approvers, public_key
+from govdeploy.config.policy import ApprovalPolicy
+from govdeploy.errors import ConfigError
+from govdeploy.trust.audit import canonical
+
+Decision = Literal["approve", "reject"]
+
+
+class ApprovalStatement(BaseModel):
+    flow_run_id: str
+    model: str
+    version: str
+    artifact_digest: str
+    decision: Decision
+    reason: str
+    approver: str
+    nonce: str
+    issued_at: str
+    expires_at: str
+
+
+class SignedStatement(BaseModel):
+    statement: ApprovalStatement
+    signature: str
+
+
+class ApprovalRequest(BaseModel):
+    """What the waiting release asks approvers to sign."""
+
+    flow_run_id: str
+    model: str
+    version: str
+    artifact_digest: str
+    submitted_by: str
+    policy_digest: str
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_statement(
+    request: ApprovalRequest, approver: str, decision: Decision, reason: str, valid_minutes: int
+) -> ApprovalStatement:
+    issued = now_utc()
+    return ApprovalStatement(
+        flow_run_id=request.flow_run_id,
+        model=request.model,
+        version=request.version,
+        artifact_digest=request.artifact_digest,
+        decision=decision,
+        reason=reason,
+        approver=approver,
+        nonce=secrets.token_hex(16),
+        issued_at=issued.isoformat(timespec="seconds"),
+        expires_at=(issued + timedelta(minutes=valid_minutes)).isoformat(timespec="seconds"),
+    )
+
+
+def sign_statement(statement: ApprovalStatement, key: ed25519.Ed25519PrivateKey) -> str:
+    """The token an approver hands over: base64url JSON of the statement and its signature."""
+    signature = base64.b64encode(key.sign(canonical(statement.model_dump()))).decode()
+    signed = SignedStatement(statement=statement, signature=signature)
+    return base64.urlsafe_b64encode(signed.model_dump_json().encode()).decode()
+
+
+def parse_token(token: str) -> SignedStatement | None:
+    try:
+        raw = base64.urlsafe_b64decode(token.strip().encode())
+        return SignedStatement.model_validate(json.loads(raw))
+    except (ValueError, ValidationError):
+        return None
+
+
+@dataclass
+class Outcome:
+    accepted: bool
+    reason: str
+    approver: str | None = None
+    decision: Decision | None = None
+    signed: SignedStatement | None = None
+
+
+@dataclass
+class ApprovalLedger:
+    """Counts valid approvals of one request; every call to ``consider`` is one attempt."""
+
+    request: ApprovalRequest
+    policy: ApprovalPolicy
+    approvers: Approvers
+    keys_dir: Path
+    approved: list[SignedStatement] = field(default_factory=list)
+    seen_nonces: set[str] = field(default_factory=set)
+
+    @property
+    def quorum_reached(self) -> bool:
+        return len(self.approved) >= self.policy.quorum
+
+    @property
+    def approved_by(self) -> list[str]:
+        return [s.statement.approver for s in self.approved]
+
+    def consider(self, token: str) -> Outcome:
+        signed = parse_token(token)
+        if signed is None:
+            return Outcome(
+                False,
+                "the input is not a signed approval token; create one with "
+                "'govdeploy approval-token' or 'govdeploy approve'",
+            )
+        refusal = self._refusal(signed)
+        statement = signed.statement
+        if refusal:
+            return Outcome(False, refusal, statement.approver, statement.decision, signed)
+        self.seen_nonces.add(statement.nonce)
+        if statement.decision == "reject":
+            return Outcome(
+                True,
+                f"rejected by {statement.approver}: {statement.reason}",
+                statement.approver,
+                "reject",
+                signed,
+            )
+        self.approved.append(signed)
+        return Outcome(
+            True,
+            f"approval {len(self.approved)} of {self.policy.quorum} by {statement.approver}",
+            statement.approver,
+            "approve",
+            signed,
+        )
+
+    def _refusal(self, signed: SignedStatement) -> str | None:
+        statement = signed.statement
+        for check in (self._signature, self._replay, self._binding, self._expiry, self._duties):
+            reason = check(signed, statement)
+            if reason:
+                return reason
+        return None
+
+    def _signature(self, signed: SignedStatement, statement: ApprovalStatement) -> str | None:
+        try:
+            key = public_key(self.approvers, statement.approver, self.keys_dir)
+        except ConfigError as exc:
+            return str(exc)
+        try:
+            key.verify(base64.b64decode(signed.signature), canonical(statement.model_dump()))
+        except (InvalidSignature, ValueError):
+            return f"the signature does not verify with the registered key of approver {statement.approver!r}"
+        return None
+
+    def _replay(self, signed: SignedStatement, statement: ApprovalStatement) -> str | None:
+        if statement.nonce in self.seen_nonces:
+            return f"statement {statement.nonce[:8]}… of {statement.approver} was already used (replay)"
+        return None
+
+    def _binding(self, signed: SignedStatement, statement: ApprovalStatement) -> str | None:
+        expected = self.request
+        for name in ("flow_run_id", "model", "version", "artifact_digest"):
+            given, wanted = getattr(statement, name), getattr(expected, name)
+            if given != wanted:
+                return f"the statement is for {name} {given!r}, not {wanted!r}: it approves something else"
+        return None
+
+    def _expiry(self, signed: SignedStatement, statement: ApprovalStatement) -> str | None:
+        try:
+            issued = datetime.fromisoformat(statement.issued_at)
+            expires = datetime.fromisoformat(statement.expires_at)
+        except ValueError:
+            return "the statement's issued_at/expires_at are not ISO timestamps"
+        if expires <= now_utc():
+            return f"the statement expired at {statement.expires_at}; sign a new one"
+        if expires - issued > timedelta(minutes=self.policy.statement_expiry_minutes):
+            limit = self.policy.statement_expiry_minutes
+            return f"the statement is valid for longer than the policy's {limit} minutes"
+        return None
+
+    def _duties(self, signed: SignedStatement, statement: ApprovalStatement) -> str | None:
+        approver = statement.approver
+        if approver == self.request.submitted_by:
+            subject = f"{self.request.model} v{self.request.version}"
+            return f"{approver} submitted {subject} and cannot approve it (segregation of duties)"
+        roles = self.approvers.get(approver).roles
+        required = self.policy.required_roles
+        if required and not set(roles) & set(required):
+            return f"approver {approver!r} has roles {roles}, none of the required {required}"
+        if statement.decision == "approve" and approver in self.approved_by:
+            quorum = self.policy.quorum
+            return f"{approver} has already approved; the quorum of {quorum} needs distinct approvers"
+        return None

@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from govdeploy.errors import CryptoError, GovdeployError
+from govdeploy.monitoring import iolog
+from govdeploy.monitoring.iolog import IOLogWriter, IORecord, mask_pii, read_batches
+
+MASTER = os.urandom(32)
+SECRET = b"pii-secret"
+
+
+def record(inputs: list[dict[str, object]] | None = None, status: int = 200) -> IORecord:
+    return IORecord(
+        id=uuid.uuid4().hex,
+        time=datetime.now(UTC).isoformat(),
+        kind="predict",
+        model="credit-risk",
+        version="3",
+        principal="key-1",
+        route="/v1/models/credit-risk/predict",
+        status=status,
+        latency_ms=1.5,
+        inputs=inputs if inputs is not None else [{"income": 1.0}],
+        outputs=[0.25],
+    )
+
+
+def test_mask_pii_is_deterministic_and_leaves_other_fields_alone() -> None:
+    row = {"email": "alice@example.com", "name": None, "income": 52000.0, "phone": 5551234}
+    masked = mask_pii(row, ["email", "name", "phone", "absent"], SECRET)
+    assert masked == mask_pii(dict(row), iter(["email", "name", "phone"]), SECRET)
+    assert masked["email"].startswith("tok_") and len(masked["email"]) == 4 + 32
+    assert masked["email"] != row["email"] and masked["phone"] != masked["email"]
+    assert masked["name"] is None and masked["income"] == 52000.0 and "absent" not in masked
+    assert row["email"] == "alice@example.com"  # the original is not modified
+    assert mask_pii(row, ["email"], b"other-secret")["email"] != masked["email"]
+
+
+def test_concurrent_submits_are_all_written(tmp_path: Path) -> None:
+    writer = IOLogWriter(tmp_path, MASTER, batch_size=300, flush_interval=0.01)
+    writer.start()
+
+    def submit_many() -> None:
+        for _ in range(500):
+            writer.submit(record())
+
+    threads = [threading.Thread(target=submit_many) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.close()
+
+    records = read_batches(tmp_path, MASTER)
+    assert len(records) == 4000 and len({r.id for r in records}) == 4000
+    assert writer.written == 4000
+    files = list(tmp_path.glob("*/*.jsonl.enc"))
+    assert len(files) >= 4000 // 300 and not list(tmp_path.glob("**/*.partial"))
+
+
+def test_background_thread_flushes_without_close(tmp_path: Path) -> None:
+    writer = IOLogWriter(tmp_path, MASTER, flush_interval=0.01)
+    writer.start()
+    writer.submit(record())
+    deadline = time.monotonic() + 5
+    while writer.written < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writer.written == 1
+    writer.close()
+    writer.close()  # idempotent
+    assert len(read_batches(tmp_path, MASTER)) == 1
+
+
+def test_batches_hold_no_plaintext(tmp_path: Path) -> None:
+    writer = IOLogWriter(tmp_path, MASTER)
+    inputs = [{"note": "secret-value-123", **mask_pii({"email": "alice@example.com"}, ["email"], SECRET)}]
+    writer.submit(record(inputs))
+    writer.close()
+    files = list(tmp_path.glob("*/*.jsonl.enc"))
+    assert len(files) == 1
+    for path in files:
+        data = path.read_bytes()
+        assert b"secret-value-123" not in data and b"alice@example.com" not in data
+    assert read_batches(tmp_path, MASTER)[0].inputs == inputs
+    with pytest.raises(CryptoError, match="does not open"):
+        read_batches(tmp_path, os.urandom(32))
+
+
+def test_renamed_batch_does_not_open(tmp_path: Path) -> None:
+    writer = IOLogWriter(tmp_path, MASTER)
+    writer.submit(record())
+    writer.flush()
+    (path,) = tmp_path.glob("*/*.jsonl.enc")
+    path.rename(path.with_name("000000000000-00000000.jsonl.enc"))
+    with pytest.raises(CryptoError, match="does not open"):
+        read_batches(tmp_path, MASTER)
+
+
+def test_failing_shipper_loses_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    shipped: list[Path] = []
+
+    def shipper(path: Path) -> None:
+        shipped.append(path)
+        raise RuntimeError("s3 is down")
+
+    writer = IOLogWriter(tmp_path, MASTER, batch_size=10, flush_interval=0.01, shipper=shipper)
+    writer.start()
+    with caplog.at_level(logging.WARNING, logger=iolog.__name__):
+        for _ in range(25):
+            writer.submit(record())
+        writer.close()
+    assert writer.written == 25 and len(read_batches(tmp_path, MASTER)) == 25
+    assert len(shipped) >= 3 and all(path.exists() for path in shipped)
+    assert "s3 is down" in caplog.text
+
+
+def test_submit_after_close_raises(tmp_path: Path) -> None:
+    writer = IOLogWriter(tmp_path, MASTER)
+    writer.start()
+    writer.close()
+    with pytest.raises(GovdeployError, match="closed"):
+        writer.submit(record())
+    with pytest.raises(GovdeployError, match="closed"):
+        writer.start()
+
+
+def test_failed_write_keeps_records_for_the_next_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = iolog._write_atomic
+    calls = {"n": 0}
+
+    def fail_once(path: Path, data: bytes) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("disk full")
+        real_write(path, data)
+
+    monkeypatch.setattr(iolog, "_write_atomic", fail_once)
+    writer = IOLogWriter(tmp_path, MASTER)
+    submitted = [record(status=200 + i) for i in range(3)]
+    for item in submitted:
+        writer.submit(item)
+    with pytest.raises(GovdeployError, match="disk full"):
+        writer.flush()
+    assert writer.written == 0 and writer.pending == 3
+    assert not list(tmp_path.glob("**/*.jsonl.enc*"))
+    writer.flush()
+    assert writer.written == 3 and writer.pending == 0
+    assert [r.id for r in read_batches(tmp_path, MASTER)] == [r.id for r in submitted]
+    writer.close()
+
+
+def test_background_thread_survives_a_failed_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_write = iolog._write_atomic
+    calls = {"n": 0}
+
+    def fail_twice(path: Path, data: bytes) -> None:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise OSError("disk full")
+        real_write(path, data)
+
+    monkeypatch.setattr(iolog, "_write_atomic", fail_twice)
+    writer = IOLogWriter(tmp_path, MASTER, batch_size=5, flush_interval=0.01)
+    writer.start()
+    for _ in range(20):
+        writer.submit(record())
+    writer.close()
+    assert writer.written == 20 and len({r.id for r in read_batches(tmp_path, MASTER)}) == 20
+    assert calls["n"] >= 6

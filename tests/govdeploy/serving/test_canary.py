@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from govdeploy.config.policy import CanaryPolicy
+from govdeploy.serving.canary import VersionStats, judge, parse_metrics
+
+METRICS = """
+govdeploy_requests_total{model="m",status="200",version="1"} 900
+govdeploy_requests_total{model="m",status="500",version="2"} 12
+govdeploy_requests_total{model="m",status="200",version="2"} 188
+govdeploy_challenger_errors_total{model="m",version="2"} 3
+govdeploy_prediction_score_sum{model="m",version="1"} 270
+govdeploy_prediction_score_count{model="m",version="1"} 900
+govdeploy_prediction_score_sum{model="m",version="2"} 90
+govdeploy_prediction_score_count{model="m",version="2"} 188
+govdeploy_request_latency_seconds_bucket{le="0.01",model="m",version="1"} 500
+govdeploy_request_latency_seconds_bucket{le="0.05",model="m",version="1"} 900
+govdeploy_request_latency_seconds_bucket{le="+Inf",model="m",version="1"} 900
+govdeploy_requests_total{model="other",status="200",version="1"} 5
+"""
+
+
+def test_parse_per_version() -> None:
+    stats = parse_metrics(METRICS, "m")
+    assert stats["1"].requests == 900 and stats["1"].mean_score == 0.3
+    assert stats["2"].requests == 203 and stats["2"].errors == 15
+    assert 0.045 < stats["1"].latency_quantile(0.95) <= 0.05
+
+
+def test_judge_names_each_breach_and_needs_traffic() -> None:
+    policy = CanaryPolicy(min_requests=100, max_error_rate_increase=0.02, max_prediction_shift=0.1)
+    stats = parse_metrics(METRICS, "m")
+    verdict = judge(5, stats["2"], stats["1"], policy)
+    assert not verdict.passed
+    assert any(r.startswith("error rate 0.074 vs champion 0.000") for r in verdict.reasons)
+    assert any("mean prediction 0.479 vs champion 0.300" in r for r in verdict.reasons)
+    quiet = judge(5, VersionStats(requests=10), stats["1"], policy)
+    assert not quiet.passed and not quiet.enough_traffic and quiet.reasons == []
+
+
+def test_a_breach_on_too_few_requests_is_not_judged_yet() -> None:
+    stats = parse_metrics(METRICS, "m")
+    verdict = judge(5, stats["2"], stats["1"], CanaryPolicy(min_requests=1000))
+    assert not verdict.passed and not verdict.enough_traffic and verdict.reasons == []
+
+
+def test_latency_ratio_is_judged_only_above_the_floor() -> None:
+    fast = VersionStats(requests=200, latency_buckets={0.02: 0, 0.05: 200, float("inf"): 200})
+    faster = VersionStats(requests=200, latency_buckets={0.01: 200, 0.05: 200, float("inf"): 200})
+    assert judge(5, fast, faster, CanaryPolicy(min_requests=100)).passed
+    strict = CanaryPolicy(min_requests=100, latency_p95_floor_ms=0)
+    assert "ratio over 1.5" in judge(5, fast, faster, strict).reasons[0]

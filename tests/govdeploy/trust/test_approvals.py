@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from govdeploy.config.approvers import load_approvers
+from govdeploy.config.policy import ApprovalPolicy
+from govdeploy.trust.approvals import (
+    ApprovalLedger,
+    ApprovalRequest,
+    make_statement,
+    now_utc,
+    sign_statement,
+)
+from govdeploy.trust.keys import init_keys, load_ed25519_private
+from tests.conftest import CONFIG_DIR
+
+REQUEST = ApprovalRequest(
+    flow_run_id="run-1",
+    model="credit-risk",
+    version="3",
+    artifact_digest="a" * 64,
+    submitted_by="dana",
+    policy_digest="p" * 64,
+)
+
+
+@pytest.fixture(scope="module")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("keys")
+    init_keys(directory, ["alice", "bob", "dana", "erin"])
+    return directory
+
+
+@pytest.fixture
+def ledger(keys_dir: Path) -> ApprovalLedger:
+    policy = ApprovalPolicy(quorum=2, required_roles=["risk-officer"], statement_expiry_minutes=60)
+    return ApprovalLedger(REQUEST, policy, load_approvers(CONFIG_DIR / "approvers.yaml"), keys_dir)
+
+
+def token(
+    keys_dir: Path,
+    approver: str,
+    request: ApprovalRequest = REQUEST,
+    decision: str = "approve",
+    minutes: int = 30,
+    signer: str | None = None,
+) -> str:
+    statement = make_statement(request, approver, decision, "looks good", minutes)
+    return sign_statement(
+        statement, load_ed25519_private(keys_dir / "approvers" / f"{signer or approver}.key")
+    )
+
+
+def test_two_distinct_risk_officers_reach_the_quorum(ledger: ApprovalLedger, keys_dir: Path) -> None:
+    first = ledger.consider(token(keys_dir, "alice"))
+    assert first.accepted and first.reason == "approval 1 of 2 by alice"
+    assert not ledger.quorum_reached
+    assert ledger.consider(token(keys_dir, "bob")).accepted
+    assert ledger.quorum_reached and ledger.approved_by == ["alice", "bob"]
+
+
+def test_a_rejection_by_an_authorised_approver_is_accepted_as_rejection(
+    ledger: ApprovalLedger, keys_dir: Path
+) -> None:
+    outcome = ledger.consider(token(keys_dir, "bob", decision="reject"))
+    assert outcome.accepted and outcome.decision == "reject"
+    assert outcome.reason == "rejected by bob: looks good"
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda k: "not-a-token", "not a signed approval token"),
+        (
+            lambda k: token(k, "alice", signer="bob"),
+            "does not verify with the registered key of approver 'alice'",
+        ),
+        (lambda k: token(k, "mallory", signer="alice"), "approver 'mallory' is unknown"),
+        (
+            lambda k: token(k, "erin"),
+            "approver 'erin' has roles ['ml-engineer'], none of the required ['risk-officer']",
+        ),
+        (
+            lambda k: token(k, "dana"),
+            "dana submitted credit-risk v3 and cannot approve it (segregation of duties)",
+        ),
+        (
+            lambda k: token(k, "alice", REQUEST.model_copy(update={"flow_run_id": "run-2"})),
+            "for flow_run_id 'run-2', not 'run-1'",
+        ),
+        (
+            lambda k: token(k, "alice", REQUEST.model_copy(update={"version": "2"})),
+            "for version '2', not '3'",
+        ),
+        (
+            lambda k: token(k, "alice", REQUEST.model_copy(update={"artifact_digest": "b" * 64})),
+            "for artifact_digest",
+        ),
+        (lambda k: token(k, "alice", minutes=-1), "expired at"),
+        (lambda k: token(k, "alice", minutes=600), "valid for longer than the policy's 60 minutes"),
+    ],
+)
+def test_refusals_name_the_reason(ledger: ApprovalLedger, keys_dir: Path, make, reason: str) -> None:
+    outcome = ledger.consider(make(keys_dir))
+    assert not outcome.accepted
+    assert reason in outcome.reason
+    assert ledger.approved == []
+
+
+def test_the_same_approver_twice_and_a_replay_are_refused(ledger: ApprovalLedger, keys_dir: Path) -> None:
+    first = token(keys_dir, "alice")
+    assert ledger.consider(first).accepted
+    replay = ledger.consider(first)
+    assert not replay.accepted and "was already used (replay)" in replay.reason
+    again = ledger.consider(token(keys_dir, "alice"))
+    assert not again.accepted and "alice has already approved" in again.reason
+    assert not ledger.quorum_reached
+
+
+def test_an_edited_statement_no_longer_verifies(ledger: ApprovalLedger, keys_dir: Path) -> None:
+    import base64
+    import json
+
+    signed = json.loads(base64.urlsafe_b64decode(token(keys_dir, "alice")))
+    signed["statement"]["expires_at"] = (now_utc() + timedelta(days=30)).isoformat(timespec="seconds")
+    forged = base64.urlsafe_b64encode(json.dumps(signed).encode()).decode()
+    outcome = ledger.consider(forged)
+    assert not outcome.accepted and "does not verify" in outcome.reason
