@@ -5,12 +5,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LOCK := requirements/lock.txt
+DEV_LOCK := requirements/dev-lock.txt
 
 .PHONY: demo test test-unit up down status lint lock bench bench-drift clean
 
-$(STAMP): $(LOCK) pyproject.toml
+$(STAMP): $(LOCK) $(DEV_LOCK) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+	  -r $(LOCK) -r $(DEV_LOCK)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
@@ -48,10 +50,14 @@ bench: $(STAMP)
 bench-drift: $(STAMP)
 	$(PY) -m benchmarks.drift
 
-## lock: re-resolve requirements/main.in into the hash-pinned lock file
+## lock: re-resolve requirements/main.in into the hash-pinned runtime lock, then requirements/dev.in
+## (constrained to it) into the dev lock, which omits every package already pinned in the runtime lock
 lock: $(STAMP)
 	$(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 --no-annotate \
 	  --custom-compile-command "make lock" -o $(LOCK) requirements/main.in
+	$(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 --no-annotate \
+	  --custom-compile-command "make lock" -o $(DEV_LOCK) \
+	  $$(sed -n 's/^\([A-Za-z0-9._-]*\)==.*/--no-emit-package \1/p' $(LOCK)) requirements/dev.in
 
 clean: down
 	rm -rf .govdeploy

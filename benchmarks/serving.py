@@ -111,7 +111,6 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     settings = get_settings()
-    registry.connect(settings.mlflow_url, settings.experiment)
     version = registry.alias_version(MODEL, registry.CHAMPION, settings.mlflow_url)
     if version is None:
         raise SystemExit(f"{MODEL} has no champion on {settings.mlflow_url}: run 'make demo' first")

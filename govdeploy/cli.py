@@ -249,7 +249,6 @@ def verify(
     level: Annotated[str, typer.Option(help="candidate or release signature.")] = "release",
 ) -> None:
     """Re-hash every file of a registered version and check its signature against trusted keys."""
-    from govdeploy.backends.registry import connect
     from govdeploy.trust.versions import parse_model_uri, verify_version
 
     settings = get_settings()
@@ -257,7 +256,6 @@ def verify(
     if level not in ("candidate", "release"):
         raise CommandFailed("verify", GovdeployError(f"level {level!r} is not 'candidate' or 'release'"))
     try:
-        connect(settings.mlflow_url, settings.experiment)
         name, version = parse_model_uri(model_uri, settings.mlflow_url)
         check = verify_version(
             name,

@@ -8,6 +8,7 @@ offending value and the fix, so the CLI can print it as is, without a traceback.
     ├── DataError              a dataset is missing, empty or malformed
     ├── StackError             a component of the local stack failed to start, stop or answer
     ├── RegistryError          the MLflow registry refused or lacks what was asked for
+    ├── StorageError           an object of the bucket cannot be read or written
     ├── AuditError             the audit trail cannot be written or does not verify
     ├── SignatureError         model artifacts do not verify against a trusted signature
     ├── CryptoError            encrypted data does not open (wrong key, moved, or altered)
@@ -39,6 +40,10 @@ class StackError(GovdeployError):
 
 class RegistryError(GovdeployError):
     """The model registry refused a request or lacks the model, version or alias asked for."""
+
+
+class StorageError(GovdeployError):
+    """An object of the artifact bucket cannot be read or written (or is missing where required)."""
 
 
 class AuditError(GovdeployError):

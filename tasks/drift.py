@@ -135,7 +135,6 @@ def record_drift_check(
 ) -> str:
     """Evidently HTML report and summary on the serving version in MLflow; Prefect link and table."""
     settings = get_settings()
-    registry.connect(settings.mlflow_url, settings.experiment)  # the project's experiment, not Default
     numerical = [*spec.numeric_features, PREDICTION]
     reports = {
         "report.html": evidently_report_html(
@@ -156,6 +155,7 @@ def record_drift_check(
         reports=reports,
         policy_digest=policy_digest,
         tracking_uri=settings.mlflow_url,
+        experiment=settings.experiment,
     )
     decision = summary["decision"]
     create_link_artifact(

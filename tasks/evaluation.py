@@ -19,7 +19,6 @@ from tasks.artifacts import publish_gate
 def read_candidate(model: str, version: str) -> dict[str, str]:
     """The version's governance tags; fails if the version does not exist."""
     settings = get_settings()
-    registry.connect(settings.mlflow_url, settings.experiment)
     return registry.version_tags(model, version, settings.mlflow_url)
 
 
@@ -69,6 +68,7 @@ def record_decision(report: gate.GateReport, evaluation: ModelEvaluation | None)
         passed=report.passed,
         policy_digest=report.policy_digest,
         tracking_uri=settings.mlflow_url,
+        experiment=settings.experiment,
     )
     publish_gate(report, run_url)
     logger = get_run_logger()

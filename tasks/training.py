@@ -21,8 +21,8 @@ from govdeploy.release.data import dataset_digest, split_frame
 from govdeploy.release.reference import build_reference, write_reference
 from govdeploy.release.training import fit
 from govdeploy.release.validation import Suite, ValidationReport
-from govdeploy.trust import version_signing as provenance
-from govdeploy.trust.version_signing import SignedVersion
+from govdeploy.trust import versions
+from govdeploy.trust.versions import SignedVersion
 from tasks.artifacts import artifact_key
 
 SERVING_PACKAGES = ("scikit-learn", "skops", "pandas", "numpy", "scipy", "mlflow")
@@ -74,7 +74,6 @@ def register_candidate(
 ) -> registry.CandidateVersion:
     """Log model, signature, input example and evidence to MLflow; register a candidate version."""
     settings = get_settings()
-    registry.connect(settings.mlflow_url, settings.experiment)
     lineage = {
         "dataset_digest": dataset_digest(frame),
         "dataset_rows": len(frame),
@@ -105,6 +104,7 @@ def register_candidate(
         artifacts={"environment.json": env, "lineage.json": lineage, "owners.json": owners},
         files=[sbom_path],
         tracking_uri=settings.mlflow_url,
+        experiment=settings.experiment,
     )
     create_markdown_artifact(
         key=artifact_key("candidate", name, f"v{candidate.version}"),
@@ -139,7 +139,7 @@ def attach_reference(
 def sign_candidate(candidate: registry.CandidateVersion) -> SignedVersion:
     """Sign the registered artifacts (candidate level), so that nothing loads them unverified."""
     settings = get_settings()
-    signed = provenance.sign_candidate(
+    signed = versions.sign_candidate(
         candidate.model, candidate.version, candidate.run_id, settings.model_signing_key, settings.mlflow_url
     )
     get_run_logger().info(

@@ -1,8 +1,8 @@
-"""Starting served deployments and following their runs through the Prefect API."""
+"""Flow runs through the Prefect API: start served deployments, follow runs, read and resume a
+paused run. The only module of the core that talks to the Prefect API about runs."""
 
 from __future__ import annotations
 
-import time
 from typing import Any, cast
 from uuid import UUID
 
@@ -10,8 +10,48 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+from prefect.flow_runs import resume_flow_run
 
 from govdeploy.errors import GovdeployError
+from govdeploy.polling import poll
+
+
+def run_uuid(flow_run_id: str) -> UUID:
+    try:
+        return UUID(flow_run_id)
+    except ValueError:
+        raise GovdeployError(
+            f"{flow_run_id!r} is not a flow run id (a UUID, shown in the Prefect UI)"
+        ) from None
+
+
+def read_run(flow_run_id: str) -> FlowRun:
+    """The flow run; GovdeployError if the Prefect API does not know it."""
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_flow_run(run_uuid(flow_run_id))
+        except ObjectNotFound:
+            raise GovdeployError(f"flow run {flow_run_id} does not exist") from None
+
+
+def resume(flow_run_id: str, run_input: dict[str, Any]) -> None:
+    """Resume a paused run with ``run_input`` (the server checks it against the run's input schema)."""
+    resume_flow_run(run_uuid(flow_run_id), run_input=run_input)
+
+
+def wait_until_paused(flow_run_id: str, wait_seconds: float) -> FlowRun:
+    """The run once it is paused; a running run is waited for, any other state is an error."""
+
+    def paused_or_done() -> FlowRun | None:
+        run = read_run(flow_run_id)
+        return None if run.state is not None and run.state.is_running() else run
+
+    run = poll(paused_or_done, timeout=wait_seconds) or read_run(flow_run_id)
+    if run.state is None or not run.state.is_paused():
+        name = run.state.name if run.state else "unknown"
+        raise GovdeployError(f"flow run {flow_run_id} is not waiting for input (it is {name})")
+    return run
 
 
 def start(deployment: str, parameters: dict[str, Any]) -> str:
@@ -22,15 +62,14 @@ def start(deployment: str, parameters: dict[str, Any]) -> str:
 
 def _wait(run_id: str, name: str | None, timeout: float) -> State | None:
     """Poll until the run is in state ``name`` or final; the last state seen (None: never read)."""
-    deadline = time.monotonic() + timeout
-    state: State | None = None
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            state = client.read_flow_run(UUID(run_id)).state
-            if state is not None and (state.name == name or state.is_final()):
-                break
-            time.sleep(0.5)
-    return state
+    seen: list[State | None] = [None]
+
+    def reached() -> bool:
+        seen[0] = state = read_run(run_id).state
+        return state is not None and (state.name == name or state.is_final())
+
+    poll(reached, timeout=timeout)
+    return seen[0]
 
 
 def wait_for_state(run_id: str, name: str, timeout: float = 300) -> State:
@@ -63,13 +102,17 @@ def runs_since(deployment: str, since: float) -> list[FlowRun]:
 
 def wait_for_run(deployment: str, since: float, state: str | None = None, timeout: float = 300) -> FlowRun:
     """The first run of ``deployment`` created since ``since`` to reach ``state`` (None: any final state)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def reached() -> FlowRun | None:
         for run in runs_since(deployment, since):
             if run.state is not None and (run.state.name == state if state else run.state.is_final()):
                 return run
-        time.sleep(1.0)
-    raise GovdeployError(
-        f"no run of {deployment} created since {since:.0f} reached {state or 'a final state'} "
-        f"within {timeout:.0f} s"
-    )
+        return None
+
+    found = poll(reached, timeout=timeout, interval=1.0)
+    if found is None:
+        raise GovdeployError(
+            f"no run of {deployment} created since {since:.0f} reached {state or 'a final state'} "
+            f"within {timeout:.0f} s"
+        )
+    return found

@@ -1,5 +1,11 @@
 """Access to the MLflow tracking server and model registry.
 
+Every function names the tracking server it talks to and goes through that server's own
+``MlflowClient`` (one per tracking URI, see ``client``): nothing here reads or changes MLflow's
+process-global tracking URI, so no call can silently fall back to a local ``mlflow.db``. The two
+operations that only exist in MLflow's fluent API (logging a model, logging a decision run) run
+inside ``_fluent``, which points the fluent API at the same server for the call and restores it.
+
 Every call goes through ``registry_call`` so that a server that is down or a missing model
 becomes a ``RegistryError`` naming the server and the fix. Model versions carry govdeploy's
 governance tags under the ``govdeploy.`` prefix.
@@ -8,8 +14,11 @@ governance tags under the ``govdeploy.`` prefix.
 from __future__ import annotations
 
 import json
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +56,51 @@ def registry_call(action: str, tracking_uri: str) -> Iterator[None]:
         ) from exc
 
 
-def connect(tracking_uri: str, experiment: str) -> str:
-    """Point the MLflow client at the server and make sure the experiment exists."""
-    import mlflow
+@lru_cache(maxsize=8)
+def client(tracking_uri: str) -> Any:
+    """The ``MlflowClient`` of one tracking server (also its model registry)."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        raise RegistryError(
+            f"tracking URI {tracking_uri!r} is not an http(s) URL of an MLflow server; set the server's URL"
+        )
+    from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+_FLUENT = threading.Lock()
+_FLUENT_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@contextmanager
+def _fluent(tracking_uri: str) -> Iterator[None]:
+    """MLflow's fluent API pointed at ``tracking_uri`` for the duration of the block, then restored
+    (its module state and the environment variables it sets as a side effect)."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_state
+    from mlflow.tracking._tracking_service import utils as tracking_state
+
+    with _FLUENT:
+        saved = (tracking_state._tracking_uri, registry_state._registry_uri)
+        saved_env = {name: os.environ.get(name) for name in _FLUENT_ENV}
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        try:
+            yield
+        finally:
+            tracking_state._tracking_uri, registry_state._registry_uri = saved
+            for name, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def experiment_id(tracking_uri: str, experiment: str) -> str:
+    """The id of the experiment on the server, created if missing."""
     with registry_call(f"open experiment {experiment!r}", tracking_uri):
-        found = mlflow.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else mlflow.create_experiment(experiment)
-        mlflow.set_experiment(experiment_id=experiment_id)
-    return str(experiment_id)
+        found = client(tracking_uri).get_experiment_by_name(experiment)
+        return str(found.experiment_id if found else client(tracking_uri).create_experiment(experiment))
 
 
 def flat_tags(prefix: str, values: dict[str, Any]) -> dict[str, str]:
@@ -77,13 +120,15 @@ def log_candidate(
     artifacts: dict[str, Any],
     files: list[str],
     tracking_uri: str,
+    experiment: str,
 ) -> CandidateVersion:
     """Log a fitted model and its evidence in one run and register it as a new version."""
     import mlflow
     from mlflow.models import infer_signature
 
-    with registry_call(f"log and register model {name!r}", tracking_uri):
-        with mlflow.start_run(run_name=f"train-{name}") as run:
+    run_in = experiment_id(tracking_uri, experiment)
+    with registry_call(f"log and register model {name!r}", tracking_uri), _fluent(tracking_uri):
+        with mlflow.start_run(run_name=f"train-{name}", experiment_id=run_in) as run:
             mlflow.log_params(params)
             mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
             mlflow.set_tags(tags)
@@ -103,29 +148,23 @@ def log_candidate(
                 await_registration_for=60,
             )
         version = str(info.registered_model_version)
-        client = mlflow.MlflowClient()
-        for key, value in tags.items():
-            client.set_model_version_tag(name, version, key, value)
-        client.set_model_version_tag(name, version, f"{TAG}stage", "candidate")
+    set_version_tags(name, version, {**tags, f"{TAG}stage": "candidate"}, tracking_uri)
     return CandidateVersion(model=name, version=version, run_id=run.info.run_id, model_uri=info.model_uri)
 
 
 def version_tags(name: str, version: str, tracking_uri: str) -> dict[str, str]:
     """The tags of a registered version; RegistryError if it does not exist."""
-    import mlflow
-
     with registry_call(f"read model {name!r} version {version}", tracking_uri):
-        found = mlflow.MlflowClient().get_model_version(name, version)
+        found = client(tracking_uri).get_model_version(name, version)
     return dict(found.tags)
 
 
 def alias_version(name: str, alias: str, tracking_uri: str) -> str | None:
     """The version an alias points to, or None when the model or the alias does not exist."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
-        found = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+        found = client(tracking_uri).get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
@@ -144,6 +183,7 @@ def record_gate(
     passed: bool,
     policy_digest: str,
     tracking_uri: str,
+    experiment: str,
 ) -> str:
     """Log a gate decision as its own run and tag the version with it; return the run's URL."""
     verdict = "passed" if passed else "failed"
@@ -162,6 +202,7 @@ def record_gate(
             "gate.summary": json.dumps(report.get("summary", ""))[:4000],
         },
         tracking_uri=tracking_uri,
+        experiment=experiment,
     )
 
 
@@ -173,6 +214,7 @@ def record_drift(
     reports: dict[str, str],
     policy_digest: str,
     tracking_uri: str,
+    experiment: str,
 ) -> str:
     """Log a drift check as its own run (HTML reports by file name, summary) and tag the version; return
     the run's URL."""
@@ -188,6 +230,7 @@ def record_drift(
         files={"drift/summary.json": summary, **{f"drift/{n}": html for n, html in reports.items()}},
         version_tags={"drift.action": action, "drift.checked_at": summary["checked_at"]},
         tracking_uri=tracking_uri,
+        experiment=experiment,
     )
 
 
@@ -203,33 +246,37 @@ def _record_decision(
     files: dict[str, dict[str, Any] | str],
     version_tags: dict[str, str],
     tracking_uri: str,
+    experiment: str,
 ) -> str:
     """One run per decision (tags, metrics, JSON or text files), then ``<kind>.run_id`` and
     ``version_tags`` on the version; returns the run's URL."""
-    import mlflow
-
+    server = client(tracking_uri)
+    base = {"kind": kind, "model": name, "version": version, "policy_digest": policy_digest}
+    run_in = experiment_id(tracking_uri, experiment)
     with registry_call(f"record the {what} of {name!r} version {version}", tracking_uri):
-        with mlflow.start_run(run_name=f"{kind}-{name}-v{version}") as run:
-            base = {"kind": kind, "model": name, "version": version, "policy_digest": policy_digest}
-            mlflow.set_tags({f"{TAG}{key}": value for key, value in {**base, **run_tags}.items()})
-            mlflow.log_metrics(metrics)
-            for path, content in files.items():
-                if isinstance(content, str):
-                    mlflow.log_text(content, path)
-                else:
-                    mlflow.log_dict(content, path)
-        client = mlflow.MlflowClient()
-        for key, value in {**version_tags, f"{kind}.run_id": run.info.run_id}.items():
-            client.set_model_version_tag(name, version, f"{TAG}{key}", value)
-    return f"{tracking_uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+        run = server.create_run(
+            run_in,
+            run_name=f"{kind}-{name}-v{version}",
+            tags={f"{TAG}{key}": value for key, value in {**base, **run_tags}.items()},
+        )
+        run_id = run.info.run_id
+        for metric, value in metrics.items():
+            server.log_metric(run_id, metric, value)
+        for path, content in files.items():
+            if isinstance(content, str):
+                server.log_text(run_id, content, path)
+            else:
+                server.log_dict(run_id, content, path)
+        server.set_terminated(run_id)
+        for key, value in {**version_tags, f"{kind}.run_id": run_id}.items():
+            server.set_model_version_tag(name, version, f"{TAG}{key}", value)
+    return f"{tracking_uri}/#/experiments/{run_in}/runs/{run_id}"
 
 
 def logged_model_id(name: str, version: str, tracking_uri: str) -> str:
     """The MLflow logged-model id behind a registered version (its source ``models:/<id>``)."""
-    import mlflow
-
     with registry_call(f"read model {name!r} version {version}", tracking_uri):
-        source = str(mlflow.MlflowClient().get_model_version(name, version).source or "")
+        source = str(client(tracking_uri).get_model_version(name, version).source or "")
     if not source.startswith("models:/m-"):
         raise RegistryError(f"model {name!r} version {version} has source {source!r}, not a logged model")
     return source.removeprefix("models:/")
@@ -241,29 +288,25 @@ def download_model_dir(name: str, version: str, destination: Path, tracking_uri:
 
     model_id = logged_model_id(name, version, tracking_uri)
     with registry_call(f"download model {name!r} version {version}", tracking_uri):
-        location = mlflow.MlflowClient().get_logged_model(model_id).artifact_location
-        path = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(destination))
+        location = client(tracking_uri).get_logged_model(model_id).artifact_location
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=location, dst_path=str(destination), tracking_uri=tracking_uri
+        )
     return Path(path)
 
 
 def upload_model_files(name: str, version: str, files: list[Path], tracking_uri: str) -> None:
     """Add files to a version's artifact directory (signatures, identity, approvals)."""
-    import mlflow
-
     model_id = logged_model_id(name, version, tracking_uri)
     with registry_call(f"upload {[f.name for f in files]} to model {name!r} version {version}", tracking_uri):
-        client = mlflow.MlflowClient()
         for path in files:
-            client.log_model_artifact(model_id, str(path))
+            client(tracking_uri).log_model_artifact(model_id, str(path))
 
 
 def set_version_tags(name: str, version: str, tags: dict[str, str], tracking_uri: str) -> None:
-    import mlflow
-
     with registry_call(f"tag model {name!r} version {version}", tracking_uri):
-        client = mlflow.MlflowClient()
         for key, value in tags.items():
-            client.set_model_version_tag(name, version, key, value)
+            client(tracking_uri).set_model_version_tag(name, version, key, value)
 
 
 def apply_release(name: str, version: str, release_tag: str, alias: str, tracking_uri: str) -> str | None:
@@ -273,19 +316,17 @@ def apply_release(name: str, version: str, release_tag: str, alias: str, trackin
     tag and the alias are put back. Returns the version the alias pointed to before (the rollback
     target), or None.
     """
-    import mlflow
-
-    client = mlflow.MlflowClient()
+    server = client(tracking_uri)
     key = f"{TAG}release"
     with registry_call(f"read model {name!r} version {version}", tracking_uri):
-        before_tag = dict(client.get_model_version(name, version).tags).get(key)
+        before_tag = dict(server.get_model_version(name, version).tags).get(key)
     previous = alias_version(name, alias, tracking_uri)
     try:
         with registry_call(f"promote {name!r} version {version} to {alias!r}", tracking_uri):
-            client.set_model_version_tag(name, version, key, release_tag)
-            client.set_registered_model_alias(name, alias, version)
+            server.set_model_version_tag(name, version, key, release_tag)
+            server.set_registered_model_alias(name, alias, version)
     except RegistryError as exc:
-        _restore(client, name, version, key, before_tag, alias, previous)
+        _restore(server, name, version, key, before_tag, alias, previous)
         raise RegistryError(f"{exc}; the tags and the {alias!r} alias were left as they were") from exc
     return previous
 
@@ -313,11 +354,10 @@ def _restore(
 
 def model_tag(name: str, key: str, tracking_uri: str) -> str | None:
     """A tag of the registered model (not of a version), or None when the model or tag is missing."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
-        return dict(mlflow.MlflowClient().get_registered_model(name).tags).get(key)
+        return dict(client(tracking_uri).get_registered_model(name).tags).get(key)
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
@@ -325,24 +365,18 @@ def model_tag(name: str, key: str, tracking_uri: str) -> str | None:
 
 
 def set_model_tag(name: str, key: str, value: str, tracking_uri: str) -> None:
-    import mlflow
-
     with registry_call(f"tag model {name!r}", tracking_uri):
-        mlflow.MlflowClient().set_registered_model_tag(name, key, value)
+        client(tracking_uri).set_registered_model_tag(name, key, value)
 
 
 def set_alias(name: str, alias: str, version: str, tracking_uri: str) -> None:
-    import mlflow
-
     with registry_call(f"point alias {alias!r} of {name!r} at version {version}", tracking_uri):
-        mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
+        client(tracking_uri).set_registered_model_alias(name, alias, version)
 
 
 def delete_alias(name: str, alias: str, tracking_uri: str) -> None:
     """Remove an alias; nothing happens if it is not set."""
-    import mlflow
-
     if alias_version(name, alias, tracking_uri) is None:
         return
     with registry_call(f"remove alias {alias!r} of {name!r}", tracking_uri):
-        mlflow.MlflowClient().delete_registered_model_alias(name, alias)
+        client(tracking_uri).delete_registered_model_alias(name, alias)

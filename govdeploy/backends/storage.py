@@ -1,25 +1,56 @@
-"""The artifact bucket on S3 (the local endpoint or AWS) through boto3."""
+"""The artifact bucket on S3 (the local endpoint or AWS) through boto3.
+
+Credentials come from boto3's standard chain (environment, shared config, web identity, instance
+role); only the local stack hands its fixed development credentials in explicitly. Reads that
+fail raise ``StorageError`` naming the object, so no caller needs botocore's exceptions.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from govdeploy.config.settings import Settings
-from govdeploy.errors import StackError
+from govdeploy.errors import StackError, StorageError
+
+MISSING_CODES = ("NoSuchKey", "404", "NotFound")
 
 
-def s3_client(settings: Settings) -> Any:
+def s3_client(settings: Settings, credentials: Mapping[str, str] | None = None) -> Any:
+    """A client of the bucket's endpoint; ``credentials`` (AWS_* names) override the standard chain."""
     import boto3
 
-    from govdeploy.stack.components import LOCAL_S3_CREDENTIALS
-
+    given = dict(credentials or {})
     return boto3.client(
         "s3",
         endpoint_url=settings.s3_url,
-        aws_access_key_id=LOCAL_S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=LOCAL_S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=LOCAL_S3_CREDENTIALS["AWS_DEFAULT_REGION"],
+        aws_access_key_id=given.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=given.get("AWS_SECRET_ACCESS_KEY"),
+        region_name=given.get("AWS_DEFAULT_REGION"),
     )
+
+
+def read_object(client: Any, bucket: str, key: str) -> bytes | None:
+    """The object's bytes, or None when it does not exist; StorageError when it cannot be read."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        body: bytes = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in MISSING_CODES:
+            return None
+        raise StorageError(f"s3://{bucket}/{key} could not be read: {exc}") from exc
+    except (BotoCoreError, OSError) as exc:
+        raise StorageError(f"s3://{bucket}/{key} could not be read ({type(exc).__name__}: {exc})") from exc
+    return body
+
+
+def require_object(client: Any, bucket: str, key: str) -> bytes:
+    """The object's bytes; StorageError when it is missing or cannot be read."""
+    body = read_object(client, bucket, key)
+    if body is None:
+        raise StorageError(f"s3://{bucket}/{key} does not exist")
+    return body
 
 
 def ensure_bucket(client: Any, bucket: str) -> bool:

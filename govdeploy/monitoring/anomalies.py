@@ -10,7 +10,8 @@ Three rates are kept over a sliding window of ``window_seconds`` (one-second buc
 
 Once the window holds ``min_requests`` responses, a rate above its limit makes an ``Alert``; the
 same (model, version, kind) alerts at most once per ``dedup_seconds`` (per gateway process).
-Everything here is O(1) per request but the one pass over the rows; sending is ``notify``'s job.
+Everything here is O(1) per request but the one pass over the rows; ``govdeploy.monitoring.alerts``
+sends the alerts.
 """
 
 from __future__ import annotations

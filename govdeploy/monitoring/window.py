@@ -28,8 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from govdeploy.backends import storage
 from govdeploy.config.catalog import ModelSpec
-from govdeploy.errors import CryptoError, DataError
+from govdeploy.errors import CryptoError, DataError, StorageError
 from govdeploy.monitoring.iolog import BATCH_SUFFIX, IORecord, decode_batch_bytes, open_batch_bytes
 from govdeploy.release.reference import PREDICTION
 
@@ -70,9 +71,7 @@ class BatchSource:
 
 
 def bucket_source(client: Any, bucket: str) -> BatchSource:
-    return BatchSource(
-        lambda key: client.get_object(Bucket=bucket, Key=key)["Body"].read(), f"s3://{bucket}/"
-    )
+    return BatchSource(lambda key: storage.require_object(client, bucket, key), f"s3://{bucket}/")
 
 
 def directory_source(root: Path) -> BatchSource:
@@ -170,12 +169,10 @@ def _read_group(
 
 
 def _open(source: BatchSource, key: str, master_key: bytes) -> bytes:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     where = source.where(key)
     try:
         text = open_batch_bytes(source.fetch(key), key.rsplit("/", 1)[-1], master_key, where)
-    except (CryptoError, OSError, ClientError, BotoCoreError) as exc:
+    except (CryptoError, StorageError, OSError) as exc:
         raise DataError(
             f"I/O log batch {where} is unreadable ({exc}); the window is incomplete, so no drift "
             "decision is taken: restore the batch from the bucket's versions or move the window"

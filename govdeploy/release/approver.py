@@ -6,19 +6,13 @@ the waiting flow accepts the statement only if it matches what it evaluated.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from uuid import UUID
 
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import FlowRun
-from prefect.exceptions import ObjectNotFound
-from prefect.flow_runs import resume_flow_run
-
-from govdeploy.backends import registry
+from govdeploy.backends import flow_runs, registry
 from govdeploy.config.governance import load_governance
 from govdeploy.config.settings import Settings
-from govdeploy.errors import ApprovalError
+from govdeploy.errors import ApprovalError, GovdeployError
+from govdeploy.polling import poll
 from govdeploy.trust.approvals import ApprovalRequest, Decision, make_statement, parse_token, sign_statement
 from govdeploy.trust.audit import AuditRecord
 from govdeploy.trust.audit_trail import records
@@ -26,41 +20,15 @@ from govdeploy.trust.keys import load_ed25519_private
 from govdeploy.trust.versions import verify_version
 
 
-def _run_id(flow_run_id: str) -> UUID:
-    try:
-        return UUID(flow_run_id)
-    except ValueError:
-        raise ApprovalError(
-            f"{flow_run_id!r} is not a flow run id (a UUID, shown in the Prefect UI)"
-        ) from None
-
-
-def _paused_run(settings: Settings, flow_run_id: str, wait_seconds: float) -> FlowRun:
-    """The flow run once it is paused; a run that is busy (checking the last input) is waited for."""
-    deadline = time.monotonic() + wait_seconds
-    with get_client(sync_client=True) as client:
-        while True:
-            try:
-                run = client.read_flow_run(_run_id(flow_run_id))
-            except ObjectNotFound:
-                raise ApprovalError(
-                    f"flow run {flow_run_id} does not exist on {settings.prefect_api_url}"
-                ) from None
-            state = run.state
-            if state is not None and state.is_paused():
-                return run
-            busy = state is not None and state.is_running()
-            if not busy or time.monotonic() > deadline:
-                name = state.name if state else "unknown"
-                raise ApprovalError(f"flow run {flow_run_id} is not waiting for approval (it is {name})")
-            time.sleep(0.5)
-
-
 def pending_request(settings: Settings, flow_run_id: str, wait_seconds: float = 30.0) -> ApprovalRequest:
     """The request a paused release run waits on, with the artifact digest verified here."""
-    run = _paused_run(settings, flow_run_id, wait_seconds)
+    try:
+        run = flow_runs.wait_until_paused(flow_run_id, wait_seconds)
+    except GovdeployError as exc:
+        raise ApprovalError(
+            f"{exc} on {settings.prefect_api_url}; only a paused release can be approved"
+        ) from None
     model, version = str(run.parameters["model"]), str(run.parameters["version"])
-    registry.connect(settings.mlflow_url, settings.experiment)
     check = verify_version(
         model,
         version,
@@ -94,13 +62,12 @@ def submit(
 ) -> AuditRecord | None:
     """Resume the run with the token and wait for the flow's verdict in the audit trail."""
     signed = parse_token(token)
-    resume_flow_run(_run_id(flow_run_id), run_input={"token": token})
+    flow_runs.resume(flow_run_id, {"token": token})
     if signed is None:
         return None
-    deadline = time.monotonic() + wait_seconds
-    while time.monotonic() < deadline:
-        for record in reversed(records(settings)):
-            if record.payload.get("nonce") == signed.statement.nonce:
-                return record
-        time.sleep(0.5)
-    return None
+    nonce = signed.statement.nonce
+
+    def verdict() -> AuditRecord | None:
+        return next((r for r in reversed(records(settings)) if r.payload.get("nonce") == nonce), None)
+
+    return poll(verdict, timeout=wait_seconds)

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from govdeploy.backends import registry
 from govdeploy.trust.approvals import ApprovalRequest, SignedStatement
 from govdeploy.trust.audit import canonical
-from govdeploy.trust.version_signing import sign_release
+from govdeploy.trust.versions import sign_release
 
 
 class Promotion(BaseModel):

@@ -8,9 +8,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import PROJECT_ROOT, Settings
 
 # The local S3 endpoint accepts any credentials; these name the account in its logs only.
@@ -19,6 +21,11 @@ LOCAL_S3_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "govdeploy-local-only",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+def local_s3_client(settings: Settings) -> Any:
+    """A client of the local S3 endpoint with the local stack's development credentials."""
+    return s3_client(settings, LOCAL_S3_CREDENTIALS)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from govdeploy.backends.storage import ensure_bucket, s3_client
+from govdeploy.backends.storage import ensure_bucket
 from govdeploy.config.settings import Settings
 from govdeploy.errors import StackError
 from govdeploy.stack import process, snapshot
-from govdeploy.stack.components import Component, all_components
+from govdeploy.stack.components import Component, all_components, local_s3_client
 
 State = Literal["running", "unhealthy", "stopped"]
 Progress = Callable[[str], None]
@@ -165,7 +165,7 @@ def _snapshot_dir(settings: Settings) -> Path:
 
 def _prepare_bucket(settings: Settings, progress: Progress) -> None:
     """Create the locked bucket in a fresh endpoint and put the last snapshot back into it."""
-    client = s3_client(settings)
+    client = local_s3_client(settings)
     if ensure_bucket(client, settings.bucket):
         progress(f"created object-locked bucket {settings.bucket}")
         restored = snapshot.restore(client, settings.bucket, _snapshot_dir(settings))
@@ -179,7 +179,7 @@ def _save_bucket(settings: Settings, progress: Progress) -> None:
     if component_status(settings, s3).state != "running":
         return
     try:
-        saved = snapshot.save(s3_client(settings), settings.bucket, _snapshot_dir(settings))
+        saved = snapshot.save(local_s3_client(settings), settings.bucket, _snapshot_dir(settings))
     except Exception as exc:
         raise StackError(
             f"s3: saving bucket {settings.bucket} to {_snapshot_dir(settings)} failed ({exc}); "

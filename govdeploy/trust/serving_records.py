@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ValidationError
 
+from govdeploy.backends import storage
 from govdeploy.errors import ConfigError, SignatureError
 from govdeploy.trust.audit import canonical
 
@@ -82,15 +83,8 @@ def write(client: Any, bucket: str, record: DeploymentRecord, key: Path) -> None
 
 def read(client: Any, bucket: str, model: str, trusted_keys: list[Path]) -> DeploymentRecord | None:
     """The latest verified record of ``model``, or None if there is none yet."""
-    from botocore.exceptions import ClientError
-
-    try:
-        body = client.get_object(Bucket=bucket, Key=f"{PREFIX}{model}.json")["Body"].read()
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
-    return verify_record(body, trusted_keys)
+    body = storage.read_object(client, bucket, f"{PREFIX}{model}.json")
+    return None if body is None else verify_record(body, trusted_keys)
 
 
 def now() -> str:

@@ -1,13 +1,16 @@
-"""``load_verified_model``: the one way govdeploy loads a registered model.
+"""Signed registered versions: signing them, verifying them, and the one way to load them.
 
-The version's artifact directory is downloaded to a fresh private directory, every file is
-verified against its signature from a trusted key (and the signature's identity against the
-requested model and version), and only then is the model deserialised, from those same verified
+Training signs a new version at ``candidate`` level; promotion signs the approved bytes at
+``release`` level (the signature then also covers ``approvals.json``). Every read of a version's
+files goes through ``verified_directory``: a fresh private download whose every file verified
+against its signature from a trusted key (and the signature's identity against the requested
+model and version). ``load_verified_model`` deserialises the model only from those same verified
 bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -17,12 +20,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from govdeploy.backends import registry
-from govdeploy.errors import RegistryError
-from govdeploy.trust.signatures import Level, artifact_digest, verify_directory
+from govdeploy.backends.model_files import load_sklearn_model
+from govdeploy.errors import RegistryError, SignatureError
+from govdeploy.trust.signatures import (
+    APPROVALS_FILE,
+    Identity,
+    Level,
+    artifact_digest,
+    sign_directory,
+    verify_directory,
+    write_identity,
+)
 
 PROFILE_FILE = "reference_profile.json"
 REFERENCE_FILE = "reference.parquet"
+
+
+class SignedVersion(BaseModel):
+    model: str
+    version: str
+    level: Level
+    artifact_digest: str
+    signature_sha256: str
 
 
 @dataclass(frozen=True)
@@ -35,42 +57,8 @@ class VerifiedModel:
     artifact_digest: str
     inputs: list[str]
     input_types: dict[str, str]
-    # the signed training profile (``reference_profile.json``; see govdeploy.reference), if logged
+    # the signed training profile (``reference_profile.json``; see govdeploy.release.reference), if logged
     profile: dict[str, Any] | None = None
-
-
-@contextmanager
-def verified_directory(
-    name: str, version: str, *, trusted_keys: list[Path], level: Level, tracking_uri: str
-) -> Iterator[tuple[Path, str]]:
-    """A private download of the version whose every file verified; yields (directory, signature sha256)."""
-    workdir = Path(tempfile.mkdtemp(prefix="govdeploy-verify-"))
-    try:
-        directory = registry.download_model_dir(name, version, workdir, tracking_uri)
-        yield directory, verify_directory(directory, trusted_keys, level, name, version)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def load_verified_model(
-    name: str, version: str, *, trusted_keys: list[Path], level: Level, tracking_uri: str
-) -> VerifiedModel:
-    """Download, verify every file, then load; raise SignatureError before loading anything."""
-    import mlflow
-
-    with verified_directory(
-        name, version, trusted_keys=trusted_keys, level=level, tracking_uri=tracking_uri
-    ) as (directory, signature):
-        metadata = mlflow.models.Model.load(str(directory / "MLmodel"))
-        if metadata.signature is None:
-            raise RegistryError(f"model {name!r} version {version} has no input signature; log it with one")
-        model = mlflow.sklearn.load_model(str(directory))
-        digest = artifact_digest(directory)
-        profile_file = directory / PROFILE_FILE
-        profile = json.loads(profile_file.read_text(encoding="utf-8")) if profile_file.is_file() else None
-    inputs = list(metadata.signature.inputs.input_names())
-    types = {spec.name: spec.type.name for spec in metadata.signature.inputs.inputs}
-    return VerifiedModel(model, name, version, level, signature, digest, inputs, types, profile)
 
 
 @dataclass(frozen=True)
@@ -83,6 +71,41 @@ class VersionCheck:
     files: int
 
 
+@contextmanager
+def _download(name: str, version: str, tracking_uri: str) -> Iterator[Path]:
+    """The version's artifact directory in a fresh private directory, removed afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix="govdeploy-version-"))
+    try:
+        yield registry.download_model_dir(name, version, workdir, tracking_uri)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def verified_directory(
+    name: str, version: str, *, trusted_keys: list[Path], level: Level, tracking_uri: str
+) -> Iterator[tuple[Path, str]]:
+    """A private download of the version whose every file verified; yields (directory, signature sha256)."""
+    with _download(name, version, tracking_uri) as directory:
+        yield directory, verify_directory(directory, trusted_keys, level, name, version)
+
+
+def load_verified_model(
+    name: str, version: str, *, trusted_keys: list[Path], level: Level, tracking_uri: str
+) -> VerifiedModel:
+    """Download, verify every file, then load; raise SignatureError before loading anything."""
+    with verified_directory(
+        name, version, trusted_keys=trusted_keys, level=level, tracking_uri=tracking_uri
+    ) as (directory, signature):
+        files = load_sklearn_model(directory, f"model {name!r} version {version}")
+        digest = artifact_digest(directory)
+        profile_file = directory / PROFILE_FILE
+        profile = json.loads(profile_file.read_text(encoding="utf-8")) if profile_file.is_file() else None
+    return VerifiedModel(
+        files.model, name, version, level, signature, digest, files.inputs, files.input_types, profile
+    )
+
+
 def verify_version(
     name: str, version: str, *, trusted_keys: list[Path], level: Level, tracking_uri: str
 ) -> VersionCheck:
@@ -92,6 +115,74 @@ def verify_version(
     ) as (directory, signature):
         files = sum(1 for p in directory.rglob("*") if p.is_file())
         return VersionCheck(name, version, level, signature, artifact_digest(directory), files)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def sign_candidate(name: str, version: str, run_id: str, key: Path, tracking_uri: str) -> SignedVersion:
+    """Write the identity file into the version's artifacts and sign them (candidate level)."""
+    with _download(name, version, tracking_uri) as directory:
+        model_id = registry.logged_model_id(name, version, tracking_uri)
+        identity = write_identity(
+            directory, Identity(model=name, version=version, model_id=model_id, run_id=run_id)
+        )
+        signature = sign_directory(directory, key, "candidate")
+        signed = SignedVersion(
+            model=name,
+            version=version,
+            level="candidate",
+            artifact_digest=artifact_digest(directory),
+            signature_sha256=_sha256(signature),
+        )
+        registry.upload_model_files(name, version, [identity, signature], tracking_uri)
+    registry.set_version_tags(
+        name,
+        version,
+        {
+            f"{registry.TAG}artifact_digest": signed.artifact_digest,
+            f"{registry.TAG}signature.candidate.sha256": signed.signature_sha256,
+        },
+        tracking_uri,
+    )
+    return signed
+
+
+def sign_release(
+    name: str,
+    version: str,
+    approvals_json: bytes,
+    approved_digest: str,
+    key: Path,
+    trusted_keys: list[Path],
+    tracking_uri: str,
+) -> SignedVersion:
+    """Verify the candidate, check it is the approved bytes, add the approvals and sign (release level).
+
+    Uploads ``approvals.json`` and ``release.sig`` only; tags and aliases are the caller's.
+    """
+    with verified_directory(
+        name, version, trusted_keys=trusted_keys, level="candidate", tracking_uri=tracking_uri
+    ) as (directory, _):
+        digest = artifact_digest(directory)
+        if digest != approved_digest:
+            raise SignatureError(
+                f"{name} v{version} artifacts have digest {digest}, not the approved {approved_digest}; "
+                "they changed after approval: nothing was promoted"
+            )
+        approvals = directory / APPROVALS_FILE
+        approvals.write_bytes(approvals_json)
+        signature = sign_directory(directory, key, "release")
+        verify_directory(directory, trusted_keys, "release", name, version)
+        registry.upload_model_files(name, version, [approvals, signature], tracking_uri)
+        return SignedVersion(
+            model=name,
+            version=version,
+            level="release",
+            artifact_digest=digest,
+            signature_sha256=_sha256(signature),
+        )
 
 
 def parse_model_uri(uri: str, tracking_uri: str) -> tuple[str, str]:

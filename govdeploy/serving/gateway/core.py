@@ -16,9 +16,9 @@ from govdeploy.config.catalog import load_catalog
 from govdeploy.config.policy import load_policy
 from govdeploy.config.settings import Settings
 from govdeploy.errors import GovdeployError
+from govdeploy.monitoring.alerts import AlertNotifier
 from govdeploy.monitoring.anomalies import AnomalyMonitor
 from govdeploy.monitoring.iolog import IOLogWriter
-from govdeploy.monitoring.notify import AlertNotifier
 from govdeploy.serving.gateway.access import KeyRing, RateLimiter, load_access
 from govdeploy.serving.gateway.metrics import GatewayMetrics
 from govdeploy.serving.gateway.serving import ServingState

@@ -149,7 +149,6 @@ class ServingState:
 
     def refresh(self) -> None:
         """Serve what the latest signed deployment record names, where the aliases agree and it verifies."""
-        registry.connect(self.settings.mlflow_url, self.settings.experiment)
         client = s3_client(self.settings)
         for served in self.models.values():
             served.problems = []

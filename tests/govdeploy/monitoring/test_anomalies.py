@@ -10,8 +10,8 @@ import pytest
 
 from govdeploy.config.policy import AlertsPolicy, load_policy
 from govdeploy.errors import ConfigError
+from govdeploy.monitoring.alerts import AlertNotifier, anomaly_event
 from govdeploy.monitoring.anomalies import ANOMALY_EVENT, AnomalyMonitor, RangeCheck, SlidingWindow
-from govdeploy.monitoring.notify import AlertNotifier, emit_prefect_event
 from govdeploy.serving.gateway.core import Gateway
 from govdeploy.serving.gateway.inputs import InputError, feedback_labels
 from govdeploy.serving.gateway.metrics import GatewayMetrics
@@ -207,7 +207,7 @@ def test_no_prefect_event_without_a_prefect_api(monkeypatch: pytest.MonkeyPatch)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings(updates={PREFECT_API_URL: None}):
-        assert "no Prefect API configured" in emit_prefect_event({"model": "m", "version": "1", "kind": "x"})
+        assert "no Prefect API configured" in anomaly_event({"model": "m", "version": "1", "kind": "x"})
 
 
 def test_feedback_labels_one_or_many() -> None:

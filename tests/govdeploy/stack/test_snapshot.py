@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from govdeploy.backends.storage import ensure_bucket, s3_client
+from govdeploy.backends.storage import ensure_bucket
 from govdeploy.config.settings import Settings
 from govdeploy.stack import components, process, snapshot
 from tests.conftest import free_port
@@ -33,7 +33,7 @@ def start_s3(settings: Settings, log: Path) -> process.ProcessRecord:
 
 def test_objects_and_locks_survive_a_restart(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path, s3_port=free_port(), bucket="snapshot-test")
-    client = s3_client(settings)
+    client = components.local_s3_client(settings)
     record = start_s3(settings, tmp_path / "s3.log")
     try:
         assert ensure_bucket(client, settings.bucket)
