@@ -49,7 +49,7 @@ DRIFT_ROWS = 600  # requests per drift window (the policy needs drift.min_rows =
 
 
 @dataclass
-class Outcome:
+class StepResult:
     step: str
     expected: str
     got: str
@@ -71,37 +71,37 @@ def corrupted_evaluation_data(settings: Settings) -> str:
     return str(path)
 
 
-def _gate_outcome(step: str, expected: str, version: str, data_path: str | None = None) -> Outcome:
+def _gate_outcome(step: str, expected: str, version: str, data_path: str | None = None) -> StepResult:
     try:
         result = release(model=MODEL, version=version, data_path=data_path, approval_timeout_seconds=1)
     except ValidationGateError as exc:
-        return Outcome(step, expected, "rejected: data validation", str(exc))
+        return StepResult(step, expected, "rejected: data validation", str(exc))
     except PolicyGateError as exc:
-        return Outcome(step, expected, "rejected: policy gate", str(exc))
+        return StepResult(step, expected, "rejected: policy gate", str(exc))
     except GovdeployError as exc:
-        return Outcome(step, expected, "passed the gates", str(exc))
-    return Outcome(step, expected, "promoted", str(result))
+        return StepResult(step, expected, "passed the gates", str(exc))
+    return StepResult(step, expected, "promoted", str(result))
 
 
-def _attempt(settings: Settings, run_id: str, approver: str) -> Outcome:
+def _attempt(settings: Settings, run_id: str, approver: str) -> StepResult:
     key = settings.keys_dir / "approvers" / f"{approver}.key"
     expected = "refused" if approver == SUBMITTER else "accepted"
     token = approval_token(settings, run_id, approver, key, "approve", "reviewed the gate evidence")
     verdict = submit(settings, run_id, token)
     if verdict is None:
-        return Outcome(f"{approver} approves", expected, "no verdict", "the flow recorded nothing in time")
+        return StepResult(f"{approver} approves", expected, "no verdict", "the flow recorded nothing in time")
     got = verdict.action.removeprefix("approval.")
-    return Outcome(
+    return StepResult(
         f"{approver} approves", expected, got, f"{verdict.payload['reason']} (audit record {verdict.seq})"
     )
 
 
-def _approval_path(settings: Settings, version: str, progress: Callable[[str], None]) -> list[Outcome]:
+def _approval_path(settings: Settings, version: str, progress: Callable[[str], None]) -> list[StepResult]:
     run_id = runs.start("release/release", {"model": MODEL, "version": version})
     progress(f"release v{version} runs on the served deployment; waiting for it to pause for approval")
     runs.wait_for_state(run_id, "Paused")
     outcomes = [
-        Outcome(
+        StepResult(
             f"release v{version}: gates",
             "paused for approval",
             "paused for approval",
@@ -114,7 +114,7 @@ def _approval_path(settings: Settings, version: str, progress: Callable[[str], N
     runs.wait_for_state(run_id, "Completed")
     release_tag = json.loads(registry.version_tags(MODEL, version, settings.mlflow_url)["govdeploy.release"])
     outcomes.append(
-        Outcome(
+        StepResult(
             f"release v{version}: promotion",
             "promoted",
             "promoted",
@@ -130,7 +130,7 @@ def _approval_path(settings: Settings, version: str, progress: Callable[[str], N
         tracking_uri=settings.mlflow_url,
     )
     outcomes.append(
-        Outcome(
+        StepResult(
             f"govdeploy verify models:/{MODEL}@champion",
             "verified",
             "verified",
@@ -163,14 +163,14 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _gateway_outcome(settings: Settings, version: str) -> Outcome:
+def _gateway_outcome(settings: Settings, version: str) -> StepResult:
     """The gateway picks up the verified champion and answers an authenticated prediction."""
     base = f"{settings.gateway_url}/v1/models/{MODEL}"
     httpx.post(f"{base}/reload", headers={"X-API-Key": _key(settings, "deployer")}, timeout=60)
     answer = send_rows(
         settings.gateway_url, _key(settings, "demo-client"), MODEL, _rows(settings, 1, seed=5)
     )[0]
-    return Outcome(
+    return StepResult(
         "gateway predicts",
         f"answered by v{version}",
         f"answered by v{answer.version}" if answer.status == 200 else f"HTTP {answer.status}",
@@ -181,7 +181,7 @@ def _gateway_outcome(settings: Settings, version: str) -> Outcome:
 
 def _canary_release(
     settings: Settings, version: str, expected: str, bake: float, progress: Callable[[str], None]
-) -> list[Outcome]:
+) -> list[StepResult]:
     """A release with a canary: approvals, then traffic steps judged on live synthetic traffic."""
     parameters = {"model": MODEL, "version": version, "canary": True, "canary_bake_seconds": bake}
     run_id = runs.start("release/release", parameters)
@@ -203,10 +203,10 @@ def _canary_release(
     detail += f"; champion now v{champion}; {len(traffic.answers)} requests, answered by " + ", ".join(
         f"v{v}: {n}" for v, n in sorted(served.items())
     )
-    return [*outcomes, Outcome(f"canary of v{version}", expected, got, detail)]
+    return [*outcomes, StepResult(f"canary of v{version}", expected, got, detail)]
 
 
-def _drift_outcomes(settings: Settings, progress: Callable[[str], None]) -> list[Outcome]:
+def _drift_outcomes(settings: Settings, progress: Callable[[str], None]) -> list[StepResult]:
     """Shifted traffic → drift → retrain → a candidate paused for approval; collapse → rollback."""
     bench = _key(settings, "bench")
     champion = registry.alias_version(MODEL, registry.CHAMPION, settings.mlflow_url)
@@ -217,7 +217,7 @@ def _drift_outcomes(settings: Settings, progress: Callable[[str], None]) -> list
     result = drift(model=MODEL, start=start)
     decision = result["decision"]
     outcomes = [
-        Outcome(
+        StepResult(
             f"govdeploy drift (champion v{champion}, shifted traffic)",
             "retrain",
             decision["action"],
@@ -241,7 +241,7 @@ def _drift_outcomes(settings: Settings, progress: Callable[[str], None]) -> list
     result = drift(model=MODEL, start=start)
     decision = result["decision"]
     outcomes.append(
-        Outcome(
+        StepResult(
             f"govdeploy drift (champion v{champion}, labels arrive)",
             "rollback_and_retrain",
             decision["action"],
@@ -252,7 +252,7 @@ def _drift_outcomes(settings: Settings, progress: Callable[[str], None]) -> list
     rolled = runs.wait_for_run("rollback/rollback", since, timeout=180)
     now_serving = registry.alias_version(MODEL, registry.CHAMPION, settings.mlflow_url)
     outcomes.append(
-        Outcome(
+        StepResult(
             "automatic rollback",
             "completed",
             str(rolled.state.name if rolled.state else "unknown").lower(),
@@ -262,13 +262,13 @@ def _drift_outcomes(settings: Settings, progress: Callable[[str], None]) -> list
     return outcomes
 
 
-def _paused_retrain(since: float) -> Outcome:
+def _paused_retrain(since: float) -> StepResult:
     try:
         retrain = runs.wait_for_run("retrain/retrain", since, timeout=240)
         release = runs.wait_for_run("release/release", since, "Paused", timeout=240)
     except GovdeployError as exc:
-        return Outcome("retrain → release", "paused for approval", "not paused", str(exc))
-    return Outcome(
+        return StepResult("retrain → release", "paused for approval", "not paused", str(exc))
+    return StepResult(
         "retrain → release",
         "paused for approval",
         "paused for approval",
@@ -287,13 +287,13 @@ def run_demo(settings: Settings, progress: Callable[[str], None], console: Conso
     progress("training a candidate on historically biased labels")
     biased = train(model=MODEL, rows=5000, seed=8, label_bias=0.8, submitted_by=SUBMITTER)
     outcomes = [
-        Outcome(
+        StepResult(
             "train fair candidate",
             "registered",
             "registered",
             f"version {fair['version']}, signed, digest {fair['artifact_digest'][:16]}…",
         ),
-        Outcome("train biased candidate", "registered", "registered", f"version {biased['version']}"),
+        StepResult("train biased candidate", "registered", "registered", f"version {biased['version']}"),
     ]
     outcomes += _approval_path(settings, fair["version"], progress)
     progress("training an improved candidate and releasing it through a canary")
@@ -319,7 +319,7 @@ def run_demo(settings: Settings, progress: Callable[[str], None], console: Conso
     )
     trail = verify_trail(settings)
     outcomes.append(
-        Outcome(
+        StepResult(
             "govdeploy audit verify",
             "intact",
             "intact" if trail.ok else "BROKEN",
@@ -331,7 +331,7 @@ def run_demo(settings: Settings, progress: Callable[[str], None], console: Conso
     return all(o.as_expected for o in outcomes)
 
 
-def _report(outcomes: list[Outcome], settings: Settings, console: Console) -> None:
+def _report(outcomes: list[StepResult], settings: Settings, console: Console) -> None:
     console.rule("govdeploy demo — what happened")
     for o in outcomes:
         verdict = "[green]✔[/green]" if o.as_expected else "[red]✘[/red]"

@@ -13,6 +13,7 @@ offending value and the fix, so the CLI can print it as is, without a traceback.
     ├── SignatureError         model artifacts do not verify against a trusted signature
     ├── CryptoError            encrypted data does not open (wrong key, moved, or altered)
     ├── ApprovalError          approvals were refused, rejected or did not arrive in time
+    │   └── ApprovalTimeoutError   no quorum before the approval window closed
     ├── RolloutError           a canary breached the policy and was rolled back
     └── GateError              a release gate rejected the candidate
         ├── ValidationGateError    data validation (Great Expectations) failed
@@ -60,6 +61,10 @@ class CryptoError(GovdeployError):
 
 class ApprovalError(GovdeployError):
     """The release got a rejection from an authorised approver, or no quorum before the timeout."""
+
+
+class ApprovalTimeoutError(ApprovalError):
+    """The approval window closed before the quorum; nothing was promoted."""
 
 
 class RolloutError(GovdeployError):

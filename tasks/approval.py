@@ -8,8 +8,7 @@ quorum, an authorised rejection, or the timeout.
 
 from __future__ import annotations
 
-import time
-from typing import Any, NoReturn
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -24,9 +23,9 @@ from govdeploy.backends import registry
 from govdeploy.config.approvers import load_approvers
 from govdeploy.config.governance import Governance
 from govdeploy.config.settings import get_settings
-from govdeploy.errors import ApprovalError
+from govdeploy.errors import ApprovalTimeoutError
 from govdeploy.monitoring.alerts import post_alert
-from govdeploy.release import promotion
+from govdeploy.release import approval, promotion
 from govdeploy.release.gate import GateReport
 from govdeploy.serving import rollout
 from govdeploy.trust.approvals import ApprovalLedger, ApprovalRequest, Outcome, SignedStatement
@@ -109,14 +108,14 @@ def wait_for_approvals(
 ) -> list[SignedStatement]:
     """Pause until the quorum of valid signed approvals; raise ApprovalError on rejection or timeout."""
     settings = get_settings()
-    policy = config.policy.approval
-    ledger = ApprovalLedger(request, policy, load_approvers(settings.approvers_path), settings.keys_dir)
-    limit = min(policy.timeout_minutes * 60, timeout_seconds or policy.timeout_minutes * 60)
-    deadline = time.monotonic() + limit
+    ledger = ApprovalLedger(
+        request, config.policy.approval, load_approvers(settings.approvers_path), settings.keys_dir
+    )
+    seconds = approval.window_seconds(config.policy.approval, timeout_seconds)
+    retention = config.policy.retention.audit_days
     logger = get_run_logger()
-    last, attempt = "", 0
-    while not ledger.quorum_reached:
-        remaining = int(deadline - time.monotonic())
+
+    def ask(attempt: int, remaining: int, last: str) -> str | None:
         logger.info(
             "waiting %d s for approvals of %s v%s (%s); approve with: "
             "govdeploy approve %s --approver ID --key KEYFILE",
@@ -127,8 +126,6 @@ def wait_for_approvals(
             request.flow_run_id,
         )
         try:
-            if remaining <= 0:
-                raise FlowPauseTimeout("approval window closed")
             received = pause_flow_run(
                 wait_for_input=ApprovalInput.with_initial_data(
                     description=approval_markdown(request, report, ledger, last)
@@ -138,27 +135,22 @@ def wait_for_approvals(
                 key=f"approval-{attempt}",
             )
         except FlowPauseTimeout:
-            timed_out(request, ledger, limit, config.policy.retention.audit_days)
-        attempt += 1
-        outcome = ledger.consider(received.token)
-        _record_attempt(outcome, ledger, config.policy.retention.audit_days)
-        (logger.info if outcome.accepted else logger.warning)(
-            "approval attempt %d: %s", attempt, outcome.reason
-        )
-        if outcome.accepted and outcome.decision == "reject":
-            raise ApprovalError(f"{request.model} v{request.version} {outcome.reason}; nothing was promoted")
-        last = outcome.reason
-    return ledger.approved
+            return None
+        return str(received.token)
+
+    def record(outcome: Outcome) -> None:
+        _record_attempt(outcome, ledger, retention)
+        (logger.info if outcome.accepted else logger.warning)("approval attempt: %s", outcome.reason)
+
+    try:
+        return approval.collect_approvals(ledger, seconds, ask, record)
+    except ApprovalTimeoutError as exc:
+        announce_timeout(request, str(exc), retention)
+        raise
 
 
-def timed_out(
-    request: ApprovalRequest, ledger: ApprovalLedger, seconds: int, retention_days: int
-) -> NoReturn:
-    """Record and announce a release that got no quorum in time, then fail it."""
-    reason = (
-        f"{request.model} v{request.version} got {len(ledger.approved)} of {ledger.policy.quorum} approvals "
-        f"({ledger.approved_by or 'none'}) within {seconds} s; nothing was promoted"
-    )
+def announce_timeout(request: ApprovalRequest, reason: str, retention_days: int) -> None:
+    """Record and announce a release that got no quorum in time (audit, Prefect event, webhook)."""
     audit_event(
         "approval.timed_out",
         {"reason": reason, "flow_run_id": request.flow_run_id},
@@ -182,7 +174,6 @@ def timed_out(
     get_run_logger().error(
         "approval timed out: %s; alert %s", reason, post_alert(get_settings().alert_webhook, alert)
     )
-    raise ApprovalError(reason)
 
 
 @task(cache_policy=NO_CACHE)
@@ -197,8 +188,7 @@ def promote_version(
     policy or the release) and a champion serves, else ``champion``."""
     settings = get_settings()
     champion = registry.alias_version(request.model, registry.CHAMPION, settings.mlflow_url)
-    replaces = champion not in (None, request.version)
-    alias = rollout.CHALLENGER if (config.policy.canary.enabled or canary) and replaces else registry.CHAMPION
+    alias = approval.promotion_alias(config.policy, champion, request.version, canary)
     gate: dict[str, Any] = {
         "passed": report.passed,
         "checks": [c.model_dump() for c in report.checks],

@@ -29,6 +29,7 @@ from govdeploy.errors import RegistryError
 
 TAG = "govdeploy."
 CHAMPION = "champion"
+CHALLENGER = "challenger"
 
 
 class CandidateVersion(BaseModel):

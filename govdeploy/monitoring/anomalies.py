@@ -83,7 +83,7 @@ class RangeCheck:
 
 
 @dataclass
-class _Bucket:
+class _SecondCounts:
     second: int
     counts: list[int]  # requests, errors, rows, out-of-range rows, low-confidence rows
     fields: Counter[str] = field(default_factory=Counter)
@@ -97,7 +97,7 @@ class SlidingWindow:
 
     def __init__(self, seconds: int) -> None:
         self.seconds = seconds
-        self.buckets: deque[_Bucket] = deque()
+        self.buckets: deque[_SecondCounts] = deque()
         self.totals = [0] * 5
         self.fields: Counter[str] = Counter()
 
@@ -114,7 +114,7 @@ class SlidingWindow:
         second = int(now)
         if not self.buckets or self.buckets[-1].second != second:  # expire once per second
             self.expire(now)
-            self.buckets.append(_Bucket(second, [0] * 5))
+            self.buckets.append(_SecondCounts(second, [0] * 5))
         bucket, totals = self.buckets[-1].counts, self.totals
         for index, count in enumerate(counts):
             if count:

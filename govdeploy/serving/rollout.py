@@ -17,7 +17,7 @@ from govdeploy.trust.versions import verify_version
 
 TRAFFIC_TAG = "govdeploy.traffic.challenger"
 ROLLBACK_TAG = f"{registry.TAG}rollback_target"
-CHALLENGER = "challenger"
+CHALLENGER = registry.CHALLENGER
 
 
 def set_weight(model: str, weight: int, tracking_uri: str) -> None:

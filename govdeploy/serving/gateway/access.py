@@ -135,7 +135,7 @@ _EPSILON = 1e-9
 
 
 @dataclass
-class _Bucket:
+class _TokenBucket:
     tokens: float
     updated: float
 
@@ -149,7 +149,7 @@ class RateLimiter:
             raise ValueError(f"burst_seconds must be positive, got {burst_seconds!r}")
         self._burst_seconds = burst_seconds
         self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, _TokenBucket] = {}
         self._lock = threading.Lock()
 
     def capacity(self, principal: Principal) -> float:
@@ -164,7 +164,7 @@ class RateLimiter:
             now = self._clock()
             bucket = self._buckets.get(principal.id)
             if bucket is None:
-                bucket = self._buckets[principal.id] = _Bucket(tokens=capacity, updated=now)
+                bucket = self._buckets[principal.id] = _TokenBucket(tokens=capacity, updated=now)
             elapsed = max(0.0, now - bucket.updated)
             bucket.tokens = min(capacity, bucket.tokens + elapsed * per_second)
             bucket.updated = max(bucket.updated, now)
