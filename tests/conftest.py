@@ -2,19 +2,82 @@
 
 The stack is started by govdeploy's own ``up`` on free loopback ports in a temporary state
 directory, and stopped by ``down`` at the end of the session.
+
+A test that starts servers carries the ``integration`` or ``e2e`` marker, so that the fast tier
+(``make test-unit``: ``-m "not integration and not e2e"``) stays fast. Enforced here: an unmarked
+test that uses the stack fixtures is a collection error, and an unmarked test that starts a server
+process (moto, MLflow, Prefect, uvicorn, the flow server, PostgreSQL) or runs uvicorn in-process
+fails at that call.
 """
 
 from __future__ import annotations
 
+import os
 import socket
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from govdeploy.config.settings import Settings, get_settings
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+SERVER_MARKERS = ("integration", "e2e")
+SERVER_FIXTURES = frozenset({"stack", "stack_settings"})
+SERVER_PROGRAMS = frozenset({"moto_server", "mlflow", "prefect", "uvicorn", "gunicorn", "postgres", "pg_ctl"})
+SERVER_MODULES = frozenset({"mlflow", "prefect", "uvicorn", "moto.server", "flows.serve"})
+
+
+def _marked(item: pytest.Item) -> bool:
+    return any(item.get_closest_marker(name) for name in SERVER_MARKERS)
+
+
+def starts_a_server(args: Any) -> bool:
+    """Whether a command line runs one of the servers the tests may start."""
+    argv = [str(a) for a in ([args] if isinstance(args, str | os.PathLike) else args)]
+    if len(argv) == 1:
+        argv = argv[0].split()
+    programs = {os.path.basename(a) for a in argv[:2]}
+    modules = {argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-m"}
+    return bool(programs & SERVER_PROGRAMS or modules & SERVER_MODULES)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unmarked = [
+        i.nodeid for i in items if not _marked(i) and SERVER_FIXTURES & set(getattr(i, "fixturenames", ()))
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests use the local stack but carry neither @pytest.mark.integration nor "
+            f"@pytest.mark.e2e: {', '.join(unmarked)}; mark them so they stay out of the fast tier"
+        )
+
+
+@pytest.fixture(autouse=True)
+def _servers_need_a_marker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In an unmarked test, starting a server process (or uvicorn in-process) fails the test."""
+    if _marked(request.node):
+        return
+    popen_init = subprocess.Popen.__init__
+    where = request.node.nodeid
+
+    def refuse(what: str) -> None:
+        pytest.fail(f"{where} starts a server ({what}) without @pytest.mark.integration or @pytest.mark.e2e")
+
+    def guarded_popen(self: subprocess.Popen[Any], args: Sequence[Any] | str, *rest: Any, **kw: Any) -> None:
+        if starts_a_server(args):
+            refuse(" ".join(map(str, args)) if not isinstance(args, str) else args)
+        popen_init(self, args, *rest, **kw)
+
+    async def guarded_serve(*_: Any, **__: Any) -> None:
+        refuse("uvicorn.Server.serve")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded_popen)
+    monkeypatch.setattr("uvicorn.Server.serve", guarded_serve)
 
 
 def free_port() -> int:

@@ -21,7 +21,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 class Settings(BaseSettings):
     """Where the local stack lives and how clients reach it."""
 
-    model_config = SettingsConfigDict(env_prefix="GOVDEPLOY_", extra="ignore")
+    # an empty variable (``GOVDEPLOY_USER=`` in an env file) means "use the default", not ""
+    model_config = SettingsConfigDict(env_prefix="GOVDEPLOY_", extra="ignore", env_ignore_empty=True)
 
     state_dir: Path = Field(
         default=PROJECT_ROOT / ".govdeploy",
