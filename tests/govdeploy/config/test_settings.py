@@ -53,7 +53,7 @@ def test_the_example_env_file_loads_when_sourced_by_a_shell(monkeypatch: pytest.
 
 def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GOVDEPLOY_HOST", "0.0.0.0")
-    with pytest.raises(ValidationError, match="host '0.0.0.0' is not a loopback address"):
+    with pytest.raises(ValidationError, match=r"host '0\.0\.0\.0' is not a loopback address"):
         Settings(_env_file=None)
 
 
