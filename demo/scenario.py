@@ -31,8 +31,7 @@ from demo.traffic import Traffic, send_feedback, send_rows, wait_until_logged
 from flows.drift import drift
 from flows.release import release
 from flows.train import train
-from govdeploy.backends import flow_runs as runs
-from govdeploy.backends import registry
+from govdeploy.backends import flow_runs, registry
 from govdeploy.config.catalog import load_catalog
 from govdeploy.config.policy import load_policy
 from govdeploy.config.settings import Settings
@@ -97,9 +96,9 @@ def _attempt(settings: Settings, run_id: str, approver: str) -> StepResult:
 
 
 def _approval_path(settings: Settings, version: str, progress: Callable[[str], None]) -> list[StepResult]:
-    run_id = runs.start("release/release", {"model": MODEL, "version": version})
+    run_id = flow_runs.start("release/release", {"model": MODEL, "version": version})
     progress(f"release v{version} runs on the served deployment; waiting for it to pause for approval")
-    runs.wait_for_state(run_id, "Paused")
+    flow_runs.wait_for_state(run_id, "Paused")
     outcomes = [
         StepResult(
             f"release v{version}: gates",
@@ -111,7 +110,7 @@ def _approval_path(settings: Settings, version: str, progress: Callable[[str], N
     for approver in (SUBMITTER, "alice", "bob"):
         progress(f"{approver} signs an approval statement")
         outcomes.append(_attempt(settings, run_id, approver))
-    runs.wait_for_state(run_id, "Completed")
+    flow_runs.wait_for_state(run_id, "Completed")
     release_tag = json.loads(registry.version_tags(MODEL, version, settings.mlflow_url)["govdeploy.release"])
     outcomes.append(
         StepResult(
@@ -184,15 +183,15 @@ def _canary_release(
 ) -> list[StepResult]:
     """A release with a canary: approvals, then traffic steps judged on live synthetic traffic."""
     parameters = {"model": MODEL, "version": version, "canary": True, "canary_bake_seconds": bake}
-    run_id = runs.start("release/release", parameters)
+    run_id = flow_runs.start("release/release", parameters)
     progress(f"release v{version} with a canary: waiting for it to pause for approval")
-    runs.wait_for_state(run_id, "Paused")
+    flow_runs.wait_for_state(run_id, "Paused")
     outcomes = [o for o in (_attempt(settings, run_id, a) for a in ("alice", "bob")) if not o.as_expected]
     progress(f"canary of v{version}: synthetic clients send traffic through the gateway")
     with Traffic(
         settings.gateway_url, _key(settings, "bench"), MODEL, _rows(settings, 2000, seed=21)
     ) as traffic:
-        state = runs.wait_for_final(run_id, timeout=600)
+        state = flow_runs.wait_for_final(run_id, timeout=600)
     if state.is_completed():
         steps = load_policy(settings.policy_path).canary.steps
         got, detail = "champion", "every step passed: " + " → ".join(f"{w}%" for w in steps)
@@ -249,7 +248,7 @@ def _drift_outcomes(settings: Settings, progress: Callable[[str], None]) -> list
         )
     )
     progress("the rollback automation returns serving to the previous verified champion")
-    rolled = runs.wait_for_run("rollback/rollback", since, timeout=180)
+    rolled = flow_runs.wait_for_run("rollback/rollback", since, timeout=180)
     now_serving = registry.alias_version(MODEL, registry.CHAMPION, settings.mlflow_url)
     outcomes.append(
         StepResult(
@@ -264,8 +263,8 @@ def _drift_outcomes(settings: Settings, progress: Callable[[str], None]) -> list
 
 def _paused_retrain(since: float) -> StepResult:
     try:
-        retrain = runs.wait_for_run("retrain/retrain", since, timeout=240)
-        release = runs.wait_for_run("release/release", since, "Paused", timeout=240)
+        retrain = flow_runs.wait_for_run("retrain/retrain", since, timeout=240)
+        release = flow_runs.wait_for_run("release/release", since, "Paused", timeout=240)
     except GovdeployError as exc:
         return StepResult("retrain → release", "paused for approval", "not paused", str(exc))
     return StepResult(

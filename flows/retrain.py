@@ -13,7 +13,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.train import train
-from govdeploy.backends import flow_runs as runs
+from govdeploy.backends import flow_runs
 from tasks.audit import audit_event
 from tasks.governance import load_config
 
@@ -44,7 +44,7 @@ def retrain(
     candidate = train(
         model=model, rows=rows, seed=seed, shift=shift, data_path=data_path, submitted_by=RETRAIN_SUBMITTER
     )
-    release_run = runs.start(
+    release_run = flow_runs.start(
         "release/release", {"model": model, "version": candidate["version"], "canary": True}
     )
     audit_event(

@@ -18,9 +18,8 @@ from govdeploy.config.catalog import ModelSpec
 from govdeploy.config.governance import Governance
 from govdeploy.config.settings import get_settings
 from govdeploy.errors import DataError
-from govdeploy.monitoring import decision as monitoring
 from govdeploy.monitoring.alerts import post_alert
-from govdeploy.monitoring.decision import DriftDecision
+from govdeploy.monitoring.decision import DriftDecision, decide, performance
 from govdeploy.monitoring.drift import DriftResult, compute_drift
 from govdeploy.monitoring.reports import evidently_performance_html, evidently_report_html
 from govdeploy.monitoring.window import Window, batch_keys, bucket_source, read_window, require_rows
@@ -102,8 +101,8 @@ def decide_drift(
     """The policy's decision: record, retrain, or rollback and retrain."""
     policy = config.policy.drift
     labelled = window.labelled(config.spec.label)
-    perf = monitoring.performance(reference, labelled, config.spec.label, policy.min_labelled_rows)
-    decision = monitoring.decide(policy, drift, perf)
+    perf = performance(reference, labelled, config.spec.label, policy.min_labelled_rows)
+    decision = decide(policy, drift, perf)
     get_run_logger().info("drift decision %s: %s", decision.action, "; ".join(decision.reasons))
     return decision
 

@@ -1,6 +1,6 @@
 """Moving traffic and aliases: canary steps, canary outcome, and rollback to a verified champion.
 
-After each change, ``publish`` writes the signed deployment record the gateway serves by.
+After each change, ``publish`` writes the signed serving record the gateway serves by.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from govdeploy.backends import registry
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import Settings
 from govdeploy.errors import RegistryError
-from govdeploy.trust import serving_records as deployments
-from govdeploy.trust.serving_records import DeploymentRecord
+from govdeploy.trust import serving_records
+from govdeploy.trust.serving_records import ServingRecord
 from govdeploy.trust.versions import verify_version
 
 TRAFFIC_TAG = "govdeploy.traffic.challenger"
@@ -63,17 +63,17 @@ def rollback(model: str, trusted_keys: list[Path], tracking_uri: str) -> tuple[s
     return current, target
 
 
-def publish(settings: Settings, model: str, issuer: str) -> DeploymentRecord:
-    """Write the signed deployment record of the serving state the registry now holds."""
+def publish(settings: Settings, model: str, issuer: str) -> ServingRecord:
+    """Write the signed serving record of the serving state the registry now holds."""
     url = settings.mlflow_url
     weight = registry.model_tag(model, TRAFFIC_TAG, url)
-    record = DeploymentRecord(
+    record = ServingRecord(
         model=model,
         champion=registry.alias_version(model, registry.CHAMPION, url),
         challenger=registry.alias_version(model, CHALLENGER, url),
         challenger_weight=int(weight) if weight and weight.isdigit() else 0,
-        issued_at=deployments.now(),
+        issued_at=serving_records.now(),
         issuer=issuer,
     )
-    deployments.write(s3_client(settings), settings.bucket, record, settings.model_signing_key)
+    serving_records.write(s3_client(settings), settings.bucket, record, settings.model_signing_key)
     return record

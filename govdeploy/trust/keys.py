@@ -100,6 +100,23 @@ def _load_private(path: Path, what: str) -> object:
         raise ConfigError(f"{what} {path} is not an unencrypted PEM private key: {exc}") from None
 
 
+def load_ecdsa_private(path: Path, what: str = "model signing key") -> ec.EllipticCurvePrivateKey:
+    key = _load_private(path, what)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ConfigError(f"{what} {path} is not an ECDSA key; model signatures use ECDSA P-256")
+    return key
+
+
+def load_ecdsa_public(path: Path, what: str = "trusted signing key") -> ec.EllipticCurvePublicKey:
+    try:
+        key = serialization.load_pem_public_key(_read(path, what))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{what} {path} is not a PEM public key: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ConfigError(f"{what} {path} is not an ECDSA public key; model signatures use ECDSA P-256")
+    return key
+
+
 def load_ed25519_public(data: bytes, where: str) -> ed25519.Ed25519PublicKey:
     """An Ed25519 public key from PEM bytes."""
     try:

@@ -1,8 +1,8 @@
-"""Signed deployment records: which versions serve a model, with which challenger weight.
+"""Signed serving records: which versions serve a model, with which challenger weight.
 
 Every change of serving state (promotion, canary step, canary outcome, rollback) writes a record
 signed with the model-signing key (ECDSA P-256 over its canonical JSON) to the bucket
-(``deployments/<model>.json``, versioned). The gateway serves an aliased version only if the
+(``serving/<model>.json``, versioned). The gateway serves an aliased version only if the
 latest verified record names it: an alias moved by hand, without a record, changes nothing.
 """
 
@@ -15,18 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ValidationError
 
 from govdeploy.backends import storage
-from govdeploy.errors import ConfigError, SignatureError
+from govdeploy.errors import SignatureError
 from govdeploy.trust.audit import canonical
+from govdeploy.trust.keys import load_ecdsa_private, load_ecdsa_public
 
-PREFIX = "deployments/"
+PREFIX = "serving/"
 
 
-class DeploymentRecord(BaseModel):
+class ServingRecord(BaseModel):
     model: str
     champion: str | None
     challenger: str | None
@@ -35,44 +36,32 @@ class DeploymentRecord(BaseModel):
     issuer: str
 
 
-def _private_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"signing key {path} is unreadable ({exc}); run 'govdeploy keys init'") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise ConfigError(f"signing key {path} is not an ECDSA key")
-    return key
-
-
-def sign_record(record: DeploymentRecord, key: Path) -> bytes:
-    signature = _private_key(key).sign(canonical(record.model_dump()), ec.ECDSA(hashes.SHA256()))
+def sign_record(record: ServingRecord, key: Path) -> bytes:
+    signature = load_ecdsa_private(key).sign(canonical(record.model_dump()), ec.ECDSA(hashes.SHA256()))
     return json.dumps(
         {"record": record.model_dump(), "signature": base64.b64encode(signature).decode()}
     ).encode()
 
 
-def verify_record(document: bytes, trusted_keys: list[Path]) -> DeploymentRecord:
+def verify_record(document: bytes, trusted_keys: list[Path]) -> ServingRecord:
     """The record, if its signature verifies with one of ``trusted_keys``; SignatureError otherwise."""
     try:
         parsed = json.loads(document)
-        record = DeploymentRecord.model_validate(parsed["record"])
+        record = ServingRecord.model_validate(parsed["record"])
         signature = base64.b64decode(parsed["signature"])
     except (ValueError, KeyError, TypeError, ValidationError):
-        raise SignatureError("the deployment record is not a signed record") from None
+        raise SignatureError("the serving record is not a signed record") from None
     for path in trusted_keys:
-        key = serialization.load_pem_public_key(path.read_bytes())
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            continue
+        key = load_ecdsa_public(path)
         try:
             key.verify(signature, canonical(record.model_dump()), ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             continue
         return record
-    raise SignatureError(f"the deployment record of {record.model} is not signed by a trusted key")
+    raise SignatureError(f"the serving record of {record.model} is not signed by a trusted key")
 
 
-def write(client: Any, bucket: str, record: DeploymentRecord, key: Path) -> None:
+def write(client: Any, bucket: str, record: ServingRecord, key: Path) -> None:
     client.put_object(
         Bucket=bucket,
         Key=f"{PREFIX}{record.model}.json",
@@ -81,7 +70,7 @@ def write(client: Any, bucket: str, record: DeploymentRecord, key: Path) -> None
     )
 
 
-def read(client: Any, bucket: str, model: str, trusted_keys: list[Path]) -> DeploymentRecord | None:
+def read(client: Any, bucket: str, model: str, trusted_keys: list[Path]) -> ServingRecord | None:
     """The latest verified record of ``model``, or None if there is none yet."""
     body = storage.read_object(client, bucket, f"{PREFIX}{model}.json")
     return None if body is None else verify_record(body, trusted_keys)

@@ -6,7 +6,7 @@ import mlflow
 import pytest
 from prefect.client.schemas.objects import State
 
-from govdeploy.backends import flow_runs as runs
+from govdeploy.backends import flow_runs
 from govdeploy.config.settings import Settings
 from govdeploy.errors import GovdeployError
 from govdeploy.release.approver import approval_token, submit
@@ -17,12 +17,12 @@ MODEL = "credit-risk"
 
 def start_release(version: str, **parameters: object) -> str:
     """Start the release flow on the served deployment (its own process); return the run id."""
-    return runs.start("release/release", {"model": MODEL, "version": version, **parameters})
+    return flow_runs.start("release/release", {"model": MODEL, "version": version, **parameters})
 
 
 def wait_for_state(run_id: str, name: str, timeout: float = 240) -> State:
     try:
-        return runs.wait_for_state(run_id, name, timeout)
+        return flow_runs.wait_for_state(run_id, name, timeout)
     except GovdeployError as exc:
         pytest.fail(str(exc))
 

@@ -22,7 +22,7 @@ from prefect.states import Cancelled
 from demo.traffic import send_feedback, send_rows, wait_until_logged
 from flows.drift import drift
 from flows.train import train
-from govdeploy.backends import flow_runs as runs
+from govdeploy.backends import flow_runs
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.catalog import load_catalog
 from govdeploy.config.settings import Settings
@@ -59,11 +59,11 @@ def shipped(stack: Settings, since: str, predictions: int, labels: int = 0) -> N
 
 
 def runs_of(deployment: str, since: float) -> list[FlowRun]:
-    return runs.runs_since(deployment, since)
+    return flow_runs.runs_since(deployment, since)
 
 
 def final_state(deployment: str, since: float) -> FlowRun:
-    return runs.wait_for_run(deployment, since, timeout=240)
+    return flow_runs.wait_for_run(deployment, since, timeout=240)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_data_drift_starts_retrain_and_a_release_waiting_for_approval(
     retrain = final_state("retrain/retrain", since)  # the automation ran the retrain deployment
     assert retrain.state is not None and retrain.state.is_completed(), retrain.state
     assert float(retrain.parameters["shift"]) == result["shift_estimate"]
-    release = runs.wait_for_run("release/release", since, "Paused", timeout=240)
+    release = flow_runs.wait_for_run("release/release", since, "Paused", timeout=240)
     candidate = str(release.parameters["version"])
     assert release.parameters["canary"] is True
     assert mlflow.MlflowClient().get_model_version_by_alias(MODEL, "champion").version == serving["second"]

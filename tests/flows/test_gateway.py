@@ -175,7 +175,7 @@ def test_an_alias_moved_without_record_or_to_an_unsigned_version_keeps_the_verif
     try:
         info = reload()
         assert info["champion"] == served["version"]
-        assert any(f"the signed deployment record names v{served['version']}" in p for p in info["problems"])
+        assert any(f"the signed serving record names v{served['version']}" in p for p in info["problems"])
         assert predict(stack, {"inputs": ROW}).json()["version"] == served["version"]
         publish(stack, MODEL, "test")  # a record for it, but it has no release signature
         info = reload()

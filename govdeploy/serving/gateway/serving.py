@@ -1,7 +1,7 @@
 """Which verified versions serve each model, refreshed from the registry.
 
 Each model has a ``champion`` slot and optionally a ``challenger`` slot (with a traffic weight),
-as named by the model's latest signed deployment record. A slot only ever holds a version whose
+as named by the model's latest signed serving record. A slot only ever holds a version whose
 every file verified against its release signature and that the record names: when an alias moves
 without a record, or to something that does not verify, the slot keeps the last verified version
 and an alert is raised; a model with no verified champion answers 503 (safe shutdown), never an
@@ -26,7 +26,7 @@ from govdeploy.errors import GovdeployError
 from govdeploy.monitoring.alerts import post_alert
 from govdeploy.monitoring.anomalies import RangeCheck
 from govdeploy.serving.gateway.batching import MicroBatcher
-from govdeploy.trust import serving_records as deployments
+from govdeploy.trust import serving_records
 from govdeploy.trust.versions import VerifiedModel, load_verified_model
 
 log = logging.getLogger("govdeploy.gateway")
@@ -122,7 +122,7 @@ class ServingState:
             kept = f"keeping v{current.version}" if current else "nothing to serve"
             self._refuse(
                 served,
-                f"{alias} points at v{version} but the signed deployment record names v{recorded}; {kept}",
+                f"{alias} points at v{version} but the signed serving record names v{recorded}; {kept}",
                 {"alias": alias, "version": version, "recorded": recorded},
             )
             return current
@@ -148,16 +148,16 @@ class ServingState:
         return slot
 
     def refresh(self) -> None:
-        """Serve what the latest signed deployment record names, where the aliases agree and it verifies."""
+        """Serve what the latest signed serving record names, where the aliases agree and it verifies."""
         client = s3_client(self.settings)
         for served in self.models.values():
             served.problems = []
             try:
-                record = deployments.read(
+                record = serving_records.read(
                     client, self.settings.bucket, served.name, self.settings.trusted_signing_keys
                 )
             except GovdeployError as exc:
-                self._refuse(served, f"deployment record refused: {exc}; serving state unchanged", {})
+                self._refuse(served, f"serving record refused: {exc}; serving state unchanged", {})
                 continue
             champion = self._reconcile(
                 served, registry.CHAMPION, record.champion if record else None, served.champion

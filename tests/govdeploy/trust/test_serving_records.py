@@ -7,9 +7,9 @@ import pytest
 
 from govdeploy.errors import SignatureError
 from govdeploy.trust.keys import init_keys
-from govdeploy.trust.serving_records import DeploymentRecord, sign_record, verify_record
+from govdeploy.trust.serving_records import ServingRecord, sign_record, verify_record
 
-RECORD = DeploymentRecord(
+RECORD = ServingRecord(
     model="m",
     champion="3",
     challenger="4",
