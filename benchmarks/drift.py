@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.evidently_plain import evidently_drift
 from govdeploy.config.catalog import load_catalog
 from govdeploy.config.policy import load_policy
 from govdeploy.monitoring.decision import decide
 from govdeploy.monitoring.drift import DriftResult, compute_drift
 from govdeploy.monitoring.iolog import IOLogWriter, IORecord, batch_files
-from govdeploy.monitoring.reports import evidently_drift
 from govdeploy.monitoring.window import directory_source, read_window
 from govdeploy.release.data import generate_credit_data
 

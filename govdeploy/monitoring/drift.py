@@ -12,7 +12,8 @@ counted on what is left, distinct values over reference and current together:
     > 1000           numerical, > 5 distinct values      Wasserstein / reference std  d ≥ 0.1
     > 1000           any other                           Jensen-Shannon distance      d ≥ 0.1
 
-``govdeploy.evidently_reports`` runs the plain Evidently reports: to compare, and for humans.
+``govdeploy.monitoring.reports`` renders Evidently's HTML reports for humans;
+``benchmarks/evidently_plain.py`` runs Evidently's own preset to compare with.
 """
 
 from __future__ import annotations

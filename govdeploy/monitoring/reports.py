@@ -1,5 +1,5 @@
-"""Plain Evidently 0.7.23 reports: the DataDriftPreset run ``compute_drift`` is checked against,
-and the HTML reports (data drift, classification quality) a drift check logs for humans.
+"""Evidently 0.7.23 HTML reports (data drift, classification quality) that a drift check logs for
+humans; the decision itself comes from ``govdeploy.monitoring.drift``.
 
 Evidently is imported only when a report runs (the import takes seconds).
 """
@@ -7,36 +7,15 @@ Evidently is imported only when a report runs (the import takes seconds).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from govdeploy.errors import DataError
-from govdeploy.monitoring.drift import ColumnDrift, DriftResult, Kind, column_kinds
+from govdeploy.monitoring.drift import column_kinds
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
-
-METHODS = {  # Evidently's display name of each default test, to ours
-    "Wasserstein distance (normed)": "wasserstein",
-    "Jensen-Shannon distance": "jensenshannon",
-    "K-S p_value": "ks",
-    "chi-square p_value": "chisquare",
-    "Z-test p_value": "z",
-}
-
-
-def evidently_drift(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    *,
-    numerical: Sequence[str],
-    categorical: Sequence[str],
-) -> DriftResult:
-    """Run Evidently's DataDriftPreset on the listed columns; a drifted column is a failed test."""
-    kinds = column_kinds(reference, current, numerical, categorical, scan=True)
-    found = _value_drifts(_run_report(reference, current, numerical, categorical).dict(), kinds)
-    return DriftResult(tuple(found[name] for name in kinds), len(reference), len(current))
 
 
 def evidently_report_html(
@@ -53,7 +32,7 @@ def evidently_report_html(
         raise DataError(f"max_rows={max_rows} must be positive; ask for at least 1 row")
     column_kinds(reference, current, numerical, categorical, scan=True)
     sample = [_sample(frame, max_rows, seed) for frame in (reference, current)]
-    return _run_report(sample[0], sample[1], numerical, categorical).get_html_str(as_iframe=False)
+    return run_drift_report(sample[0], sample[1], numerical, categorical).get_html_str(as_iframe=False)
 
 
 def evidently_performance_html(
@@ -84,31 +63,13 @@ def evidently_performance_html(
     return str(snapshot.get_html_str(as_iframe=False))
 
 
-def _value_drifts(snapshot: dict[str, Any], kinds: dict[str, Kind]) -> dict[str, ColumnDrift]:
-    """The ValueDrift results of an Evidently snapshot: the score, and the test's status as the flag."""
-    scores = {metric["id"]: metric["value"] for metric in snapshot["metrics"]}
-    found: dict[str, ColumnDrift] = {}
-    for test in snapshot["tests"]:
-        params = test["metric_config"]["params"]
-        if params["type"] == "evidently:metric_v2:ValueDrift":
-            found[params["column"]] = ColumnDrift(
-                column=params["column"],
-                kind=kinds[params["column"]],
-                method=METHODS.get(params["method"], params["method"]),
-                score=float(scores[test["metric_config"]["metric_id"]]),
-                threshold=float(params["threshold"]),
-                drifted=test["status"] == "FAIL",
-            )
-    return found
-
-
 def _sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
     if len(frame) <= max_rows:
         return frame
     return frame.sample(n=max_rows, random_state=seed).sort_index()
 
 
-def _run_report(
+def run_drift_report(
     reference: pd.DataFrame, current: pd.DataFrame, numerical: Sequence[str], categorical: Sequence[str]
 ) -> Snapshot:
     from evidently import DataDefinition, Dataset, Report

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.evidently_plain import evidently_drift
 from govdeploy.config.catalog import load_catalog
 from govdeploy.errors import DataError
 from govdeploy.monitoring.drift import DriftResult, compute_drift
-from govdeploy.monitoring.reports import evidently_drift, evidently_report_html
+from govdeploy.monitoring.reports import evidently_report_html
 from govdeploy.release.data import generate_credit_data
 
 SPEC = load_catalog(Path(__file__).resolve().parents[3] / "config" / "models.yaml").models["credit-risk"]
