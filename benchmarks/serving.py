@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -28,6 +27,7 @@ import httpx
 from govdeploy.backends import registry
 from govdeploy.config.settings import get_settings
 from govdeploy.monitoring.iolog import read_batches
+from govdeploy.polling import poll
 from govdeploy.trust.keys import master_key
 from govdeploy.trust.versions import verified_directory
 
@@ -53,16 +53,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def wait_for(url: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
+    if not poll(lambda: _answers(url), timeout=timeout):
+        raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
 
 
 def wrk(

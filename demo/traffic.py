@@ -8,7 +8,6 @@ be sent back later for the same request ids.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import Settings
 from govdeploy.errors import GovdeployError
 from govdeploy.monitoring import window
+from govdeploy.polling import poll
 from govdeploy.trust.keys import master_key
 
 
@@ -117,10 +117,9 @@ def wait_until_logged(
     client, key = s3_client(settings), master_key(settings.keys_dir)
     source = window.bucket_source(client, settings.bucket)
     start = datetime.fromisoformat(since)
-    deadline = time.monotonic() + timeout
     counted: dict[str, tuple[int, int]] = {}  # shipped batches never change: each is read once
-    seen = (0, 0)
-    while time.monotonic() < deadline:
+
+    def seen() -> tuple[int, int]:
         keys = window.batch_keys(client, settings.bucket, start, datetime.now(UTC))
         for batch in [k for k in keys if k not in counted]:
             found = [r for r in window.read_records(source, [batch], key) if r.time >= since]
@@ -128,11 +127,16 @@ def wait_until_logged(
                 sum(len(r.inputs or []) for r in found if r.kind == "predict" and r.status == 200),
                 sum(len(r.labels or []) for r in found if r.kind == "feedback"),
             )
-        seen = (sum(c[0] for c in counted.values()), sum(c[1] for c in counted.values()))
-        if seen[0] >= predictions and seen[1] >= labels:
-            return
-        time.sleep(0.5)
+        return sum(c[0] for c in counted.values()), sum(c[1] for c in counted.values())
+
+    def enough() -> bool:
+        found = seen()
+        return found[0] >= predictions and found[1] >= labels
+
+    if poll(enough, timeout=timeout):
+        return
+    rows, labelled = seen()
     raise GovdeployError(
-        f"after {timeout:.0f} s the bucket holds {seen[0]} of {predictions} predictions and {seen[1]} of "
+        f"after {timeout:.0f} s the bucket holds {rows} of {predictions} predictions and {labelled} of "
         f"{labels} labels logged since {since}; is the gateway shipping its I/O log (see its log)?"
     )

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
-import httpx
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -13,33 +10,17 @@ from prefect.events import emit_event
 from govdeploy.backends import registry
 from govdeploy.config.policy import CanaryPolicy
 from govdeploy.config.settings import Settings, get_settings
-from govdeploy.errors import GovdeployError, RolloutError
-from govdeploy.serving import rollout
-from govdeploy.serving.canary import StepVerdict, VersionStats, judge, parse_metrics
+from govdeploy.errors import RolloutError
+from govdeploy.serving import gateway_client, rollout
+from govdeploy.serving.canary import StepVerdict, observe
 from tasks.artifacts import artifact_key
-
-
-def _key(settings: Settings, principal: str) -> dict[str, str]:
-    return {"X-API-Key": (settings.keys_dir / "api" / f"{principal}.key").read_text()}
 
 
 def _apply_now(settings: Settings, model: str) -> None:
     """Ask the gateway to reconcile with the registry at once instead of at its next poll."""
-    try:
-        httpx.post(
-            f"{settings.gateway_url}/v1/models/{model}/reload", headers=_key(settings, "deployer"), timeout=60
-        )
-    except httpx.HTTPError as exc:
-        get_run_logger().warning("gateway reload failed (%s); it applies the change at its next poll", exc)
-
-
-def _scrape(settings: Settings, model: str) -> dict[str, VersionStats]:
-    try:
-        response = httpx.get(f"{settings.gateway_url}/metrics", headers=_key(settings, "auditor"), timeout=30)
-        response.raise_for_status()
-    except httpx.HTTPError as exc:
-        raise GovdeployError(f"gateway metrics at {settings.gateway_url} unreadable: {exc}") from exc
-    return parse_metrics(response.text, model)
+    problem = gateway_client.reload(settings, model)
+    if problem:
+        get_run_logger().warning("%s", problem)
 
 
 @task(cache_policy=NO_CACHE)
@@ -51,25 +32,14 @@ def observe_step(
     rollout.set_weight(model, weight, settings.mlflow_url)
     rollout.publish(settings, model, settings.user)
     _apply_now(settings, model)
-    before = _scrape(settings, model)
-    time.sleep(bake_seconds)
-    deadline = time.monotonic() + max(3 * bake_seconds, 30.0)
-    while True:
-        now = _scrape(settings, model)
-        verdict = judge(
-            weight,
-            now.get(challenger, VersionStats()).minus(before.get(challenger, VersionStats())),
-            now.get(champion or "", VersionStats()).minus(before.get(champion or "", VersionStats())),
-            policy,
-        )
-        if verdict.enough_traffic or verdict.reasons or time.monotonic() > deadline:
-            break
-        time.sleep(1.0)
-    if not verdict.enough_traffic and not verdict.reasons:
-        verdict.reasons.append(
-            f"only {verdict.challenger['requests']:.0f} challenger requests, fewer than the "
-            f"{policy.min_requests} the policy needs to judge"
-        )
+    verdict = observe(
+        lambda: gateway_client.model_metrics(settings, model),
+        weight,
+        challenger,
+        champion,
+        bake_seconds,
+        policy,
+    )
     create_table_artifact(
         key=artifact_key("canary", model, f"v{challenger}", f"step-{weight}"),
         table=[

@@ -6,11 +6,14 @@ snapshots taken around its bake time.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from govdeploy.config.policy import CanaryPolicy
+from govdeploy.polling import poll
 
 
 @dataclass
@@ -136,3 +139,42 @@ def judge(weight: int, challenger: VersionStats, champion: VersionStats, policy:
     return StepVerdict(
         weight, enough and not reasons, enough, reasons, _summary(challenger), _summary(champion)
     )
+
+
+def observe(
+    scrape: Callable[[], dict[str, VersionStats]],
+    weight: int,
+    challenger: str,
+    champion: str | None,
+    bake_seconds: float,
+    policy: CanaryPolicy,
+) -> StepVerdict:
+    """Judge one step: the traffic between a scrape before the bake and the first scrape after it that
+    holds enough challenger requests or a breach, waiting at most ``max(3 * bake, 30 s)`` for them.
+    Too little traffic by then is itself a breach: a step is never passed on noise."""
+    before = scrape()
+
+    def step() -> StepVerdict:
+        now = scrape()
+        return judge(
+            weight,
+            now.get(challenger, VersionStats()).minus(before.get(challenger, VersionStats())),
+            now.get(champion or "", VersionStats()).minus(before.get(champion or "", VersionStats())),
+            policy,
+        )
+
+    time.sleep(bake_seconds)
+    last: list[StepVerdict] = []
+
+    def decided() -> bool:
+        last[:] = [step()]
+        return last[0].enough_traffic or bool(last[0].reasons)
+
+    poll(decided, timeout=max(3 * bake_seconds, 30.0), interval=1.0)
+    verdict = last[0]
+    if not verdict.enough_traffic and not verdict.reasons:
+        verdict.reasons.append(
+            f"only {verdict.challenger['requests']:.0f} challenger requests, fewer than the "
+            f"{policy.min_requests} the policy needs to judge"
+        )
+    return verdict

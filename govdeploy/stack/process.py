@@ -21,6 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from govdeploy.errors import StackError
+from govdeploy.polling import poll
 
 
 class ProcessRecord(BaseModel):
@@ -99,17 +100,17 @@ def wait_healthy(
     log: Path,
 ) -> None:
     """Poll ``healthy`` until it answers True; raise StackError if the process dies or times out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def started() -> bool:
         code = process.poll()
         if code is not None:
             raise StackError(
                 f"{name} failed to start (exit code {code}); see its log {log}:\n{log_tail(log)}"
             )
-        if healthy():
-            return
-        time.sleep(0.3)
-    raise StackError(f"{name} did not become healthy within {timeout:.0f} s; see its log {log}")
+        return healthy()
+
+    if not poll(started, timeout=timeout, interval=0.3):
+        raise StackError(f"{name} did not become healthy within {timeout:.0f} s; see its log {log}")
 
 
 def stop(record: ProcessRecord, grace: float = 20.0) -> bool:
@@ -130,14 +131,12 @@ def stop(record: ProcessRecord, grace: float = 20.0) -> bool:
 
 def _wait_gone(record: ProcessRecord, seconds: float) -> bool:
     """Wait until the leader and every live member of its group have exited; False on timeout."""
-    deadline = time.monotonic() + seconds
-    while True:
+
+    def gone() -> bool:
         _reap(record.pid)
-        if not is_running(record) and not group_members(record.pid):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
+        return not is_running(record) and not group_members(record.pid)
+
+    return poll(gone, timeout=seconds, interval=0.1)
 
 
 def group_members(pgid: int) -> list[int]:

@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from flows.train import train
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import Settings
 from govdeploy.monitoring.iolog import read_batches
+from govdeploy.polling import poll
 from govdeploy.serving.rollout import publish
 from govdeploy.stack import process
 from govdeploy.trust.keys import master_key
@@ -235,9 +235,9 @@ def test_two_gateway_processes_agree_on_the_serving_state(
         httpx.post(
             f"{stack.gateway_url}/v1/models/{MODEL}/reload", headers=key(stack, "deployer"), timeout=60
         )
-        deadline = time.monotonic() + 30  # the second one picks it up by polling
-        while time.monotonic() < deadline:
-            answers = {
+
+        def answers() -> set[str]:
+            return {
                 httpx.post(
                     f"{base}/v1/models/{MODEL}/predict",
                     json={"inputs": ROW},
@@ -246,10 +246,10 @@ def test_two_gateway_processes_agree_on_the_serving_state(
                 ).json()["version"]
                 for base in (stack.gateway_url, url)
             }
-            if answers == {newer["version"]}:
-                break
-            time.sleep(0.5)
-        assert answers == {newer["version"]}
+
+        # the second one picks it up by polling
+        poll(lambda: answers() == {newer["version"]}, timeout=30)
+        assert answers() == {newer["version"]}
 
 
 @dataclass

@@ -25,6 +25,7 @@ from flows.train import train
 from govdeploy.config.settings import Settings
 from govdeploy.monitoring.anomalies import ANOMALY_EVENT
 from govdeploy.monitoring.iolog import IORecord, read_batches
+from govdeploy.polling import poll
 from govdeploy.trust.keys import master_key
 from govdeploy.trust.versions import load_verified_model
 from tests.conftest import CONFIG_DIR
@@ -73,10 +74,7 @@ class AlertingGateway:
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return result
+    return poll(check, timeout=timeout, interval=0.2)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from govdeploy.errors import CryptoError, GovdeployError
 from govdeploy.monitoring import iolog
 from govdeploy.monitoring.iolog import IOLogWriter, IORecord, mask_pii, read_batches
+from govdeploy.polling import poll
 
 MASTER = os.urandom(32)
 SECRET = b"pii-secret"
@@ -71,9 +71,7 @@ def test_background_thread_flushes_without_close(tmp_path: Path) -> None:
     writer = IOLogWriter(tmp_path, MASTER, flush_interval=0.01)
     writer.start()
     writer.submit(record())
-    deadline = time.monotonic() + 5
-    while writer.written < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    poll(lambda: writer.written >= 1, timeout=5, interval=0.01)
     assert writer.written == 1
     writer.close()
     writer.close()  # idempotent

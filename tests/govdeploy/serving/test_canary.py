@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
+
 from govdeploy.config.policy import CanaryPolicy
-from govdeploy.serving.canary import VersionStats, judge, parse_metrics
+from govdeploy.serving.canary import VersionStats, judge, observe, parse_metrics
 
 METRICS = """
 govdeploy_requests_total{model="m",status="200",version="1"} 900
@@ -49,3 +53,37 @@ def test_latency_ratio_is_judged_only_above_the_floor() -> None:
     assert judge(5, fast, faster, CanaryPolicy(min_requests=100)).passed
     strict = CanaryPolicy(min_requests=100, latency_p95_floor_ms=0)
     assert "ratio over 1.5" in judge(5, fast, faster, strict).reasons[0]
+
+
+def _growing(per_scrape: float, champion_requests: float = 50.0) -> Callable[[], dict[str, VersionStats]]:
+    """A gateway whose counters grow by ``per_scrape`` challenger requests at every scrape."""
+    scrapes = iter(range(10_000))
+
+    def scrape() -> dict[str, VersionStats]:
+        n = next(scrapes)
+        return {
+            "2": VersionStats(
+                requests=n * per_scrape, score_sum=n * per_scrape * 0.3, score_count=n * per_scrape
+            ),
+            "1": VersionStats(
+                requests=n * champion_requests,
+                score_sum=n * champion_requests * 0.3,
+                score_count=n * champion_requests,
+            ),
+        }
+
+    return scrape
+
+
+def test_observe_judges_the_step_once_it_has_enough_traffic() -> None:
+    verdict = observe(_growing(60), 25, "2", "1", 0, CanaryPolicy(min_requests=100))
+    assert verdict.passed and verdict.challenger["requests"] == 120  # two scrapes after the baseline
+
+
+def test_observe_fails_a_step_that_never_gets_enough_traffic(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [0.0]
+    monkeypatch.setattr("govdeploy.polling.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("govdeploy.polling.time.sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    verdict = observe(_growing(1), 5, "2", "1", 0, CanaryPolicy(min_requests=100))
+    assert not verdict.passed
+    assert verdict.reasons == ["only 31 challenger requests, fewer than the 100 the policy needs to judge"]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from govdeploy.config.settings import Settings
 from govdeploy.errors import StackError
+from govdeploy.polling import poll
 from govdeploy.stack import components, manager, process
 from tests.conftest import free_port
 
@@ -68,9 +68,7 @@ def test_a_server_that_never_gets_healthy_times_out(tmp_path: Path) -> None:
 def test_stop_ends_the_whole_process_group(tmp_path: Path) -> None:
     script = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
     child = process.spawn("group", [sys.executable, "-c", script], {}, tmp_path / "g.log", tmp_path)
-    deadline = time.monotonic() + 10
-    while len(process.group_members(child.pid)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll(lambda: len(process.group_members(child.pid)) >= 2, timeout=10, interval=0.05)
     assert len(process.group_members(child.pid)) == 2, "the script should have started its sleep child"
     ticks = process.start_ticks(child.pid)
     assert ticks is not None
@@ -95,9 +93,7 @@ def test_stop_kills_a_group_member_that_ignores_sigterm(tmp_path: Path) -> None:
     )
     script = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {stubborn!r}]); time.sleep(60)"
     child = process.spawn("group", [sys.executable, "-c", script], {}, tmp_path / "g.log", tmp_path)
-    deadline = time.monotonic() + 10
-    while not ready.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll(ready.exists, timeout=10, interval=0.05)
     assert ready.exists(), "the group member should have started and ignored SIGTERM"
     ticks = process.start_ticks(child.pid)
     assert ticks is not None
