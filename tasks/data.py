@@ -8,8 +8,9 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from govdeploy.config.suites import Suite
 from govdeploy.release.data import generate_credit_data, load_dataset
-from govdeploy.release.validation import Suite, ValidationReport, validate_frame
+from govdeploy.release.validation import ValidationReport, validate_frame
 from tasks.artifacts import publish_validation
 
 

@@ -16,11 +16,12 @@ from prefect.cache_policies import NO_CACHE
 from govdeploy.backends import registry
 from govdeploy.config.catalog import ModelSpec
 from govdeploy.config.settings import get_settings
+from govdeploy.config.suites import Suite
 from govdeploy.release import environment
 from govdeploy.release.data import dataset_digest, split_frame
 from govdeploy.release.reference import build_reference, write_reference
 from govdeploy.release.training import fit
-from govdeploy.release.validation import Suite, ValidationReport
+from govdeploy.release.validation import ValidationReport
 from govdeploy.trust import versions
 from govdeploy.trust.versions import SignedVersion
 from tasks.artifacts import artifact_key

@@ -8,7 +8,8 @@
   and ``prefect``;
 - nothing outside ``govdeploy.stack`` imports it, but the entry points (``govdeploy.cli``) and
   the demo tooling;
-- ``tasks`` never imports ``flows``.
+- ``tasks`` never imports ``flows``;
+- ``govdeploy.config`` imports no other package of govdeploy (but ``errors``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("govdeploy", "tasks", "flows", "demo")
 SERVER_CLIENTS = ("mlflow", "boto3", "botocore", "prefect")
+CORE_PACKAGES = ("config", "trust", "release", "serving", "monitoring", "backends", "stack", "cli")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,11 @@ RULES = (
         exempt=("govdeploy.stack", "govdeploy.cli"),
     ),
     Rule("tasks never import flows", ("tasks",), ("flows",)),
+    Rule(
+        "configuration is the bottom layer of the core",
+        ("govdeploy.config",),
+        tuple(f"govdeploy.{p}" for p in CORE_PACKAGES if p != "config"),
+    ),
 )
 
 

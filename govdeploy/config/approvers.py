@@ -1,15 +1,14 @@
-"""Approver identities, ``config/approvers.yaml``: roles and Ed25519 public keys."""
+"""Approver identities, ``config/approvers.yaml``: roles and Ed25519 public keys (loaded by
+``govdeploy.trust.keys.approver_public_key``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import EmailStr, Field, model_validator
 
 from govdeploy.config.files import StrictModel, load_yaml, parse_model
 from govdeploy.errors import ConfigError
-from govdeploy.trust.keys import load_ed25519_public, read_public
 
 
 class ApproverSpec(StrictModel):
@@ -44,12 +43,3 @@ class Approvers(StrictModel):
 
 def load_approvers(path: Path) -> Approvers:
     return parse_model(Approvers, load_yaml(path, "approvers"), path, "approvers")
-
-
-def public_key(approvers: Approvers, approver_id: str, keys_dir: Path) -> ed25519.Ed25519PublicKey:
-    """The configured public key of an approver."""
-    spec = approvers.get(approver_id)
-    if spec.public_key is not None:
-        return load_ed25519_public(spec.public_key.encode(), f"public key of approver {approver_id!r}")
-    path = keys_dir / str(spec.public_key_file)
-    return load_ed25519_public(read_public(path, f"public key of approver {approver_id!r}"), str(path))

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict
 
 from govdeploy.config.catalog import ModelSpec, load_catalog
 from govdeploy.config.policy import Policy, load_policy
+from govdeploy.config.suites import Suite, load_suite, suite_path
 from govdeploy.errors import ConfigError
-from govdeploy.release.validation import Suite, load_suite, suite_path
 
 
 class Governance(BaseModel):

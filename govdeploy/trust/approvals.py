@@ -22,10 +22,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import BaseModel, ValidationError
 
-from govdeploy.config.approvers import Approvers, public_key
+from govdeploy.config.approvers import Approvers
 from govdeploy.config.policy import ApprovalPolicy
 from govdeploy.errors import ConfigError
 from govdeploy.trust.audit import canonical
+from govdeploy.trust.keys import approver_public_key
 
 Decision = Literal["approve", "reject"]
 
@@ -164,7 +165,7 @@ class ApprovalLedger:
 
     def _signature(self, signed: SignedStatement, statement: ApprovalStatement) -> str | None:
         try:
-            key = public_key(self.approvers, statement.approver, self.keys_dir)
+            key = approver_public_key(self.approvers, statement.approver, self.keys_dir)
         except ConfigError as exc:
             return str(exc)
         try:

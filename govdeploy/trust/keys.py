@@ -25,6 +25,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from govdeploy.config.approvers import Approvers
 from govdeploy.errors import ConfigError
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
@@ -169,3 +170,12 @@ def init_api_keys(keys_dir: Path, principal_ids: list[str]) -> list[str]:
         (keys_dir / "api" / f"{principal}.sha256").write_text(digest + "\n", encoding="utf-8")
         created.append(f"api/{principal}.key")
     return created
+
+
+def approver_public_key(approvers: Approvers, approver_id: str, keys_dir: Path) -> ed25519.Ed25519PublicKey:
+    """The configured public key of an approver."""
+    spec = approvers.get(approver_id)
+    if spec.public_key is not None:
+        return load_ed25519_public(spec.public_key.encode(), f"public key of approver {approver_id!r}")
+    path = keys_dir / str(spec.public_key_file)
+    return load_ed25519_public(read_public(path, f"public key of approver {approver_id!r}"), str(path))

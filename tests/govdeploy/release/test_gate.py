@@ -3,12 +3,13 @@ from __future__ import annotations
 import pytest
 
 from govdeploy.config.governance import Governance, load_governance
+from govdeploy.config.suites import load_suite
 from govdeploy.errors import PolicyGateError
 from govdeploy.release.data import generate_credit_data, split_frame
 from govdeploy.release.evaluation import evaluate_model, privacy_findings
 from govdeploy.release.gate import decide, require_pass
 from govdeploy.release.training import fit
-from govdeploy.release.validation import load_suite, validate_frame
+from govdeploy.release.validation import validate_frame
 from tests.conftest import CONFIG_DIR
 
 

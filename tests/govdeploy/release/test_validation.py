@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from govdeploy.config.suites import load_suite
 from govdeploy.errors import ConfigError, ValidationGateError
 from govdeploy.release.data import generate_credit_data
-from govdeploy.release.validation import load_suite, require_valid, validate_frame
+from govdeploy.release.validation import require_valid, validate_frame
 from tests.conftest import CONFIG_DIR
 
 SUITE_PATH = CONFIG_DIR / "expectations" / "credit_risk.json"
