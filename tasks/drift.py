@@ -12,7 +12,7 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from govdeploy.backends import registry
+from govdeploy.backends import registry, tracking
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.catalog import ModelSpec
 from govdeploy.config.governance import Governance
@@ -147,7 +147,7 @@ def record_drift_check(
         reports["performance.html"] = evidently_performance_html(
             reference, window.labelled(spec.label), target=spec.label, score=PREDICTION
         )
-    url = registry.record_drift(
+    url = tracking.record_drift(
         name=window.model,
         version=window.version,
         summary=summary,

@@ -6,7 +6,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from govdeploy.backends import registry
+from govdeploy.backends import registry, tracking
 from govdeploy.config.governance import Governance
 from govdeploy.config.settings import get_settings
 from govdeploy.release import gate
@@ -60,7 +60,7 @@ def record_decision(report: gate.GateReport, evaluation: ModelEvaluation | None)
         "summary": report.summary(),
         "evaluation": evaluation.model_dump() if evaluation else None,
     }
-    run_url = registry.record_gate(
+    run_url = tracking.record_gate(
         name=report.model,
         version=report.version,
         report=payload,

@@ -13,7 +13,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from govdeploy.backends import registry
+from govdeploy.backends import registry, tracking
 from govdeploy.config.catalog import ModelSpec
 from govdeploy.config.settings import get_settings
 from govdeploy.config.suites import Suite
@@ -72,7 +72,7 @@ def register_candidate(
     sbom_path: str,
     params: dict[str, Any],
     submitted_by: str,
-) -> registry.CandidateVersion:
+) -> tracking.CandidateVersion:
     """Log model, signature, input example and evidence to MLflow; register a candidate version."""
     settings = get_settings()
     lineage = {
@@ -93,7 +93,7 @@ def register_candidate(
         **registry.flat_tags("lineage", {k: v for k, v in lineage.items() if k != "dataset_columns"}),
         **registry.flat_tags("owner", {role: f"{o['name']} <{o['email']}>" for role, o in owners.items()}),
     }
-    candidate = registry.log_candidate(
+    candidate = tracking.log_candidate(
         model=model,
         name=name,
         # numeric inputs are doubles in the signature, so a missing value is a NaN, not a schema error
@@ -124,7 +124,7 @@ def register_candidate(
 
 @task(cache_policy=NO_CACHE)
 def attach_reference(
-    candidate: registry.CandidateVersion, spec: ModelSpec, model: Any, frame: pd.DataFrame
+    candidate: tracking.CandidateVersion, spec: ModelSpec, model: Any, frame: pd.DataFrame
 ) -> int:
     """Add the training reference (drift baseline, input profile) to the artifacts before signing."""
     settings = get_settings()
@@ -137,7 +137,7 @@ def attach_reference(
 
 
 @task(cache_policy=NO_CACHE)
-def sign_candidate(candidate: registry.CandidateVersion) -> SignedVersion:
+def sign_candidate(candidate: tracking.CandidateVersion) -> SignedVersion:
     """Sign the registered artifacts (candidate level), so that nothing loads them unverified."""
     settings = get_settings()
     signed = versions.sign_candidate(

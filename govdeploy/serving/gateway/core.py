@@ -21,7 +21,7 @@ from govdeploy.monitoring.anomalies import AnomalyMonitor
 from govdeploy.monitoring.iolog import IOLogWriter
 from govdeploy.serving.gateway.access import KeyRing, RateLimiter, load_access
 from govdeploy.serving.gateway.metrics import GatewayMetrics
-from govdeploy.serving.gateway.serving import ServingState
+from govdeploy.serving.gateway.state import ServingState
 from govdeploy.trust.audit_trail import audit_log
 from govdeploy.trust.keys import master_key
 

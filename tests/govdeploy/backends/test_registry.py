@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from govdeploy.backends import registry
+from govdeploy.backends import registry, tracking
 from govdeploy.errors import RegistryError
 
 NOBODY = "http://127.0.0.1:9"  # discard port: nothing listens
@@ -51,7 +51,7 @@ def test_the_fluent_api_is_pointed_at_the_server_only_for_the_call(
     else:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", before)
     outside = mlflow.get_tracking_uri()
-    with registry._fluent(NOBODY):
+    with tracking._fluent(NOBODY):
         assert mlflow.get_tracking_uri() == NOBODY
         assert mlflow.get_registry_uri() == NOBODY
     assert mlflow.get_tracking_uri() == outside

@@ -11,7 +11,7 @@ import pytest
 
 from govdeploy.serving.gateway.batching import MicroBatcher
 from govdeploy.serving.gateway.inputs import InputError, validate_rows
-from govdeploy.serving.gateway.serving import ServedModel, Slot
+from govdeploy.serving.gateway.state import ServedModel, Slot
 
 SCHEMA = {"income": "double", "term": "long", "region": "string"}
 
