@@ -12,9 +12,9 @@ from govdeploy.config.policy import AlertsPolicy, load_policy
 from govdeploy.errors import ConfigError
 from govdeploy.monitoring.alerts import AlertNotifier, anomaly_event
 from govdeploy.monitoring.anomalies import ANOMALY_EVENT, AnomalyMonitor, RangeCheck, SlidingWindow
-from govdeploy.serving.gateway.core import Gateway
 from govdeploy.serving.gateway.inputs import InputError, feedback_labels
 from govdeploy.serving.gateway.metrics import GatewayMetrics
+from govdeploy.serving.gateway.parts import Gateway
 from tests.conftest import CONFIG_DIR, free_port
 
 PROFILE = {

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request
 
 from govdeploy.serving.gateway.access import Principal
-from govdeploy.serving.gateway.core import Gateway
+from govdeploy.serving.gateway.parts import Gateway
 
 
 async def get_gateway(request: Request) -> Gateway:

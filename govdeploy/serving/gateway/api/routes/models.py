@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field
 
 from govdeploy.monitoring.iolog import mask_pii
 from govdeploy.serving.gateway.api.deps import DeployerCaller, GatewayDep, PredictCaller, ReaderCaller
-from govdeploy.serving.gateway.core import Gateway
 from govdeploy.serving.gateway.inputs import InputError, feedback_labels, validate_rows
+from govdeploy.serving.gateway.parts import Gateway
 from govdeploy.serving.gateway.state import ServedModel, Slot
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
