@@ -41,7 +41,7 @@ def canary(model: str, version: str, bake_seconds: float | None = None) -> dict[
             steps[-1],
             model=model,
             version=version,
-            policy_digest=config.policy.digest,
+            policy_digest=config.digest,
             retention_days=retention,
         )
         if not verdict.passed:
@@ -52,7 +52,7 @@ def canary(model: str, version: str, bake_seconds: float | None = None) -> dict[
                 {"weight": weight, "reasons": verdict.reasons, "champion": champion},
                 model=model,
                 version=version,
-                policy_digest=config.policy.digest,
+                policy_digest=config.digest,
                 retention_days=retention,
             )
             raise RolloutError(f"{model} v{version} rolled back at {weight}%: " + "; ".join(verdict.reasons))
@@ -64,7 +64,7 @@ def canary(model: str, version: str, bake_seconds: float | None = None) -> dict[
         {"previous": previous, "steps": [s["weight"] for s in steps]},
         model=model,
         version=version,
-        policy_digest=config.policy.digest,
+        policy_digest=config.digest,
         retention_days=retention,
     )
     return {"model": model, "version": version, "champion": version, "previous": previous, "steps": steps}

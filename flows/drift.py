@@ -53,7 +53,7 @@ def drift(
             "drift.failed",
             {"reason": str(exc), "alert": drift_failed(model, str(exc))},
             model=model,
-            policy_digest=config.policy.digest,
+            policy_digest=config.digest,
             retention_days=config.policy.retention.audit_days,
         )
         raise
@@ -77,13 +77,13 @@ def _check(
     summary = drift_summary(window, measured, decision, estimate_shift(reference, window.rows))
 
     # Stage 5: evidence (MLflow report, Prefect artifacts, audit), then the events automations react to
-    summary["report_url"] = record_drift_check(reference, window, summary, config.spec, config.policy.digest)
+    summary["report_url"] = record_drift_check(reference, window, summary, config.spec, config.digest)
     audit_event(
         "drift.checked",
         {k: summary[k] for k in ("window", "decision", "shift_estimate", "report_url")},
         model=model,
         version=version,
-        policy_digest=config.policy.digest,
+        policy_digest=config.digest,
         retention_days=config.policy.retention.audit_days,
     )
     summary["events"] = announce(summary)

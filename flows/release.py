@@ -54,7 +54,9 @@ def release(
         frame, config.suite, config.policy.gates.data_validation.min_rows, model, "evaluation"
     )
     if not validation.passed:
-        report = record_decision(validation_only(config.policy, model, version, validation), None)
+        report = record_decision(
+            validation_only(config.policy, model, version, validation, config.digest), None
+        )
         audit_gate(report, config.policy.retention.audit_days)
         raise ValidationGateError(
             f"{model} v{version} failed data validation: " + "; ".join(validation.problems)
@@ -69,14 +71,16 @@ def release(
 
     # Stage 4: policy gate
     report = record_decision(
-        decide(config.policy, model, version, validation, candidate, champion, champion_version),
+        decide(
+            config.policy, model, version, validation, candidate, champion, champion_version, config.digest
+        ),
         candidate,
     )
     audit_gate(report, config.policy.retention.audit_days)
     require_pass(report)
 
     # Stage 5: signed approvals (the run pauses; approvers resume it from the UI or the CLI)
-    request = approval_request(model, version, candidate.artifact_digest, tags, config.policy.digest)
+    request = approval_request(model, version, candidate.artifact_digest, tags, config.digest)
     approvals = wait_for_approvals(request, report, config, approval_timeout_seconds)
 
     # Stage 6: signed promotion (release signature over the approved bytes, then the alias)
@@ -92,7 +96,7 @@ def release(
         },
         model=model,
         version=version,
-        policy_digest=config.policy.digest,
+        policy_digest=config.digest,
         retention_days=config.policy.retention.audit_days,
     )
     # Stage 7: a canary through the gateway when the policy asks for one

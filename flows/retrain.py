@@ -52,7 +52,7 @@ def retrain(
         {"reason": reason, "shift": shift, "release_run": release_run, "seed": seed},
         model=model,
         version=candidate["version"],
-        policy_digest=config.policy.digest,
+        policy_digest=config.digest,
         retention_days=config.policy.retention.audit_days,
     )
     return {"model": model, "version": candidate["version"], "release_run": release_run, "reason": reason}

@@ -26,7 +26,7 @@ def rollback(model: str, reason: str = "requested") -> dict[str, Any]:
         {"from": current, "to": target, "reason": reason},
         model=model,
         version=target,
-        policy_digest=config.policy.digest,
+        policy_digest=config.digest,
         retention_days=config.policy.retention.audit_days,
     )
     return {"model": model, "from": current, "to": target}

@@ -72,7 +72,7 @@ def train(
         holdout=holdout,
         validation=validation,
         suite=config.suite,
-        policy_digest=config.policy.digest,
+        policy_digest=config.digest,
         env=env,
         sbom_path=sbom_path,
         params={
@@ -98,7 +98,7 @@ def train(
         },
         model=model,
         version=candidate.version,
-        policy_digest=config.policy.digest,
+        policy_digest=config.digest,
         actor=submitter,
         retention_days=config.policy.retention.audit_days,
     )

@@ -18,6 +18,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -108,6 +109,40 @@ def _run_flow(name: str, **parameters: Any) -> Any:
         return flow(**parameters)
     except GovdeployError as exc:
         raise CommandFailed(name, exc) from exc
+
+
+def _champion(model: str) -> str | None:
+    from govdeploy.backends import registry
+
+    _use_stack(get_settings())
+    try:
+        return registry.alias_version(model, registry.CHAMPION, get_settings().mlflow_url)
+    except GovdeployError:
+        return None
+
+
+_FLOW_EXCEPTION = re.compile(r"^Flow run encountered an exception: [\w.]+: ")
+
+
+def _run_served(deployment: str, action: str, parameters: dict[str, Any], timeout: float) -> str:
+    """Run a served deployment (it runs in the deployments process, with the server-side
+    configuration: a caller cannot substitute its own policy or approver list) and wait until it
+    ends; its id when it completed, CommandFailed with the run's reason otherwise."""
+    _use_stack(get_settings())
+    from govdeploy.backends import flow_runs
+
+    try:
+        run_id = flow_runs.start(deployment, parameters)
+        progress_console.print(
+            f"[dim]·[/dim] {deployment} run {run_id} started (follow it in the Prefect UI)"
+        )
+        state = flow_runs.wait_for_final(run_id, timeout)
+    except GovdeployError as exc:
+        raise CommandFailed(action, exc) from exc
+    if not state.is_completed():
+        reason = _FLOW_EXCEPTION.sub("", state.message or str(state.name))
+        raise CommandFailed(action, GovdeployError(f"{reason} (flow run {run_id}, {state.name})"))
+    return run_id
 
 
 def _status_table(status: Any) -> Table:
@@ -207,20 +242,31 @@ def release(
     canary: Annotated[
         bool, typer.Option(help="Roll out through a canary even if the policy does not require one.")
     ] = False,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the run to end (approvals included).")
+    ] = 4 * 3600,
 ) -> None:
-    """Gate a candidate, wait for signed approvals (see 'approve'), then sign and promote it."""
-    result = _run_flow(
-        "release",
-        model=model,
-        version=version,
-        data_path=str(data.resolve()) if data else None,
-        canary=canary,
+    """Gate a candidate, wait for signed approvals (see 'approve'), then sign and promote it.
+
+    Runs on the served ``release`` deployment, with the server's policy and approver list.
+    """
+    from govdeploy.backends import registry
+
+    parameters = {"model": model, "version": version, "canary": canary}
+    if data:
+        parameters["data_path"] = str(data.resolve())
+    run_id = _run_served("release/release", "release", parameters, timeout)
+    url = get_settings().mlflow_url
+    alias = next(
+        (
+            a
+            for a in (registry.CHAMPION, registry.CHALLENGER)
+            if registry.alias_version(model, a, url) == version
+        ),
+        None,
     )
-    promoted = result["promotion"]
-    console.print(
-        f"[green]promoted[/green] {model} v{version} to {promoted['alias']}, approved by "
-        f"{', '.join(promoted['approvers'])}; {result['summary']}"
-    )
+    where = f"is {alias}" if alias else "is not serving (its canary was rolled back)"
+    console.print(f"[green]released[/green] {model} v{version}: it {where} (flow run {run_id})")
 
 
 keys_app = typer.Typer(help="Development keys.", no_args_is_help=True)
@@ -383,11 +429,12 @@ def canary(
     model: Annotated[str, typer.Option(help="Registered model name.")],
     version: Annotated[str, typer.Option(help="The promoted challenger version.")],
 ) -> None:
-    """Run the canary of a promoted challenger through the gateway (rollback on breach)."""
-    result = _run_flow("canary", model=model, version=version)
-    console.print(
-        f"[green]champion[/green] {model} v{result['version']} (rollback target v{result['previous']})"
-    )
+    """Run the canary of a promoted challenger through the gateway (rollback on breach).
+
+    Runs on the served ``canary`` deployment.
+    """
+    run_id = _run_served("canary/canary", "canary", {"model": model, "version": version}, 4 * 3600)
+    console.print(f"[green]champion[/green] {model} v{_champion(model)} (flow run {run_id})")
 
 
 @app.command()
@@ -395,9 +442,15 @@ def rollback(
     model: Annotated[str, typer.Option(help="Registered model name.")],
     reason: Annotated[str, typer.Option(help="Why, for the audit trail.")] = "requested from the CLI",
 ) -> None:
-    """Return serving to the previous verified champion at once (and stop any canary)."""
-    result = _run_flow("rollback", model=model, reason=reason)
-    console.print(f"[green]rolled back[/green] {model}: champion v{result['from']} → v{result['to']}")
+    """Return serving to the previous verified champion at once (and stop any canary).
+
+    Runs on the served ``rollback`` deployment.
+    """
+    before = _champion(model)
+    run_id = _run_served("rollback/rollback", "rollback", {"model": model, "reason": reason}, 600)
+    console.print(
+        f"[green]rolled back[/green] {model}: champion v{before} → v{_champion(model)} (flow run {run_id})"
+    )
 
 
 @app.command()

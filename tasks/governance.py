@@ -11,5 +11,5 @@ from govdeploy.config.settings import get_settings
 
 @task(cache_policy=NO_CACHE)
 def load_config(model: str) -> Governance:
-    """Load and cross-check config/ for one model; every decision records the policy digest."""
+    """Load and cross-check config/ for one model; every decision records its digest."""
     return load_governance(get_settings().config_dir, model)

@@ -26,7 +26,29 @@ class ApproverSpec(StrictModel):
 
 
 class Approvers(StrictModel):
+    """One id per person and per key: a quorum counts people, so neither may appear twice."""
+
     approvers: dict[str, ApproverSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_id_per_person(self) -> Approvers:
+        for field, value in (
+            ("email", lambda a: str(a.email).casefold()),
+            ("public_key", lambda a: "".join((a.public_key or "").split()) or None),
+            ("public_key_file", lambda a: a.public_key_file),
+        ):
+            seen: dict[str, str] = {}
+            for approver_id, spec in self.approvers.items():
+                key = value(spec)
+                if key is None:
+                    continue
+                if key in seen:
+                    raise ValueError(
+                        f"approvers {seen[key]!r} and {approver_id!r} share one {field}; one person "
+                        "(and one key) may appear under one approver id only"
+                    )
+                seen[key] = approver_id
+        return self
 
     def get(self, approver_id: str) -> ApproverSpec:
         try:

@@ -1,15 +1,22 @@
-"""Everything a decision about one model needs from config/: policy, catalog entry, suite.
+"""Everything a decision about one model needs from config/: policy, catalog entry, suite, and the
+approver and access configuration it runs under.
 
-Loaded together so that the files are also checked against each other.
+Loaded together so that the files are also checked against each other. ``Governance.digest`` is one
+digest over all of them; every decision records it (as its ``policy_digest``), so a change of any
+file a decision depended on shows in the record.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from govdeploy.config.approvers import load_approvers
 from govdeploy.config.catalog import ModelSpec, load_catalog
+from govdeploy.config.files import file_digest
 from govdeploy.config.policy import Policy, load_policy
 from govdeploy.config.suites import Suite, load_suite, suite_path
 from govdeploy.errors import ConfigError
@@ -22,6 +29,12 @@ class Governance(BaseModel):
     policy: Policy
     spec: ModelSpec
     suite: Suite
+    file_digests: dict[str, str]  # file name → SHA-256 of each file the decision depends on
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 over the digests of the policy, catalog, approvers, access and suite files."""
+        return hashlib.sha256(json.dumps(self.file_digests, sort_keys=True).encode()).hexdigest()
 
 
 def load_governance(config_dir: Path, model: str, policy_path: Path | None = None) -> Governance:
@@ -30,7 +43,15 @@ def load_governance(config_dir: Path, model: str, policy_path: Path | None = Non
     spec = load_catalog(config_dir / "models.yaml").get(model)
     suite = load_suite(suite_path(config_dir / "expectations", policy.gates.data_validation.suite))
     check_consistency(policy, model, spec)
-    return Governance(model=model, policy=policy, spec=spec, suite=suite)
+    load_approvers(config_dir / "approvers.yaml")
+    digests = {
+        "policy": policy.digest,
+        "models.yaml": file_digest(config_dir / "models.yaml"),
+        "approvers.yaml": file_digest(config_dir / "approvers.yaml"),
+        "access.yaml": file_digest(config_dir / "access.yaml"),
+        f"expectations/{Path(suite.path).name}": suite.digest,
+    }
+    return Governance(model=model, policy=policy, spec=spec, suite=suite, file_digests=digests)
 
 
 def check_consistency(policy: Policy, model: str, spec: ModelSpec) -> None:

@@ -43,7 +43,7 @@ def pending_request(settings: Settings, flow_run_id: str, wait_seconds: float = 
         version=version,
         artifact_digest=check.artifact_digest,
         submitted_by=tags.get("govdeploy.submitted_by", "unknown"),
-        policy_digest=load_governance(settings.config_dir, model).policy.digest,
+        policy_digest=load_governance(settings.config_dir, model).digest,
     )
 
 

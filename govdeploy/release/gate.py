@@ -204,8 +204,10 @@ def decide(
     candidate: ModelEvaluation,
     champion: ModelEvaluation | None = None,
     champion_version: str | None = None,
+    digest: str | None = None,
 ) -> GateReport:
-    """Apply every rule of the policy's gates to the evidence."""
+    """Apply every rule of the policy's gates to the evidence; ``digest`` is what the decision records
+    (the governance digest; the policy file's own digest by default)."""
     checks = [
         validation_check(validation),
         *performance_checks(policy, candidate),
@@ -213,7 +215,7 @@ def decide(
         *fairness_checks(policy, candidate),
         *privacy_checks(candidate),
     ]
-    return GateReport(model=model, version=version, policy_digest=policy.digest, checks=checks)
+    return GateReport(model=model, version=version, policy_digest=digest or policy.digest, checks=checks)
 
 
 def require_pass(report: GateReport) -> None:
@@ -222,11 +224,13 @@ def require_pass(report: GateReport) -> None:
         raise PolicyGateError(report.summary() + f" (policy {report.policy_digest[:12]})")
 
 
-def validation_only(policy: Policy, model: str, version: str, validation: ValidationReport) -> GateReport:
+def validation_only(
+    policy: Policy, model: str, version: str, validation: ValidationReport, digest: str | None = None
+) -> GateReport:
     """The decision when data validation already failed: nothing else is evaluated on bad data."""
     return GateReport(
         model=model,
         version=version,
-        policy_digest=policy.digest,
+        policy_digest=digest or policy.digest,
         checks=[validation_check(validation)],
     )

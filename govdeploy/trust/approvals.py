@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import BaseModel, ValidationError
 
@@ -26,7 +27,7 @@ from govdeploy.config.approvers import Approvers
 from govdeploy.config.policy import ApprovalPolicy
 from govdeploy.errors import ConfigError
 from govdeploy.trust.audit import canonical
-from govdeploy.trust.keys import approver_public_key
+from govdeploy.trust.keys import approver_keys
 
 Decision = Literal["approve", "reject"]
 
@@ -116,6 +117,12 @@ class ApprovalLedger:
     keys_dir: Path
     approved: list[SignedStatement] = field(default_factory=list)
     seen_nonces: set[str] = field(default_factory=set)
+    keys: dict[str, ed25519.Ed25519PublicKey] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # every key loaded up front: a missing key file or one key under two ids fails the release
+        # before anyone is asked to approve, never in the middle of counting
+        self.keys = approver_keys(self.approvers, self.keys_dir)
 
     @property
     def quorum_reached(self) -> bool:
@@ -165,9 +172,10 @@ class ApprovalLedger:
 
     def _signature(self, signed: SignedStatement, statement: ApprovalStatement) -> str | None:
         try:
-            key = approver_public_key(self.approvers, statement.approver, self.keys_dir)
+            self.approvers.get(statement.approver)
         except ConfigError as exc:
             return str(exc)
+        key = self.keys[statement.approver]
         try:
             key.verify(base64.b64decode(signed.signature), canonical(statement.model_dump()))
         except (InvalidSignature, ValueError):
@@ -209,7 +217,23 @@ class ApprovalLedger:
         required = self.policy.required_roles
         if required and not set(roles) & set(required):
             return f"approver {approver!r} has roles {roles}, none of the required {required}"
-        if statement.decision == "approve" and approver in self.approved_by:
+        if statement.decision == "approve" and self._same_person(approver):
             quorum = self.policy.quorum
             return f"{approver} has already approved; the quorum of {quorum} needs distinct approvers"
         return None
+
+    def _same_person(self, approver: str) -> bool:
+        """Whether ``approver`` (by id, email or key) is one of those who approved already."""
+        email = str(self.approvers.get(approver).email).casefold()
+        raw = self.keys[approver].public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        for other in self.approved_by:
+            other_raw = self.keys[other].public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            )
+            if (
+                other == approver
+                or str(self.approvers.get(other).email).casefold() == email
+                or other_raw == raw
+            ):
+                return True
+        return False

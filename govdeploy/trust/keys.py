@@ -179,3 +179,21 @@ def approver_public_key(approvers: Approvers, approver_id: str, keys_dir: Path) 
         return load_ed25519_public(spec.public_key.encode(), f"public key of approver {approver_id!r}")
     path = keys_dir / str(spec.public_key_file)
     return load_ed25519_public(read_public(path, f"public key of approver {approver_id!r}"), str(path))
+
+
+def approver_keys(approvers: Approvers, keys_dir: Path) -> dict[str, ed25519.Ed25519PublicKey]:
+    """Every approver's public key; ConfigError when one key is registered under two ids."""
+    keys = {
+        approver_id: approver_public_key(approvers, approver_id, keys_dir)
+        for approver_id in approvers.approvers
+    }
+    seen: dict[bytes, str] = {}
+    for approver_id, key in keys.items():
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        if raw in seen:
+            raise ConfigError(
+                f"approvers {seen[raw]!r} and {approver_id!r} have the same public key; one key counts "
+                "once in a quorum: give each person their own key in approvers.yaml"
+            )
+        seen[raw] = approver_id
+    return keys

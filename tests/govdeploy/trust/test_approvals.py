@@ -7,6 +7,7 @@ import pytest
 
 from govdeploy.config.approvers import load_approvers
 from govdeploy.config.policy import ApprovalPolicy
+from govdeploy.errors import ConfigError
 from govdeploy.trust.approvals import (
     ApprovalLedger,
     ApprovalRequest,
@@ -129,3 +130,42 @@ def test_an_edited_statement_no_longer_verifies(ledger: ApprovalLedger, keys_dir
     forged = base64.urlsafe_b64encode(json.dumps(signed).encode()).decode()
     outcome = ledger.consider(forged)
     assert not outcome.accepted and "does not verify" in outcome.reason
+
+
+def _approvers_yaml(tmp_path: Path, extra: str) -> Path:
+    path = tmp_path / "approvers.yaml"
+    path.write_text((CONFIG_DIR / "approvers.yaml").read_text() + extra)
+    return path
+
+
+def test_one_person_under_two_ids_is_refused(tmp_path: Path) -> None:
+    twin = "  alice2:\n    name: Alice M.\n    email: Alice@Example.com\n    roles: [risk-officer]\n"
+    twin += "    public_key_file: approvers/alice2.pub\n"
+    with pytest.raises(ConfigError, match=r"approvers 'alice' and 'alice2' share one email"):
+        load_approvers(_approvers_yaml(tmp_path, twin))
+
+
+def test_one_key_file_under_two_ids_is_refused(tmp_path: Path) -> None:
+    twin = "  mallory:\n    name: Mallory\n    email: mallory@example.com\n    roles: [risk-officer]\n"
+    twin += "    public_key_file: approvers/alice.pub\n"
+    with pytest.raises(ConfigError, match=r"approvers 'alice' and 'mallory' share one public_key_file"):
+        load_approvers(_approvers_yaml(tmp_path, twin))
+
+
+def test_one_key_under_two_ids_counts_once(tmp_path: Path, keys_dir: Path) -> None:
+    """A copy of alice's key registered for another person: the release fails before counting."""
+    copy = keys_dir / "approvers" / "mallory.pub"
+    copy.write_bytes((keys_dir / "approvers" / "alice.pub").read_bytes())
+    twin = "  mallory:\n    name: Mallory\n    email: mallory@example.com\n    roles: [risk-officer]\n"
+    twin += "    public_key_file: approvers/mallory.pub\n"
+    approvers = load_approvers(_approvers_yaml(tmp_path, twin))
+    policy = ApprovalPolicy(quorum=2, required_roles=["risk-officer"])
+    with pytest.raises(ConfigError, match=r"approvers 'alice' and 'mallory' have the same public key"):
+        ApprovalLedger(REQUEST, policy, approvers, keys_dir)
+    copy.unlink()
+
+
+def test_a_missing_approver_key_fails_before_anyone_approves(tmp_path: Path) -> None:
+    policy = ApprovalPolicy(quorum=2, required_roles=["risk-officer"])
+    with pytest.raises(ConfigError, match=r"public key of approver 'alice' .*does not exist"):
+        ApprovalLedger(REQUEST, policy, load_approvers(CONFIG_DIR / "approvers.yaml"), tmp_path)
