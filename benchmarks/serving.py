@@ -29,6 +29,7 @@ from govdeploy.config.settings import get_settings
 from govdeploy.monitoring.iolog import read_batches
 from govdeploy.polling import poll
 from govdeploy.trust.keys import master_key
+from govdeploy.trust.roots import load_roots
 from govdeploy.trust.versions import verified_directory
 
 ROW = {
@@ -120,7 +121,7 @@ def main() -> None:
         with verified_directory(
             MODEL,
             version,
-            trusted_keys=settings.trusted_signing_keys,
+            roots=load_roots(settings),
             level="release",
             tracking_uri=settings.mlflow_url,
         ) as (directory, _):

@@ -40,6 +40,7 @@ from govdeploy.release.approver import approval_token, submit
 from govdeploy.release.data import generate_credit_data
 from govdeploy.stack.manager import up
 from govdeploy.trust.audit_trail import verify_trail
+from govdeploy.trust.roots import load_roots
 from govdeploy.trust.versions import verify_version
 
 MODEL = "credit-risk"
@@ -124,7 +125,7 @@ def _approval_path(settings: Settings, version: str, progress: Callable[[str], N
     check = verify_version(
         MODEL,
         version,
-        trusted_keys=settings.trusted_signing_keys,
+        roots=load_roots(settings),
         level="release",
         tracking_uri=settings.mlflow_url,
     )

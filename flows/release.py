@@ -44,9 +44,9 @@ def release(
         canary_bake_seconds: Bake less than the policy's time per canary step (never longer).
     """
     version = str(version)
-    # Stage 1: governance config and the candidate's registry record
+    # Stage 1: governance config, and the candidate exists in the registry
     config = load_config(model)
-    tags = read_candidate(model, version)
+    read_candidate(model, version)
 
     # Stage 2: data validation gate
     frame = load_data(data_path, eval_rows, eval_seed)
@@ -80,7 +80,9 @@ def release(
     require_pass(report)
 
     # Stage 5: signed approvals (the run pauses; approvers resume it from the UI or the CLI)
-    request = approval_request(model, version, candidate.artifact_digest, tags, config.digest)
+    request = approval_request(
+        model, version, candidate.artifact_digest, candidate.submitted_by, config.digest
+    )
     approvals = wait_for_approvals(request, report, config, approval_timeout_seconds)
 
     # Stage 6: signed promotion (release signature over the approved bytes, then the alias)

@@ -88,7 +88,7 @@ def train(
 
     # Stage 6: the training reference (drift baseline), then sign the artifacts and audit
     attach_reference(candidate, config.spec, fitted, frame)
-    signed = sign_candidate(candidate)
+    signed = sign_candidate(candidate, submitter)
     audit_event(
         "candidate.registered",
         {

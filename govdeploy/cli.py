@@ -295,6 +295,7 @@ def verify(
     level: Annotated[str, typer.Option(help="candidate or release signature.")] = "release",
 ) -> None:
     """Re-hash every file of a registered version and check its signature against trusted keys."""
+    from govdeploy.trust.roots import load_roots
     from govdeploy.trust.versions import parse_model_uri, verify_version
 
     settings = get_settings()
@@ -306,7 +307,7 @@ def verify(
         check = verify_version(
             name,
             version,
-            trusted_keys=settings.trusted_signing_keys,
+            roots=load_roots(settings),
             level=cast(Level, level),
             tracking_uri=settings.mlflow_url,
         )
@@ -373,7 +374,10 @@ def approval_token_command(
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Check every record's hash, chain and signature, and the anchors in the locked bucket."""
+    """Check every record's hash, chain and signature under the pinned audit key, and the anchors
+    as the locked bucket keeps them (COMPLIANCE lock, retention, times, one version each)."""
+    from rich.markup import escape
+
     from govdeploy.trust.audit_trail import verify_trail
 
     settings = get_settings()
@@ -381,14 +385,19 @@ def audit_verify() -> None:
         report = verify_trail(settings)
     except GovdeployError as exc:
         raise CommandFailed("audit verify", exc) from exc
+    for warning in report.warnings:
+        console.print(f"[yellow]warning[/yellow]: {escape(warning)}", soft_wrap=True)
     if not report.ok:
+        listed = "".join(f"\n  - {problem}" for problem in report.problems)
         raise CommandFailed(
             "audit verify",
-            GovdeployError(f"{settings.audit_log_path}: " + "; ".join(report.problems)),
+            GovdeployError(f"{settings.audit_log_path}: {len(report.problems)} problem(s):{listed}"),
         )
     console.print(
         f"[green]audit trail intact[/green]: {report.records} records, chain and signatures valid, "
-        f"{report.anchors} anchors in bucket {settings.bucket} match"
+        f"{report.anchors} anchors in bucket {settings.bucket} match and are COMPLIANCE-locked"
+        + (f" ({len(report.warnings)} warning(s) above)" if report.warnings else ""),
+        soft_wrap=True,
     )
 
 

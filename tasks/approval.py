@@ -29,6 +29,8 @@ from govdeploy.release import approval, promotion
 from govdeploy.release.gate import GateReport
 from govdeploy.serving import rollout
 from govdeploy.trust.approvals import ApprovalLedger, ApprovalRequest, Outcome, SignedStatement
+from govdeploy.trust.keys import signing_key
+from govdeploy.trust.roots import load_roots
 from tasks.audit import audit_event
 
 
@@ -39,14 +41,16 @@ class ApprovalInput(RunInput):
 
 
 def approval_request(
-    model: str, version: str, artifact_digest: str, tags: dict[str, str], policy_digest: str
+    model: str, version: str, artifact_digest: str, submitted_by: str, policy_digest: str
 ) -> ApprovalRequest:
+    """The request approvers sign, for the bytes evaluation verified; the submitter comes from the
+    version's signed candidate claims (a registry tag is editable by anyone)."""
     return ApprovalRequest(
         flow_run_id=str(flow_run.id),
         model=model,
         version=version,
         artifact_digest=artifact_digest,
-        submitted_by=tags.get("govdeploy.submitted_by", "unknown"),
+        submitted_by=submitted_by,
         policy_digest=policy_digest,
     )
 
@@ -200,8 +204,8 @@ def promote_version(
         approvals,
         gate,
         alias,
-        signing_key=settings.model_signing_key,
-        trusted_keys=settings.trusted_signing_keys,
+        signing_key=signing_key(settings, "release"),
+        roots=load_roots(settings),
         tracking_uri=settings.mlflow_url,
     )
     rollout.publish(settings, promoted.model, settings.user)

@@ -13,6 +13,7 @@ from govdeploy.config.settings import Settings, get_settings
 from govdeploy.errors import RolloutError
 from govdeploy.serving import gateway_client, rollout
 from govdeploy.serving.canary import StepVerdict, observe
+from govdeploy.trust.roots import load_roots
 from tasks.artifacts import artifact_key
 
 
@@ -81,7 +82,7 @@ def complete(model: str, challenger: str) -> str | None:
 def roll_back_champion(model: str) -> tuple[str, str]:
     """Return serving to the previous verified champion; returns (from, to)."""
     settings = get_settings()
-    moved = rollout.rollback(model, settings.trusted_signing_keys, settings.mlflow_url)
+    moved = rollout.rollback(model, load_roots(settings), settings.mlflow_url)
     rollout.publish(settings, model, settings.user)
     _apply_now(settings, model)
     return moved

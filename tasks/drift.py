@@ -25,6 +25,7 @@ from govdeploy.monitoring.reports import evidently_performance_html, evidently_r
 from govdeploy.monitoring.window import Window, batch_keys, bucket_source, read_window, require_rows
 from govdeploy.release.reference import PREDICTION, read_reference
 from govdeploy.trust.keys import master_key
+from govdeploy.trust.roots import load_roots
 from govdeploy.trust.versions import verified_directory
 from tasks.artifacts import artifact_key
 
@@ -47,7 +48,7 @@ def load_reference(model: str, version: str, spec: ModelSpec) -> pd.DataFrame:
     with verified_directory(
         model,
         version,
-        trusted_keys=settings.trusted_signing_keys,
+        roots=load_roots(settings),
         level="release",
         tracking_uri=settings.mlflow_url,
     ) as (directory, _):

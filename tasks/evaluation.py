@@ -11,6 +11,7 @@ from govdeploy.config.governance import Governance
 from govdeploy.config.settings import get_settings
 from govdeploy.release import gate
 from govdeploy.release.evaluation import ModelEvaluation, evaluate_model
+from govdeploy.trust.roots import load_roots
 from govdeploy.trust.versions import load_verified_model
 from tasks.artifacts import publish_gate
 
@@ -35,13 +36,13 @@ def evaluate_version(model: str, version: str, frame: pd.DataFrame, config: Gove
     verified = load_verified_model(
         model,
         version,
-        trusted_keys=settings.trusted_signing_keys,
+        roots=load_roots(settings),
         level="candidate",
         tracking_uri=settings.mlflow_url,
     )
     evaluation = evaluate_model(
         verified.model, frame, config.spec, verified.inputs, config.policy.gates.privacy
-    ).model_copy(update={"artifact_digest": verified.artifact_digest})
+    ).model_copy(update={"artifact_digest": verified.artifact_digest, "submitted_by": verified.submitted_by})
     get_run_logger().info("%s v%s on %d rows: %s", model, version, evaluation.rows, evaluation.metrics)
     return evaluation
 

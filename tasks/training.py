@@ -23,6 +23,7 @@ from govdeploy.release.reference import build_reference, write_reference
 from govdeploy.release.training import fit
 from govdeploy.release.validation import ValidationReport
 from govdeploy.trust import versions
+from govdeploy.trust.keys import signing_key
 from govdeploy.trust.versions import SignedVersion
 from tasks.artifacts import artifact_key
 
@@ -137,11 +138,16 @@ def attach_reference(
 
 
 @task(cache_policy=NO_CACHE)
-def sign_candidate(candidate: tracking.CandidateVersion) -> SignedVersion:
+def sign_candidate(candidate: tracking.CandidateVersion, submitted_by: str) -> SignedVersion:
     """Sign the registered artifacts (candidate level), so that nothing loads them unverified."""
     settings = get_settings()
     signed = versions.sign_candidate(
-        candidate.model, candidate.version, candidate.run_id, settings.model_signing_key, settings.mlflow_url
+        candidate.model,
+        candidate.version,
+        candidate.run_id,
+        submitted_by,
+        signing_key(settings, "candidate"),
+        settings.mlflow_url,
     )
     get_run_logger().info(
         "signed %s v%s: artifact digest %s", candidate.model, candidate.version, signed.artifact_digest

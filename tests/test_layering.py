@@ -9,7 +9,9 @@
 - nothing outside ``govdeploy.stack`` imports it, but the entry points (``govdeploy.cli``) and
   the demo tooling;
 - ``tasks`` never imports ``flows``;
-- ``govdeploy.config`` imports no other package of govdeploy (but ``errors``).
+- ``govdeploy.config`` imports no other package of govdeploy (but ``errors``);
+- the gateway (``govdeploy.serving.gateway``) is a leaf: monitoring, trust and the rest never read
+  through its modules.
 """
 
 from __future__ import annotations
@@ -52,6 +54,12 @@ RULES = (
         exempt=("govdeploy.stack", "govdeploy.cli"),
     ),
     Rule("tasks never import flows", ("tasks",), ("flows",)),
+    Rule(
+        "only serving, the entry points and the stack use the gateway's modules",
+        ("govdeploy",),
+        ("govdeploy.serving.gateway",),
+        exempt=("govdeploy.serving", "govdeploy.cli", "govdeploy.stack"),
+    ),
     Rule(
         "configuration is the bottom layer of the core",
         ("govdeploy.config",),

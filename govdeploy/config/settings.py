@@ -41,12 +41,19 @@ class Settings(BaseSettings):
         description="Identity recorded as submitter of what this process trains or releases.",
     )
     start_timeout: float = Field(default=90.0, gt=0, description="Seconds a server may take.")
-    trusted_keys: list[Path] = Field(
-        default_factory=list,
-        description="PEM public keys trusted to sign models (default: the development signing key).",
+    candidate_key: Path | None = Field(
+        default=None, description="PEM private key that signs candidates (default: <keys>/candidate.key)."
     )
-    signing_key: Path | None = Field(
-        default=None, description="PEM private key that signs models (default: the development key)."
+    release_key: Path | None = Field(
+        default=None, description="PEM private key that signs releases (default: <keys>/release.key)."
+    )
+    serving_key: Path | None = Field(
+        default=None, description="PEM private key that signs serving records (default: <keys>/serving.key)."
+    )
+    audit_public_key: Path | None = Field(
+        default=None,
+        description="PEM Ed25519 public key that 'audit verify' checks records under, pinned outside "
+        "the state directory (default, on the local emulator only: <keys>/audit.pub, reported as unpinned).",
     )
     alert_webhook: str | None = Field(default=None, description="URL that receives alerts as JSON.")
     gateway_port: int = Field(default=8080, ge=1024, le=65535)
@@ -100,12 +107,8 @@ class Settings(BaseSettings):
         return self.state_dir / "keys"
 
     @property
-    def model_signing_key(self) -> Path:
-        return self.signing_key or self.keys_dir / "signing.key"
-
-    @property
-    def trusted_signing_keys(self) -> list[Path]:
-        return self.trusted_keys or [self.keys_dir / "signing.pub"]
+    def trust_path(self) -> Path:
+        return self.config_dir / "trust.yaml"
 
     @property
     def audit_log_path(self) -> Path:

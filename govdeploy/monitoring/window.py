@@ -3,6 +3,8 @@
 The current data of a drift check is what the gateway answered in [start, end): its encrypted
 I/O batches shipped to ``iolog/<day>/`` in the bucket. Prediction records of the serving version
 give the rows (features and score); feedback records give ground truth, joined by request id.
+A label counts only if its request id was issued to the principal that sent it (``RequestIds``,
+checked by the gateway already; here again, in depth): others are left out and counted.
 
 A night's log holds a million records, so a window is read in columns, not record by record:
 groups of batches are fetched, decrypted and parsed by Arrow's JSON reader against a schema made
@@ -33,6 +35,7 @@ from govdeploy.config.catalog import ModelSpec
 from govdeploy.errors import CryptoError, DataError, StorageError
 from govdeploy.monitoring.iolog import BATCH_SUFFIX, IORecord, decode_batch_bytes, open_batch_bytes
 from govdeploy.release.reference import PREDICTION
+from govdeploy.trust.request_ids import RequestIds
 
 IOLOG_PREFIX = "iolog/"
 REQUEST_ID = "request_id"
@@ -51,6 +54,7 @@ class Window:
     labels: dict[str, int] = field(default_factory=dict)  # request id → label
     batches: int = 0
     other_versions: int = 0
+    unowned_labels: int = 0  # labels left out: their request id was not issued to their sender
 
     def labelled(self, label: str) -> pd.DataFrame:
         """The rows whose request got ground truth, with a ``label`` column."""
@@ -122,6 +126,7 @@ def record_schema(spec: ModelSpec) -> pa.Schema:
             ("kind", pa.string()),
             ("model", pa.string()),
             ("version", pa.string()),
+            ("principal", pa.string()),
             ("status", pa.int64()),
             ("inputs", pa.list_(features)),
             ("outputs", pa.list_(pa.float64())),
@@ -148,7 +153,7 @@ def read_window(
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="govdeploy-window") as pool:
         tables = list(pool.map(lambda part: _read_group(source, part, master_key, schema, model), groups))
     table = pa.concat_tables(tables) if tables else schema.empty_table()
-    window = window_from_table(table, spec, model, version, start, end)
+    window = window_from_table(table, spec, model, version, start, end, RequestIds.from_master(master_key))
     return replace(window, batches=len(keys))
 
 
@@ -212,9 +217,16 @@ def parse_batch(lines: bytes, schema: pa.Schema, model: str, where: str) -> pa.T
 
 
 def window_from_table(
-    table: pa.Table, spec: ModelSpec, model: str, version: str, start: datetime, end: datetime
+    table: pa.Table,
+    spec: ModelSpec,
+    model: str,
+    version: str,
+    start: datetime,
+    end: datetime,
+    request_ids: RequestIds,
 ) -> Window:
-    """Rows of the version's successful predictions in [start, end); every label sent since start."""
+    """Rows of the version's successful predictions in [start, end); every label sent since start by
+    the principal its request id was issued to."""
     in_scope = _all(
         pc.equal(table["model"], model),
         pc.less(table["status"], 300),
@@ -224,8 +236,9 @@ def window_from_table(
     ours = _all(predictions, pc.equal(table["version"], version))
     other = pc.sum(pc.and_not(predictions, ours)).as_py() or 0
     rows = _rows(table.filter(ours), spec)
-    labels = _labels(table.filter(_all(in_scope, pc.equal(table["kind"], "feedback"))))
-    return Window(model, version, start, end, rows, labels, other_versions=other)
+    feedback = table.filter(_all(in_scope, pc.equal(table["kind"], "feedback")))
+    labels, unowned = _labels(feedback, request_ids)
+    return Window(model, version, start, end, rows, labels, other_versions=other, unowned_labels=unowned)
 
 
 def _all(*conditions: Any) -> Any:
@@ -264,21 +277,40 @@ def _rows(records: pa.Table, spec: ModelSpec) -> pd.DataFrame:
     return frame
 
 
-def _labels(feedback: pa.Table) -> dict[str, int]:
-    items = pc.list_flatten(feedback["labels"].combine_chunks())
-    request_ids, values = items.field(REQUEST_ID), items.field("label")
-    if request_ids.null_count or values.null_count:
+def _labels(feedback: pa.Table, request_ids: RequestIds) -> tuple[dict[str, int], int]:
+    """Request id → label of the labels sent by their request's principal; how many others there were."""
+    feedback = feedback.filter(pc.is_valid(feedback["labels"]))  # list_flatten skips nulls, parents do not
+    lists = feedback["labels"].combine_chunks()
+    items = pc.list_flatten(lists)
+    ids, values = items.field(REQUEST_ID), items.field("label")
+    if ids.null_count or values.null_count:
         raise DataError(f"a feedback record has a label without request_id or label; {MALFORMED}")
-    return dict(zip(request_ids.to_pylist(), values.to_pylist(), strict=True))
+    senders = pc.take(feedback["principal"].combine_chunks(), pc.list_parent_indices(lists))
+    labels: dict[str, int] = {}
+    unowned = 0
+    for request_id, value, sender in zip(
+        ids.to_pylist(), values.to_pylist(), senders.to_pylist(), strict=True
+    ):
+        if request_ids.issued_to(request_id, sender):
+            labels[request_id] = value
+        else:
+            unowned += 1
+    return labels, unowned
 
 
 def build_window(
-    records: Iterable[IORecord], spec: ModelSpec, model: str, version: str, start: datetime, end: datetime
+    records: Iterable[IORecord],
+    spec: ModelSpec,
+    model: str,
+    version: str,
+    start: datetime,
+    end: datetime,
+    master_key: bytes,
 ) -> Window:
     """The window of records already in memory (the same reading as ``read_window``)."""
     lines = b"".join(record.model_dump_json().encode() + b"\n" for record in records)
     table = parse_batch(lines, record_schema(spec), model, "the records")
-    return window_from_table(table, spec, model, version, start, end)
+    return window_from_table(table, spec, model, version, start, end, RequestIds.from_master(master_key))
 
 
 def read_records(source: BatchSource, keys: Iterable[str], master_key: bytes) -> list[IORecord]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from govdeploy.backends import flow_runs, registry
+from govdeploy.backends import flow_runs
 from govdeploy.config.governance import load_governance
 from govdeploy.config.settings import Settings
 from govdeploy.errors import ApprovalError, GovdeployError
@@ -17,6 +17,7 @@ from govdeploy.trust.approvals import ApprovalRequest, Decision, make_statement,
 from govdeploy.trust.audit import AuditRecord
 from govdeploy.trust.audit_trail import records
 from govdeploy.trust.keys import load_ed25519_private
+from govdeploy.trust.roots import load_roots
 from govdeploy.trust.versions import verify_version
 
 
@@ -32,17 +33,16 @@ def pending_request(settings: Settings, flow_run_id: str, wait_seconds: float = 
     check = verify_version(
         model,
         version,
-        trusted_keys=settings.trusted_signing_keys,
+        roots=load_roots(settings),
         level="candidate",
         tracking_uri=settings.mlflow_url,
     )
-    tags = registry.version_tags(model, version, settings.mlflow_url)
     return ApprovalRequest(
         flow_run_id=flow_run_id,
         model=model,
         version=version,
         artifact_digest=check.artifact_digest,
-        submitted_by=tags.get("govdeploy.submitted_by", "unknown"),
+        submitted_by=check.submitted_by,
         policy_digest=load_governance(settings.config_dir, model).digest,
     )
 

@@ -51,6 +51,7 @@ class ModelEvaluation(BaseModel):
 
     rows: int
     artifact_digest: str = ""
+    submitted_by: str = ""  # from the version's signed candidate claims
     metrics: dict[str, float]
     fairness: list[FairnessResult]
     privacy: list[PrivacyFinding]

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from govdeploy.backends import registry
 from govdeploy.trust.approvals import ApprovalRequest, SignedStatement
 from govdeploy.trust.audit import canonical
+from govdeploy.trust.roots import TrustRoots
 from govdeploy.trust.versions import sign_release
 
 
@@ -51,7 +52,7 @@ def promote(
     alias: str,
     *,
     signing_key: Path,
-    trusted_keys: list[Path],
+    roots: TrustRoots,
     tracking_uri: str,
 ) -> Promotion:
     """Sign the approved artifacts (release level), then tag the version and move ``alias``."""
@@ -61,7 +62,7 @@ def promote(
         approvals_document(request, approvals, gate),
         request.artifact_digest,
         signing_key,
-        trusted_keys,
+        roots,
         tracking_uri,
     )
     promoted_at = datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,17 +1,17 @@
 """Moving traffic and aliases: canary steps, canary outcome, and rollback to a verified champion.
 
-After each change, ``publish`` writes the signed serving record the gateway serves by.
+After each change, ``publish`` writes the signed serving record the gateway serves by, numbered one
+above every earlier record of the model.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from govdeploy.backends import registry
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import Settings
 from govdeploy.errors import RegistryError
-from govdeploy.trust import serving_records
+from govdeploy.trust import keys, serving_records
+from govdeploy.trust.roots import TrustRoots
 from govdeploy.trust.serving_records import ServingRecord
 from govdeploy.trust.versions import verify_version
 
@@ -54,18 +54,23 @@ def rollback_target(model: str, tracking_uri: str) -> tuple[str, str]:
     return current, target
 
 
-def rollback(model: str, trusted_keys: list[Path], tracking_uri: str) -> tuple[str, str]:
+def rollback(model: str, roots: TrustRoots, tracking_uri: str) -> tuple[str, str]:
     """Return serving to the previous champion, after re-verifying its release signature."""
     current, target = rollback_target(model, tracking_uri)
-    verify_version(model, target, trusted_keys=trusted_keys, level="release", tracking_uri=tracking_uri)
+    verify_version(model, target, roots=roots, level="release", tracking_uri=tracking_uri)
     abort_canary(model, tracking_uri)
     registry.set_alias(model, registry.CHAMPION, target, tracking_uri)
     return current, target
 
 
-def publish(settings: Settings, model: str, issuer: str) -> ServingRecord:
-    """Write the signed serving record of the serving state the registry now holds."""
+def publish(settings: Settings, model: str, issuer: str, audit_record: str | None = None) -> ServingRecord:
+    """Write the signed serving record of the serving state the registry now holds.
+
+    Its sequence follows the highest of every record of ``model`` in the bucket; ``audit_record`` is
+    the id of the audit record of the decision, if the caller has one.
+    """
     url = settings.mlflow_url
+    client = s3_client(settings)
     weight = registry.model_tag(model, TRAFFIC_TAG, url)
     record = ServingRecord(
         model=model,
@@ -74,6 +79,10 @@ def publish(settings: Settings, model: str, issuer: str) -> ServingRecord:
         challenger_weight=int(weight) if weight and weight.isdigit() else 0,
         issued_at=serving_records.now(),
         issuer=issuer,
+        sequence=serving_records.next_sequence(
+            client, settings.bucket, model, keys.trusted_keys(settings, "serving")
+        ),
+        audit_record=audit_record,
     )
-    serving_records.write(s3_client(settings), settings.bucket, record, settings.model_signing_key)
+    serving_records.write(client, settings.bucket, record, keys.signing_key(settings, "serving"))
     return record

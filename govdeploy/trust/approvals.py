@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from govdeploy.config.approvers import Approvers
 from govdeploy.config.policy import ApprovalPolicy
-from govdeploy.errors import ConfigError
+from govdeploy.errors import ConfigError, SignatureError
 from govdeploy.trust.audit import canonical
 from govdeploy.trust.keys import approver_keys
 
@@ -118,6 +118,9 @@ class ApprovalLedger:
     approved: list[SignedStatement] = field(default_factory=list)
     seen_nonces: set[str] = field(default_factory=set)
     keys: dict[str, ed25519.Ed25519PublicKey] = field(default_factory=dict)
+    # False when re-checking the approvals of a past release: a statement had to be unexpired when
+    # it was collected (the release signature attests that), not when the release is loaded later
+    check_expiry: bool = True
 
     def __post_init__(self) -> None:
         # every key loaded up front: a missing key file or one key under two ids fails the release
@@ -140,6 +143,9 @@ class ApprovalLedger:
                 "the input is not a signed approval token; create one with "
                 "'govdeploy approval-token' or 'govdeploy approve'",
             )
+        return self.consider_signed(signed)
+
+    def consider_signed(self, signed: SignedStatement) -> Outcome:
         refusal = self._refusal(signed)
         statement = signed.statement
         if refusal:
@@ -201,7 +207,9 @@ class ApprovalLedger:
             expires = datetime.fromisoformat(statement.expires_at)
         except ValueError:
             return "the statement's issued_at/expires_at are not ISO timestamps"
-        if expires <= now_utc():
+        if issued.tzinfo is None or expires.tzinfo is None:
+            return "the statement's issued_at/expires_at have no time zone; sign a new one"
+        if self.check_expiry and expires <= now_utc():
             return f"the statement expired at {statement.expires_at}; sign a new one"
         if expires - issued > timedelta(minutes=self.policy.statement_expiry_minutes):
             limit = self.policy.statement_expiry_minutes
@@ -237,3 +245,44 @@ class ApprovalLedger:
             ):
                 return True
         return False
+
+
+def verify_release_approvals(
+    document: bytes,
+    request: ApprovalRequest,
+    policy: ApprovalPolicy,
+    approvers: Approvers,
+    keys_dir: Path,
+) -> list[str]:
+    """Re-check the approvals a release signature covers against ``request`` (model, version,
+    verified artifact digest and the submitter from the signed candidate claims) and the current
+    approver list and policy; the approvers who count, or SignatureError when they are no quorum.
+    """
+    try:
+        parsed = json.loads(document)
+        recorded = ApprovalRequest.model_validate(parsed["request"])
+        statements = [SignedStatement.model_validate(item) for item in parsed["approvals"]]
+    except (ValueError, KeyError, TypeError, ValidationError):
+        raise SignatureError(
+            f"{request.model} v{request.version}: approvals.json is not an approvals document"
+        ) from None
+    expected = request.model_copy(update={"flow_run_id": recorded.flow_run_id})
+    try:
+        ledger = ApprovalLedger(expected, policy, approvers, keys_dir, check_expiry=False)
+    except ConfigError as exc:
+        raise SignatureError(
+            f"the approvals of {request.model} v{request.version} cannot be checked: {exc}"
+        ) from None
+    refused = []
+    for signed in statements:
+        outcome = ledger.consider_signed(signed)
+        if not outcome.accepted or outcome.decision != "approve":
+            refused.append(outcome.reason)
+    if not ledger.quorum_reached:
+        raise SignatureError(
+            f"{request.model} v{request.version} carries {len(ledger.approved)} valid approvals, fewer than "
+            f"the quorum of {policy.quorum}"
+            + (f" ({'; '.join(refused)})" if refused else "")
+            + ": it was not approved under the current approver list and policy"
+        )
+    return ledger.approved_by

@@ -4,7 +4,8 @@ Each record is hash-chained to the one before (``prev``), hashed over its canoni
 signed with the audit key (Ed25519). After each append the new head (sequence number and hash) is
 written to the object-locked bucket in COMPLIANCE mode, where the writer cannot delete or
 overwrite it: a writer who rewrites the whole local log, signatures included, no longer matches
-the anchors. Appends from several processes are serialised with a file lock.
+the anchors (``govdeploy.trust.anchors`` checks that the bucket really kept them). Appends from
+several processes are serialised with a file lock.
 """
 
 from __future__ import annotations
@@ -17,18 +18,20 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import BaseModel, Field, ValidationError
 
 from govdeploy.errors import AuditError
+from govdeploy.trust.anchors import ANCHOR_PREFIX as ANCHOR_PREFIX
+from govdeploy.trust.anchors import Anchor, AnchorStore, StoredAnchors, check_stored
+from govdeploy.trust.anchors import S3Anchors as S3Anchors
 
 GENESIS = "0" * 64
-ANCHOR_PREFIX = "audit/anchors/"
 
 
 class AuditRecord(BaseModel):
@@ -49,17 +52,6 @@ class AuditRecord(BaseModel):
         return self.model_dump(exclude={"hash", "signature"})
 
 
-class Anchor(BaseModel):
-    seq: int
-    hash: str
-    time: str
-
-
-class AnchorStore(Protocol):
-    def put(self, anchor: Anchor) -> None: ...
-    def all(self) -> list[Anchor]: ...
-
-
 def canonical(data: dict[str, Any]) -> bytes:
     """The canonical JSON bytes that are hashed and signed."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
@@ -67,36 +59,6 @@ def canonical(data: dict[str, Any]) -> bytes:
 
 def record_hash(record: AuditRecord) -> str:
     return hashlib.sha256(canonical(record.body())).hexdigest()
-
-
-class S3Anchors:
-    """Heads of the audit log in the object-locked bucket, one COMPLIANCE-locked object each."""
-
-    def __init__(self, client: Any, bucket: str, retention_days: int) -> None:
-        self.client, self.bucket, self.retention_days = client, bucket, retention_days
-
-    def put(self, anchor: Anchor) -> None:
-        self.client.put_object(
-            Bucket=self.bucket,
-            Key=f"{ANCHOR_PREFIX}{anchor.seq:012d}.json",
-            Body=anchor.model_dump_json().encode(),
-            ContentType="application/json",
-            ObjectLockMode="COMPLIANCE",
-            ObjectLockRetainUntilDate=datetime.now(UTC) + timedelta(days=self.retention_days),
-        )
-
-    def all(self) -> list[Anchor]:
-        """Every version of every anchor: an overwritten anchor keeps its locked earlier version."""
-        anchors = []
-        for page in self.client.get_paginator("list_object_versions").paginate(
-            Bucket=self.bucket, Prefix=ANCHOR_PREFIX
-        ):
-            for item in page.get("Versions", []):
-                body = self.client.get_object(
-                    Bucket=self.bucket, Key=item["Key"], VersionId=item["VersionId"]
-                )["Body"].read()
-                anchors.append(Anchor.model_validate_json(body))
-        return sorted(anchors, key=lambda a: (a.seq, a.time))
 
 
 Sealer = Callable[[bytes, str], dict[str, Any]]
@@ -197,9 +159,12 @@ def read_records(path: Path) -> list[AuditRecord]:
 
 
 class VerifyReport(BaseModel):
+    """Problems fail the verification; warnings say what a passing one does not prove."""
+
     records: int
     anchors: int
     problems: list[str]
+    warnings: list[str] = Field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -207,7 +172,7 @@ class VerifyReport(BaseModel):
 
 
 def verify(path: Path, public_key: ed25519.Ed25519PublicKey, anchors: list[Anchor]) -> VerifyReport:
-    """Check chain, hashes, signatures and anchors; every problem found is listed."""
+    """Check chain, hashes, signatures and anchors' content; every problem found is listed."""
     problems: list[str] = []
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     records: list[AuditRecord] = []
@@ -221,7 +186,23 @@ def verify(path: Path, public_key: ed25519.Ed25519PublicKey, anchors: list[Ancho
         problems += _check_record(record, position, prev, public_key)
         prev = record.hash
     problems += _check_anchors(records, anchors)
-    return VerifyReport(records=len(records), anchors=len(anchors), problems=problems)
+    return VerifyReport(
+        records=len(records), anchors=len(anchors), problems=problems, warnings=_gaps(records, anchors)
+    )
+
+
+def verify_stored(
+    path: Path,
+    public_key: ed25519.Ed25519PublicKey,
+    stored: StoredAnchors,
+    retention_days: int,
+    now: datetime | None = None,
+) -> VerifyReport:
+    """``verify`` against the anchors as stored, and check how the bucket keeps them (lock, times,
+    versions: see ``govdeploy.trust.anchors``)."""
+    report = verify(path, public_key, stored.anchors())
+    report.problems += check_stored(stored, retention_days, now or datetime.now(UTC))
+    return report
 
 
 def _check_record(
@@ -262,7 +243,27 @@ def _check_anchors(records: list[AuditRecord], anchors: list[Anchor]) -> list[st
         elif record.hash != anchor.hash:
             problems.append(f"record {anchor.seq} differs from its anchor: the chain was rewritten")
             reported.add(anchor.seq)
+        elif record.time != anchor.time:
+            problems.append(
+                f"anchor {anchor.seq} carries the time {anchor.time}, its record {record.time}: "
+                "the anchor was not written by that record's append"
+            )
+            reported.add(anchor.seq)
     if records and (not anchors or anchors[-1].seq < records[-1].seq):
         last = anchors[-1].seq if anchors else 0
         problems.append(f"records {last + 1}..{records[-1].seq} are not anchored in the bucket")
     return problems
+
+
+def _gaps(records: list[AuditRecord], anchors: list[Anchor]) -> list[str]:
+    """Records before the last anchor without an anchor of their own: covered through the chain."""
+    anchored = {a.seq for a in anchors}
+    last = max(anchored, default=0)
+    missing = [r.seq for r in records if r.seq < last and r.seq not in anchored]
+    if not missing:
+        return []
+    shown = ", ".join(map(str, missing[:10])) + (f" and {len(missing) - 10} more" if missing[10:] else "")
+    return [
+        f"records {shown} have no anchor of their own (the anchor write failed, or the anchor was "
+        "deleted); later anchors cover them through the hash chain"
+    ]

@@ -1,19 +1,39 @@
-"""The audit trail of this deployment: its log file, signing key and bucket anchors."""
+"""The audit trail of this deployment: its log file, signing key and bucket anchors.
+
+``verify_trail`` checks the log under the audit public key pinned in the settings
+(``GOVDEPLOY_AUDIT_PUBLIC_KEY``), not under the one beside the log, which whoever rewrites the log
+can replace as well. Unpinned, it falls back to the development key ``<keys>/audit.pub``: a
+warning on the local emulator, a problem on any endpoint not positively identified as one. The
+anchors are checked as the bucket keeps them (``verify_stored``) against the policy's retention,
+and the report says plainly when the endpoint is an emulator that enforces no Object Lock.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
 
+import httpx
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from pydantic import BaseModel
 
 from govdeploy.backends.storage import s3_client
+from govdeploy.config.policy import load_policy
 from govdeploy.config.settings import Settings
-from govdeploy.trust.audit import AuditLog, AuditRecord, S3Anchors, VerifyReport, read_records, verify
+from govdeploy.config.trust import load_trust
+from govdeploy.errors import AuditError, ConfigError
+from govdeploy.trust.anchors import S3Anchors, check_bucket
+from govdeploy.trust.audit import AuditLog, AuditRecord, VerifyReport, read_records, verify_stored
 from govdeploy.trust.encryption import Envelope, open_envelope, seal
 from govdeploy.trust.keys import load_ed25519_private, load_ed25519_public, master_key, read_public
 
 DEFAULT_RETENTION_DAYS = 2555
+PROBE_PATH = "/moto-api/config"
+
+EndpointKind = Literal["aws", "emulator", "unknown"]
 
 
 def anchors(settings: Settings, retention_days: int = DEFAULT_RETENTION_DAYS) -> S3Anchors:
@@ -41,14 +61,134 @@ def unseal(settings: Settings, record: AuditRecord) -> dict[str, Any] | None:
     return data
 
 
-def audit_public_key(settings: Settings) -> ed25519.Ed25519PublicKey:
-    path = settings.keys_dir / "audit.pub"
-    return load_ed25519_public(read_public(path, "audit public key"), str(path))
+@dataclass(frozen=True)
+class AuditKey:
+    key: ed25519.Ed25519PublicKey
+    path: Path
+    pinned: bool
 
 
-def verify_trail(settings: Settings) -> VerifyReport:
-    """Verify the local log against the audit key and the anchors in the bucket."""
-    return verify(settings.audit_log_path, audit_public_key(settings), anchors(settings).all())
+def audit_public_key(settings: Settings) -> AuditKey:
+    """The pinned audit public key: ``GOVDEPLOY_AUDIT_PUBLIC_KEY``, else the audit role's inline
+    ``public_key`` in ``trust.yaml``; (unpinned) a ``key_file`` of that role, beside the log."""
+    if settings.audit_public_key is None:
+        entry = load_trust(settings.trust_path).keys("audit")[0]
+        if entry.public_key is not None:
+            where = f"{settings.trust_path} roles.audit"
+            return AuditKey(load_ed25519_public(entry.public_key.encode(), where), settings.trust_path, True)
+        path = settings.keys_dir / str(entry.key_file)
+        return AuditKey(load_ed25519_public(read_public(path, "audit public key"), str(path)), path, False)
+    path = settings.audit_public_key
+    if not path.is_file():
+        raise ConfigError(
+            f"GOVDEPLOY_AUDIT_PUBLIC_KEY={path} does not exist; point it at the PEM public key of "
+            "the audit signing key, kept outside the state directory"
+        )
+    pem = read_public(path, "pinned audit public key")
+    return AuditKey(load_ed25519_public(pem, f"GOVDEPLOY_AUDIT_PUBLIC_KEY={path}"), path, True)
+
+
+def key_findings(key: AuditKey, kind: EndpointKind, state_dir: Path) -> tuple[list[str], list[str]]:
+    """(problems, warnings) about the key the records were checked under."""
+    if key.pinned and key.path.resolve().is_relative_to(state_dir.resolve()):
+        return [], [
+            f"the pinned audit public key {key.path} lies in the state directory {state_dir}, beside "
+            "the log: whoever rewrites the log can replace it; pin a copy kept elsewhere"
+        ]
+    if key.pinned:
+        return [], []
+    unpinned = (
+        f"the audit public key is not pinned (GOVDEPLOY_AUDIT_PUBLIC_KEY is unset and trust.yaml names a "
+        f"key file): the records were checked under {key.path} beside the log, which whoever rewrites "
+        "the log can replace too; pin the key inline (roles.audit public_key in trust.yaml) or set "
+        "GOVDEPLOY_AUDIT_PUBLIC_KEY to a copy kept outside the state directory"
+    )
+    if kind == "emulator":
+        return [], [unpinned]
+    return [unpinned + " (the development key is accepted on the local emulator only)"], []
+
+
+class Probe(BaseModel):
+    """What the endpoint answered to GET <endpoint>/moto-api/config, a path only moto serves."""
+
+    status: int | None = None  # None: no HTTP answer
+    body: str = ""
+    error: str = ""
+
+
+def _json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
+
+def classify_endpoint(probe: Probe, server: str) -> EndpointKind:
+    """``emulator`` when moto answers its API, ``aws`` only when S3 itself positively answers."""
+    moto = probe.status is not None and 200 <= probe.status < 300 and _json_object(probe.body)
+    if moto and server != "AmazonS3":
+        return "emulator"
+    if not moto and probe.status is not None and 300 <= probe.status < 500 and server == "AmazonS3":
+        return "aws"
+    return "unknown"
+
+
+def endpoint_warnings(kind: EndpointKind, url: str, probe: Probe, server: str) -> list[str]:
+    if kind == "emulator":
+        return [
+            f"the bucket's endpoint {url} is moto, an S3 emulator that does not enforce Object Lock "
+            "(a COMPLIANCE lock can be downgraded and the anchor deleted, retention shortened, "
+            "versioning suspended): these anchors prove nothing against whoever can reach it; "
+            "use AWS S3 for evidence"
+        ]
+    if kind == "unknown":
+        answer = f"HTTP {probe.status}" if probe.status is not None else f"no answer ({probe.error})"
+        return [
+            f"could not confirm that the bucket's endpoint {url} is AWS S3 (Server: {server or 'none'}; "
+            f"moto probe: {answer}): whether it enforces Object Lock is unknown"
+        ]
+    return []
+
+
+def _bucket_problems(client: Any, bucket: str) -> list[str]:
+    versioning = client.get_bucket_versioning(Bucket=bucket).get("Status")
+    try:
+        lock = client.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+    except client.exceptions.ClientError:
+        lock = {}
+    return check_bucket(bucket, versioning, lock.get("ObjectLockEnabled"))
+
+
+def probe(url: str) -> Probe:
+    """Ask the endpoint for moto's configuration (a harmless read; S3 answers it with an error)."""
+    try:
+        response = httpx.get(url.rstrip("/") + PROBE_PATH, timeout=5.0)
+    except httpx.HTTPError as exc:
+        return Probe(error=f"{type(exc).__name__}: {exc}")
+    return Probe(status=response.status_code, body=response.text[:4096])
+
+
+def verify_trail(settings: Settings, now: datetime | None = None) -> VerifyReport:
+    """Verify the local log under the pinned audit key against the anchors as the bucket keeps them."""
+    key = audit_public_key(settings)
+    retention = load_policy(settings.policy_path).retention.audit_days
+    client = s3_client(settings)
+    try:
+        stored = S3Anchors(client, settings.bucket, retention).stored()
+        bucket_problems = _bucket_problems(client, settings.bucket)
+    except Exception as exc:  # botocore's errors; the core does not import botocore
+        raise AuditError(
+            f"the anchors in bucket {settings.bucket} at {settings.s3_url} could not be read ({exc}); "
+            "start the stack ('govdeploy up') or check the bucket and its credentials"
+        ) from exc
+    report = verify_stored(settings.audit_log_path, key.key, stored, retention, now)
+    answer = probe(settings.s3_url)
+    kind = classify_endpoint(answer, stored.server)
+    key_problems, key_warnings = key_findings(key, kind, settings.state_dir)
+    report.problems = bucket_problems + report.problems + key_problems
+    notices = endpoint_warnings(kind, settings.s3_url, answer, stored.server)
+    report.warnings = notices + key_warnings + report.warnings
+    return report
 
 
 def records(settings: Settings, model: str | None = None) -> list[AuditRecord]:

@@ -2,7 +2,9 @@
 
 ``init_keys`` creates, once, in ``<state>/keys/`` (directory 0700, private files 0600):
 
-- ``signing.key`` / ``signing.pub``  ECDSA P-256: signs model artifacts (OpenSSF model signing)
+- ``candidate.key`` / ``.pub``       ECDSA P-256: training signs the files it produced
+- ``release.key`` / ``.pub``         ECDSA P-256: promotion signs approved bytes and approvals
+- ``serving.key`` / ``.pub``         ECDSA P-256: rollout signs serving records
 - ``audit.key`` / ``audit.pub``      Ed25519: signs audit records
 - ``master.key``                     AES-256: wraps the data keys of encrypted objects
 - ``approvers/<id>.key`` / ``.pub``  Ed25519: one pair per demo approver
@@ -10,8 +12,9 @@
 ``init_api_keys`` creates ``api/<id>.key`` (a random gateway API key, 0600) and ``api/<id>.sha256``
 (its SHA-256 hex digest, the only form the gateway configuration refers to) per principal.
 
-In production the private keys come from a secret store and only public keys are configured;
-private keys are never committed and never logged.
+In production the private keys come from a secret store and only public keys are configured
+(``config/trust.yaml``, read by ``trusted_keys``); private keys are never committed and never
+logged.
 """
 
 from __future__ import annotations
@@ -20,12 +23,16 @@ import hashlib
 import os
 import re
 import secrets
+import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from govdeploy.config.approvers import Approvers
+from govdeploy.config.settings import Settings
+from govdeploy.config.trust import Role, load_trust
 from govdeploy.errors import ConfigError
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
@@ -58,13 +65,17 @@ def _create_pair(private_path: Path, key: PrivateKey) -> bool:
     return True
 
 
+SIGNING_ROLES: tuple[Role, ...] = ("candidate", "release", "serving")
+
+
 def init_keys(keys_dir: Path, approver_ids: list[str]) -> list[str]:
     """Create the missing development keys; return the names of those created."""
     keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(keys_dir, 0o700)
     created = []
-    if _create_pair(keys_dir / "signing.key", ec.generate_private_key(ec.SECP256R1())):
-        created.append("signing.key")
+    for role in SIGNING_ROLES:
+        if _create_pair(keys_dir / f"{role}.key", ec.generate_private_key(ec.SECP256R1())):
+            created.append(f"{role}.key")
     if _create_pair(keys_dir / "audit.key", ed25519.Ed25519PrivateKey.generate()):
         created.append("audit.key")
     if not (keys_dir / "master.key").exists():
@@ -197,3 +208,42 @@ def approver_keys(approvers: Approvers, keys_dir: Path) -> dict[str, ed25519.Ed2
             )
         seen[raw] = approver_id
     return keys
+
+
+def signing_key(settings: Settings, role: Role) -> Path:
+    """The private key this process signs ``role`` statements with (a mounted secret, or the
+    development key in the keys directory)."""
+    given = {
+        "candidate": settings.candidate_key,
+        "release": settings.release_key,
+        "serving": settings.serving_key,
+    }
+    return given.get(role) or settings.keys_dir / f"{role}.key"
+
+
+def trusted_keys(settings: Settings, role: Role) -> list[Path]:
+    """PEM files of the ``role`` keys pinned in ``trust.yaml`` and valid now, each checked to be a
+    key of the role's algorithm; ConfigError (fail closed) when there is none or one is unusable."""
+    found = []
+    for entry in load_trust(settings.trust_path).keys(role):
+        what = f"trusted {role} key"
+        path = settings.keys_dir / entry.key_file if entry.key_file else _inline_pem(entry.public_key or "")
+        if role == "audit":
+            load_ed25519_public(_read(path, what), str(path))
+        else:
+            load_ecdsa_public(path, what)
+        found.append(path)
+    return found
+
+
+@lru_cache(maxsize=1)
+def _inline_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="govdeploy-trusted-"))
+
+
+def _inline_pem(pem: str) -> Path:
+    """An inline PEM of trust.yaml as a file (model signing reads keys from files), once per process."""
+    path = _inline_dir() / f"{hashlib.sha256(pem.encode()).hexdigest()[:32]}.pub"
+    if not path.exists():
+        path.write_text(pem)
+    return path

@@ -4,12 +4,22 @@ Every change of serving state (promotion, canary step, canary outcome, rollback)
 signed with the model-signing key (ECDSA P-256 over its canonical JSON) to the bucket
 (``serving/<model>.json``, versioned). The gateway serves an aliased version only if the
 latest verified record names it: an alias moved by hand, without a record, changes nothing.
+
+Records are bound and ordered: the signed content names the model (a record copied to another
+model's key is refused), a ``sequence`` that grows by one with every record of that model, and the
+audit record of the decision. A reader remembers the newest record it verified (``SeenRecords``)
+and refuses an older one or a different one of the same sequence (``accept``): re-putting an earlier
+record, validly signed as it is, changes nothing.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
+import hashlib
 import json
+import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,14 +27,18 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from govdeploy.backends import storage
-from govdeploy.errors import SignatureError
+from govdeploy.errors import SignatureError, StorageError
 from govdeploy.trust.audit import canonical
 from govdeploy.trust.keys import load_ecdsa_private, load_ecdsa_public
 
 PREFIX = "serving/"
+REPUBLISH = (
+    "publish a new record of the current serving state (govdeploy.serving.rollout.publish, "
+    "which every promotion, canary step and rollback calls)"
+)
 
 
 class ServingRecord(BaseModel):
@@ -34,6 +48,19 @@ class ServingRecord(BaseModel):
     challenger_weight: int
     issued_at: str
     issuer: str
+    # 1 for the first record of the model, then one more than the newest before it
+    sequence: int = Field(ge=1)
+    # the id of the audit record of the decision this record carries out, if the caller has one
+    audit_record: str | None = None
+
+
+def key_of(model: str) -> str:
+    return f"{PREFIX}{model}.json"
+
+
+def record_digest(record: ServingRecord) -> str:
+    """SHA-256 of the record's signed content (what two records of one sequence must share)."""
+    return hashlib.sha256(canonical(record.model_dump())).hexdigest()
 
 
 def sign_record(record: ServingRecord, key: Path) -> bytes:
@@ -43,14 +70,23 @@ def sign_record(record: ServingRecord, key: Path) -> bytes:
     ).encode()
 
 
-def verify_record(document: bytes, trusted_keys: list[Path]) -> ServingRecord:
-    """The record, if its signature verifies with one of ``trusted_keys``; SignatureError otherwise."""
+def _parse(document: bytes) -> tuple[ServingRecord, bytes]:
     try:
         parsed = json.loads(document)
-        record = ServingRecord.model_validate(parsed["record"])
-        signature = base64.b64decode(parsed["signature"])
+        content = parsed["record"]
+        if isinstance(content, dict) and "sequence" not in content:
+            raise SignatureError(
+                f"the serving record of {content.get('model')!r} has no sequence (written before "
+                f"records were ordered); {REPUBLISH}"
+            )
+        return ServingRecord.model_validate(content), base64.b64decode(parsed["signature"])
     except (ValueError, KeyError, TypeError, ValidationError):
         raise SignatureError("the serving record is not a signed record") from None
+
+
+def verify_record(document: bytes, trusted_keys: list[Path]) -> ServingRecord:
+    """The record, if its signature verifies with one of ``trusted_keys``; SignatureError otherwise."""
+    record, signature = _parse(document)
     for path in trusted_keys:
         key = load_ecdsa_public(path)
         try:
@@ -61,10 +97,19 @@ def verify_record(document: bytes, trusted_keys: list[Path]) -> ServingRecord:
     raise SignatureError(f"the serving record of {record.model} is not signed by a trusted key")
 
 
+def _bound(record: ServingRecord, model: str) -> ServingRecord:
+    if record.model != model:
+        raise SignatureError(
+            f"the serving record at {key_of(model)} is signed for model {record.model!r}, not for "
+            f"{model!r}: a record copied from another model; {REPUBLISH}"
+        )
+    return record
+
+
 def write(client: Any, bucket: str, record: ServingRecord, key: Path) -> None:
     client.put_object(
         Bucket=bucket,
-        Key=f"{PREFIX}{record.model}.json",
+        Key=key_of(record.model),
         Body=sign_record(record, key),
         ContentType="application/json",
     )
@@ -72,8 +117,121 @@ def write(client: Any, bucket: str, record: ServingRecord, key: Path) -> None:
 
 def read(client: Any, bucket: str, model: str, trusted_keys: list[Path]) -> ServingRecord | None:
     """The latest verified record of ``model``, or None if there is none yet."""
-    body = storage.read_object(client, bucket, f"{PREFIX}{model}.json")
-    return None if body is None else verify_record(body, trusted_keys)
+    body = storage.read_object(client, bucket, key_of(model))
+    return None if body is None else _bound(verify_record(body, trusted_keys), model)
+
+
+def next_sequence(client: Any, bucket: str, model: str, trusted_keys: list[Path]) -> int:
+    """One more than the highest sequence of any verified record of ``model`` in the bucket (1 if none).
+
+    Every version of the key counts, not only the current one: after an older record was re-put,
+    the current one is that replay, and continuing from it would repeat sequences readers have seen.
+    """
+    highest = 0
+    pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key_of(model))
+    for page in pages:
+        for item in page.get("Versions", []):
+            if item["Key"] != key_of(model):
+                continue
+            body = client.get_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"])["Body"]
+            try:
+                record = _bound(verify_record(body.read(), trusted_keys), model)
+            except SignatureError:  # not a record of this model (old format, foreign, forged)
+                continue
+            highest = max(highest, record.sequence)
+    return highest + 1
+
+
+class Seen(BaseModel):
+    """The newest record of a model a reader has verified: its sequence and content digest."""
+
+    sequence: int
+    digest: str
+
+    @classmethod
+    def of(cls, record: ServingRecord) -> Seen:
+        return cls(sequence=record.sequence, digest=record_digest(record))
+
+
+def accept(record: ServingRecord, seen: Seen | None) -> str | None:
+    """Why ``record`` must not replace ``seen`` (the newest verified before), or None if it may."""
+    if seen is None or record.sequence > seen.sequence:
+        return None
+    what = f"record #{record.sequence} of {record.model} (champion v{record.champion}, {record.issued_at})"
+    if record.sequence < seen.sequence:
+        return f"{what} is older than record #{seen.sequence} already verified (a replay?)"
+    digest = record_digest(record)
+    if digest != seen.digest:
+        return (
+            f"{what} differs from the record #{seen.sequence} already verified "
+            f"(sha256 {digest[:12]}… instead of {seen.digest[:12]}…; a replayed sibling?)"
+        )
+    return None
+
+
+_SEEN_FILE = TypeAdapter(dict[str, Seen])
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(map(str, error["loc"]))
+    return f"{where}: {error['msg']}" if where else error["msg"]
+
+
+class SeenRecords:
+    """The newest verified record per model, in memory and in ``path`` so that a restart keeps it.
+
+    Processes may share the file: a write merges under a file lock, keeping the higher sequence.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        self.newest = self._load()
+
+    def get(self, model: str) -> Seen | None:
+        with self.lock:
+            return self.newest.get(model)
+
+    def remember(self, record: ServingRecord) -> bool:
+        """Note ``record`` as its model's newest (memory first, then the file); False if known."""
+        seen = Seen.of(record)
+        with self.lock:
+            if self.newest.get(record.model) == seen:
+                return False
+            self.newest[record.model] = seen
+        try:
+            self._save(record.model, seen)
+        except OSError as exc:
+            raise StorageError(f"{self.path} could not be written ({exc}); check its directory") from exc
+        return True
+
+    def _load(self) -> dict[str, Seen]:
+        try:
+            return dict(_SEEN_FILE.validate_json(self.path.read_bytes()))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValidationError) as exc:
+            reason = _first_error(exc) if isinstance(exc, ValidationError) else str(exc)
+            raise StorageError(
+                f"{self.path} (the newest serving record verified per model) cannot be read: {reason}; "
+                "restore it, or delete it to start over (an older record is then accepted until a "
+                "newer one is seen)"
+            ) from None
+
+    def _save(self, model: str, seen: Seen) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.with_suffix(".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            on_disk = self._load()
+            if model not in on_disk or on_disk[model].sequence <= seen.sequence:
+                on_disk[model] = seen
+            partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.partial")
+            with partial.open("wb") as handle:
+                handle.write(_SEEN_FILE.dump_json(on_disk, indent=2))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(partial, self.path)
 
 
 def now() -> str:

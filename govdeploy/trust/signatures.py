@@ -1,23 +1,29 @@
 """Signing and verifying model artifact directories (OpenSSF model signing, ECDSA P-256 keys).
 
-A model directory carries two signature bundles beside its files:
+A model directory carries two signature bundles beside its files, each by a key of its own role
+(``config/trust.yaml``):
 
-- ``candidate.sig``  written when training registers the version: the bytes training produced
-- ``release.sig``    written at promotion, after the approvals: it also covers ``approvals.json``
+- ``candidate.sig``  written when training registers the version: the bytes training produced and
+  ``govdeploy-identity.json`` (level ``candidate``, model, version, run, submitter)
+- ``release.sig``    written at promotion, after the approvals: it also covers ``approvals.json`` and
+  ``govdeploy-release.json`` (level ``release``, model, version, the approved digest)
 
-Both cover ``govdeploy-identity.json``, which names the model and version, so a valid signature
-of another version is refused. Nothing is deserialised before ``verify_directory`` has checked
-every file: a flipped byte, an added, removed or renamed file, a symlink or an unknown signer is
-refused with what differs.
+The level is inside the signed content: a signature verifies at a level only if the claims file of
+that level is among the files it covers and says so, so a candidate signature copied to
+``release.sig`` is refused even under one key. The claims name the model and version, so a valid
+signature of another version is refused. Nothing is deserialised before ``verify_directory`` has
+checked every file: a flipped byte, an added, removed or renamed file, a symlink or an unknown
+signer is refused with what differs.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -26,21 +32,39 @@ from govdeploy.errors import SignatureError
 if TYPE_CHECKING:
     from model_signing import hashing
 
+ClaimsT = TypeVar("ClaimsT", bound=BaseModel)
+
 Level = Literal["candidate", "release"]
 IDENTITY_FILE = "govdeploy-identity.json"
+RELEASE_FILE = "govdeploy-release.json"
 APPROVALS_FILE = "approvals.json"
 SIGNATURE_FILES = {"candidate": "candidate.sig", "release": "release.sig"}
 
 
 class Identity(BaseModel):
+    """The candidate's claims: what was trained, by which run, submitted by whom."""
+
+    level: Literal["candidate"] = "candidate"
     model: str
     version: str
     model_id: str
     run_id: str
+    submitted_by: str
+
+
+class ReleaseClaims(BaseModel):
+    """The release's claims: which version, with which approved artifact digest."""
+
+    level: Literal["release"] = "release"
+    model: str
+    version: str
+    artifact_digest: str
 
 
 def _ignored(model_dir: Path, level: Level) -> list[Path]:
-    names = list(SIGNATURE_FILES.values()) + ([APPROVALS_FILE] if level == "candidate" else [])
+    names = list(SIGNATURE_FILES.values())
+    if level == "candidate":
+        names += [APPROVALS_FILE, RELEASE_FILE]
     return [model_dir / name for name in names]
 
 
@@ -54,6 +78,30 @@ def write_identity(model_dir: Path, identity: Identity) -> Path:
     path = model_dir / IDENTITY_FILE
     path.write_text(identity.model_dump_json(indent=2))
     return path
+
+
+def write_release_claims(model_dir: Path, claims: ReleaseClaims) -> Path:
+    path = model_dir / RELEASE_FILE
+    path.write_text(claims.model_dump_json(indent=2))
+    return path
+
+
+def read_identity(model_dir: Path) -> Identity:
+    """The candidate claims of a verified directory."""
+    return _claims(model_dir, IDENTITY_FILE, Identity)
+
+
+def read_release_claims(model_dir: Path) -> ReleaseClaims:
+    """The release claims of a verified directory."""
+    return _claims(model_dir, RELEASE_FILE, ReleaseClaims)
+
+
+def _claims(model_dir: Path, name: str, model: type[ClaimsT]) -> ClaimsT:
+    try:
+        return model.model_validate(json.loads((model_dir / name).read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SignatureError(f"{name} is missing or not {model.__name__} claims ({reason})") from None
 
 
 def artifact_digest(model_dir: Path, level: Level = "candidate") -> str:
@@ -105,7 +153,9 @@ def verify_directory(
         )
     _refuse_links(model_dir)
     if not trusted_keys:
-        raise SignatureError("no trusted signing keys are configured; set GOVDEPLOY_TRUSTED_KEYS")
+        raise SignatureError(
+            f"no trusted {level} key is configured; add one under roles.{level} in trust.yaml"
+        )
     reasons = []
     for key in trusted_keys:
         try:
@@ -115,22 +165,52 @@ def verify_directory(
         except ValueError as exc:
             reasons.append(f"{key.name}: {exc}")
             continue
-        _check_identity(model_dir, model, version)
+        _check_level(signature, model_dir, level, f"{model} v{version}")
+        _check_claims(model_dir, level, model, version)
         return hashlib.sha256(signature.read_bytes()).hexdigest()
     raise SignatureError(
         f"{model} v{version} does not verify against its {signature.name}: " + "; ".join(reasons)
     )
 
 
-def _check_identity(model_dir: Path, model: str, version: str) -> None:
+def _signed_statement(signature: Path) -> dict[str, Any]:
+    """The in-toto statement inside a (verified) model-signing bundle."""
+    bundle = json.loads(signature.read_text(encoding="utf-8"))
+    statement: dict[str, Any] = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+    return statement
+
+
+def _check_level(signature: Path, model_dir: Path, level: Level, subject: str) -> None:
+    """The verified statement was made for ``level``: it ignores exactly that level's ignore list and
+    covers that level's claims. (Model signing honours the ignore list recorded in the signature, so
+    a candidate signature copied to ``release.sig`` would otherwise verify at release level.)"""
     try:
-        identity = Identity.model_validate(json.loads((model_dir / IDENTITY_FILE).read_text()))
-    except (OSError, ValueError) as exc:
+        predicate = _signed_statement(signature)["predicate"]
+        ignored = set(predicate["serialization"]["ignore_paths"])
+        covered = {resource["name"] for resource in predicate["resources"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SignatureError(f"{subject}: {signature.name} is not a model-signing bundle ({exc})") from None
+    expected = {p.name for p in _ignored(model_dir, level)}
+    needed = {IDENTITY_FILE} | ({RELEASE_FILE, APPROVALS_FILE} if level == "release" else set())
+    if ignored != expected or not needed <= covered:
         raise SignatureError(
-            f"{model} v{version}: {IDENTITY_FILE} is missing or unreadable ({exc})"
-        ) from None
-    if (identity.model, identity.version) != (model, version):
-        raise SignatureError(
-            f"the signature is valid for {identity.model} v{identity.version}, not for {model} v{version}: "
-            "these artifacts belong to another version"
+            f"{subject}: {signature.name} was not made at {level} level (it ignores {sorted(ignored)} and "
+            f"covers {sorted(needed & covered)} of the {level} claims {sorted(needed)})"
         )
+
+
+def _check_claims(model_dir: Path, level: Level, model: str, version: str) -> None:
+    """The signed claims of ``level`` name this model and version (and the level itself)."""
+    try:
+        identity = read_identity(model_dir)
+        claims: Identity | ReleaseClaims = (
+            identity if level == "candidate" else read_release_claims(model_dir)
+        )
+    except SignatureError as exc:
+        raise SignatureError(f"{model} v{version} at {level} level: {exc}") from None
+    for named in (identity, claims):
+        if (named.model, named.version) != (model, version):
+            raise SignatureError(
+                f"the signature is valid for {named.model} v{named.version}, not for {model} v{version}: "
+                "these artifacts belong to another version"
+            )

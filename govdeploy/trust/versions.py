@@ -3,9 +3,10 @@
 Training signs a new version at ``candidate`` level; promotion signs the approved bytes at
 ``release`` level (the signature then also covers ``approvals.json``). Every read of a version's
 files goes through ``verified_directory``: a fresh private download whose every file verified
-against its signature from a trusted key (and the signature's identity against the requested
-model and version). ``load_verified_model`` deserialises the model only from those same verified
-bytes.
+against its signature under the pinned keys of that level's role (and the signed claims against the
+requested model and version); at release level the approvals it carries must also make a quorum
+under the current approver list and policy, none by the submitter named in the signed candidate
+claims. ``load_verified_model`` deserialises the model only from those same verified bytes.
 """
 
 from __future__ import annotations
@@ -25,14 +26,20 @@ from pydantic import BaseModel
 from govdeploy.backends import registry
 from govdeploy.backends.model_files import load_sklearn_model
 from govdeploy.errors import RegistryError, SignatureError
+from govdeploy.trust.approvals import ApprovalRequest, verify_release_approvals
+from govdeploy.trust.roots import TrustRoots
 from govdeploy.trust.signatures import (
     APPROVALS_FILE,
     Identity,
     Level,
+    ReleaseClaims,
     artifact_digest,
+    read_identity,
+    read_release_claims,
     sign_directory,
     verify_directory,
     write_identity,
+    write_release_claims,
 )
 
 PROFILE_FILE = "reference_profile.json"
@@ -57,6 +64,7 @@ class VerifiedModel:
     artifact_digest: str
     inputs: list[str]
     input_types: dict[str, str]
+    submitted_by: str  # from the signed candidate claims, never from a tag
     # the signed training profile (``reference_profile.json``; see govdeploy.release.reference), if logged
     profile: dict[str, Any] | None = None
 
@@ -69,6 +77,7 @@ class VersionCheck:
     signature_sha256: str
     artifact_digest: str
     files: int
+    submitted_by: str
 
 
 @contextmanager
@@ -81,53 +90,97 @@ def _download(name: str, version: str, tracking_uri: str) -> Iterator[Path]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def verify_files(directory: Path, name: str, version: str, roots: TrustRoots, level: Level) -> str:
+    """Every file of ``directory`` against its ``level`` signature under that role's pinned keys; at
+    release level also the approvals it carries, under the current approver list and policy.
+    Returns the signature's SHA-256; SignatureError otherwise."""
+    signature = verify_directory(directory, roots.signers(level), level, name, version)
+    if level == "release":
+        digest = artifact_digest(directory)
+        claims = read_release_claims(directory)
+        if claims.artifact_digest != digest:
+            raise SignatureError(
+                f"{name} v{version}: the release claims digest {claims.artifact_digest}, the files "
+                f"have {digest}"
+            )
+        request = ApprovalRequest(
+            flow_run_id="",
+            model=name,
+            version=version,
+            artifact_digest=digest,
+            submitted_by=read_identity(directory).submitted_by,
+            policy_digest="",
+        )
+        approvals = (directory / APPROVALS_FILE).read_bytes()
+        verify_release_approvals(approvals, request, roots.approval, roots.approvers, roots.keys_dir)
+    return signature
+
+
 @contextmanager
 def verified_directory(
-    name: str, version: str, *, trusted_keys: list[Path], level: Level, tracking_uri: str
+    name: str, version: str, *, roots: TrustRoots, level: Level, tracking_uri: str
 ) -> Iterator[tuple[Path, str]]:
     """A private download of the version whose every file verified; yields (directory, signature sha256)."""
     with _download(name, version, tracking_uri) as directory:
-        yield directory, verify_directory(directory, trusted_keys, level, name, version)
+        yield directory, verify_files(directory, name, version, roots, level)
 
 
 def load_verified_model(
-    name: str, version: str, *, trusted_keys: list[Path], level: Level, tracking_uri: str
+    name: str, version: str, *, roots: TrustRoots, level: Level, tracking_uri: str
 ) -> VerifiedModel:
     """Download, verify every file, then load; raise SignatureError before loading anything."""
-    with verified_directory(
-        name, version, trusted_keys=trusted_keys, level=level, tracking_uri=tracking_uri
-    ) as (directory, signature):
+    with verified_directory(name, version, roots=roots, level=level, tracking_uri=tracking_uri) as (
+        directory,
+        signature,
+    ):
         files = load_sklearn_model(directory, f"model {name!r} version {version}")
         digest = artifact_digest(directory)
         profile_file = directory / PROFILE_FILE
         profile = json.loads(profile_file.read_text(encoding="utf-8")) if profile_file.is_file() else None
+        submitted_by = read_identity(directory).submitted_by
     return VerifiedModel(
-        files.model, name, version, level, signature, digest, files.inputs, files.input_types, profile
+        files.model,
+        name,
+        version,
+        level,
+        signature,
+        digest,
+        files.inputs,
+        files.input_types,
+        submitted_by,
+        profile,
     )
 
 
 def verify_version(
-    name: str, version: str, *, trusted_keys: list[Path], level: Level, tracking_uri: str
+    name: str, version: str, *, roots: TrustRoots, level: Level, tracking_uri: str
 ) -> VersionCheck:
-    """Re-hash every file of a version in the artifact store and check its signature; load nothing."""
-    with verified_directory(
-        name, version, trusted_keys=trusted_keys, level=level, tracking_uri=tracking_uri
-    ) as (directory, signature):
+    """Re-hash every file of a version in the artifact store and check its signature (and, at release
+    level, its approvals); load nothing."""
+    with verified_directory(name, version, roots=roots, level=level, tracking_uri=tracking_uri) as (
+        directory,
+        signature,
+    ):
         files = sum(1 for p in directory.rglob("*") if p.is_file())
-        return VersionCheck(name, version, level, signature, artifact_digest(directory), files)
+        submitted_by = read_identity(directory).submitted_by
+        return VersionCheck(name, version, level, signature, artifact_digest(directory), files, submitted_by)
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def sign_candidate(name: str, version: str, run_id: str, key: Path, tracking_uri: str) -> SignedVersion:
-    """Write the identity file into the version's artifacts and sign them (candidate level)."""
+def sign_candidate(
+    name: str, version: str, run_id: str, submitted_by: str, key: Path, tracking_uri: str
+) -> SignedVersion:
+    """Write the identity (with its submitter) into the version's artifacts and sign them (candidate
+    level, with the candidate role's key)."""
     with _download(name, version, tracking_uri) as directory:
         model_id = registry.logged_model_id(name, version, tracking_uri)
-        identity = write_identity(
-            directory, Identity(model=name, version=version, model_id=model_id, run_id=run_id)
+        claims = Identity(
+            model=name, version=version, model_id=model_id, run_id=run_id, submitted_by=submitted_by
         )
+        identity = write_identity(directory, claims)
         signature = sign_directory(directory, key, "candidate")
         signed = SignedVersion(
             model=name,
@@ -155,16 +208,20 @@ def sign_release(
     approvals_json: bytes,
     approved_digest: str,
     key: Path,
-    trusted_keys: list[Path],
+    roots: TrustRoots,
     tracking_uri: str,
 ) -> SignedVersion:
-    """Verify the candidate, check it is the approved bytes, add the approvals and sign (release level).
+    """Verify the candidate, check it is the approved bytes, add the approvals and the release claims
+    and sign (release level, with the release role's key); the result must verify as a release,
+    approvals included, before anything is uploaded.
 
-    Uploads ``approvals.json`` and ``release.sig`` only; tags and aliases are the caller's.
+    Uploads ``approvals.json``, ``govdeploy-release.json`` and ``release.sig`` only; tags and aliases
+    are the caller's.
     """
-    with verified_directory(
-        name, version, trusted_keys=trusted_keys, level="candidate", tracking_uri=tracking_uri
-    ) as (directory, _):
+    with verified_directory(name, version, roots=roots, level="candidate", tracking_uri=tracking_uri) as (
+        directory,
+        _,
+    ):
         digest = artifact_digest(directory)
         if digest != approved_digest:
             raise SignatureError(
@@ -173,9 +230,12 @@ def sign_release(
             )
         approvals = directory / APPROVALS_FILE
         approvals.write_bytes(approvals_json)
+        claims = write_release_claims(
+            directory, ReleaseClaims(model=name, version=version, artifact_digest=digest)
+        )
         signature = sign_directory(directory, key, "release")
-        verify_directory(directory, trusted_keys, "release", name, version)
-        registry.upload_model_files(name, version, [approvals, signature], tracking_uri)
+        verify_files(directory, name, version, roots, "release")
+        registry.upload_model_files(name, version, [approvals, claims, signature], tracking_uri)
         return SignedVersion(
             model=name,
             version=version,

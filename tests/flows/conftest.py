@@ -11,6 +11,8 @@ from govdeploy.config.settings import Settings
 from govdeploy.errors import GovdeployError
 from govdeploy.release.approver import approval_token, submit
 from govdeploy.trust.audit import AuditRecord
+from govdeploy.trust.keys import signing_key
+from govdeploy.trust.roots import load_roots
 
 MODEL = "credit-risk"
 
@@ -67,8 +69,8 @@ def promote_now(stack: Settings, candidate: dict[str, object], alias: str = "cha
         approvals,
         {"passed": True},
         alias,
-        signing_key=stack.model_signing_key,
-        trusted_keys=stack.trusted_signing_keys,
+        signing_key=signing_key(stack, "release"),
+        roots=load_roots(stack),
         tracking_uri=stack.mlflow_url,
     )
     publish(stack, MODEL, "test")

@@ -20,6 +20,7 @@ from govdeploy.config.settings import Settings, get_settings
 from govdeploy.errors import ApprovalError
 from govdeploy.release.approver import approval_token, submit
 from govdeploy.trust.audit_trail import records, unseal, verify_trail
+from govdeploy.trust.roots import load_roots
 from govdeploy.trust.versions import verify_version
 from tests.flows.conftest import MODEL, approve, start_release, version_tags, wait_for_state
 
@@ -87,7 +88,7 @@ def test_quorum_signs_and_promotes_the_approved_bytes(stack: Settings, promoted:
     check = verify_version(
         MODEL,
         version,
-        trusted_keys=stack.trusted_signing_keys,
+        roots=load_roots(stack),
         level="release",
         tracking_uri=stack.mlflow_url,
     )

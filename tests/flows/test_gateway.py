@@ -291,3 +291,39 @@ def _healthy(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_replayed_older_serving_record_changes_nothing(stack: Settings, served: dict[str, Any]) -> None:
+    """An insider re-puts an older, validly signed record and moves the alias back: refused, listed."""
+    bucket, record_key = s3_client(stack), f"serving/{MODEL}.json"
+    registry = mlflow.MlflowClient()
+    deployer = key(stack, "deployer")
+
+    def reload() -> dict[str, Any]:
+        url = f"{stack.gateway_url}/v1/models/{MODEL}/reload"
+        return httpx.post(url, headers=deployer, timeout=60).json()
+
+    before = registry.get_model_version_by_alias(MODEL, "champion").version
+    older = publish(stack, MODEL, "test")
+    older_bytes = bucket.get_object(Bucket=stack.bucket, Key=record_key)["Body"].read()
+    newer = train(model=MODEL, rows=2000, seed=44, submitted_by="dana")
+    promote_now(stack, newer)  # publishes the newer record
+    assert reload()["champion"] == newer["version"]
+    bucket.put_object(Bucket=stack.bucket, Key=record_key, Body=older_bytes)
+    registry.set_registered_model_alias(MODEL, "champion", before)
+    try:
+        for _ in range(2):  # refused at every look, not only the first
+            info = reload()
+            assert info["champion"] == newer["version"], info
+            assert any(
+                f"record #{older.sequence} of {MODEL}" in p and "older than record #" in p
+                for p in info["problems"]
+            )
+            assert predict(stack, {"inputs": ROW}).json()["version"] == newer["version"]
+        seen = json.loads((stack.state_dir / "gateway" / "serving-seq.json").read_text())
+        assert seen[MODEL]["sequence"] > older.sequence
+    finally:
+        registry.set_registered_model_alias(MODEL, "champion", newer["version"])
+        healed = publish(stack, MODEL, "test")
+    assert healed.sequence == seen[MODEL]["sequence"] + 1  # numbered above the replay's history
+    assert reload()["problems"] == []

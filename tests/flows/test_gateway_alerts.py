@@ -27,6 +27,7 @@ from govdeploy.monitoring.anomalies import ANOMALY_EVENT
 from govdeploy.monitoring.iolog import IORecord, read_batches
 from govdeploy.polling import poll
 from govdeploy.trust.keys import master_key
+from govdeploy.trust.roots import load_roots
 from govdeploy.trust.versions import load_verified_model
 from tests.conftest import CONFIG_DIR
 from tests.flows.conftest import MODEL, promote_now
@@ -123,7 +124,7 @@ def test_the_served_version_has_a_training_profile(stack: Settings, alerting: Al
     verified = load_verified_model(
         MODEL,
         alerting.version,
-        trusted_keys=stack.trusted_signing_keys,
+        roots=load_roots(stack),
         level="release",
         tracking_uri=stack.mlflow_url,
     )
@@ -165,8 +166,9 @@ def test_anomalous_traffic_alerts_once_per_kind_by_webhook_and_prefect_event(
 
 
 def test_feedback_is_accepted_and_logged_with_its_labels(stack: Settings, alerting: AlertingGateway) -> None:
-    first = alerting.post(stack, "predict", {"inputs": ROW}).json()["request_id"]
-    second = alerting.post(stack, "predict", {"inputs": ROW}).json()["request_id"]
+    # ground truth is taken only from the principal the prediction answered
+    first = alerting.post(stack, "predict", {"inputs": ROW}, principal="demo-client").json()["request_id"]
+    second = alerting.post(stack, "predict", {"inputs": ROW}, principal="demo-client").json()["request_id"]
     many = alerting.post(
         stack,
         "feedback",
@@ -175,7 +177,7 @@ def test_feedback_is_accepted_and_logged_with_its_labels(stack: Settings, alerti
     )
     assert many.status_code == 202, many.text
     assert many.json()["model"] == MODEL and many.json()["accepted"] == 2
-    one = alerting.post(stack, "feedback", {"request_id": first, "label": 0})
+    one = alerting.post(stack, "feedback", {"request_id": first, "label": 0}, principal="demo-client")
     assert one.status_code == 202 and one.json()["accepted"] == 1
 
     def feedback() -> dict[str, IORecord]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -27,7 +28,8 @@ from govdeploy.trust.approvals import (
     parse_token,
     sign_statement,
 )
-from govdeploy.trust.keys import init_keys, load_ed25519_private
+from govdeploy.trust.keys import init_keys, load_ed25519_private, signing_key
+from govdeploy.trust.roots import load_roots
 from govdeploy.trust.versions import load_verified_model, verify_version
 from tests.flows.conftest import MODEL, version_tags
 
@@ -67,10 +69,13 @@ def bucket(stack: Settings, pair: tuple[dict[str, Any], dict[str, Any]]) -> Iter
 
 
 def check(stack: Settings, version: str, trusted: list[Path] | None = None) -> None:
+    roots = load_roots(stack)
+    if trusted is not None:
+        roots = dataclasses.replace(roots, keys={**roots.keys, "candidate": trusted})
     verify_version(
         MODEL,
         version,
-        trusted_keys=trusted or stack.trusted_signing_keys,
+        roots=roots,
         level="candidate",
         tracking_uri=stack.mlflow_url,
     )
@@ -81,7 +86,7 @@ def test_untouched_artifacts_verify_and_load(stack: Settings, bucket: tuple[Any,
     loaded = load_verified_model(
         MODEL,
         version,
-        trusted_keys=stack.trusted_signing_keys,
+        roots=load_roots(stack),
         level="candidate",
         tracking_uri=stack.mlflow_url,
     )
@@ -102,7 +107,7 @@ def test_a_flipped_byte_is_refused_before_loading(
         load_verified_model(
             MODEL,
             version,
-            trusted_keys=stack.trusted_signing_keys,
+            roots=load_roots(stack),
             level="candidate",
             tracking_uri=stack.mlflow_url,
         )
@@ -155,7 +160,7 @@ def test_another_versions_signed_artifacts_are_refused(
 def test_an_unknown_signer_is_refused(stack: Settings, bucket: tuple[Any, str, str], tmp_path: Path) -> None:
     init_keys(tmp_path, [])
     with pytest.raises(SignatureError, match="does not verify"):
-        check(stack, bucket[2], trusted=[tmp_path / "signing.pub"])
+        check(stack, bucket[2], trusted=[tmp_path / "candidate.pub"])
 
 
 def _approvals(stack: Settings, request: ApprovalRequest) -> list[SignedStatement]:
@@ -194,8 +199,8 @@ def test_promotion_faults_leave_tags_and_aliases_and_a_retry_completes(
             approvals,
             {"passed": True},
             "champion",
-            signing_key=stack.model_signing_key,
-            trusted_keys=stack.trusted_signing_keys,
+            signing_key=signing_key(stack, "release"),
+            roots=load_roots(stack),
             tracking_uri=stack.mlflow_url,
         )
 
@@ -232,8 +237,8 @@ def test_promotion_faults_leave_tags_and_aliases_and_a_retry_completes(
             approvals,
             {},
             "champion",
-            signing_key=stack.model_signing_key,
-            trusted_keys=stack.trusted_signing_keys,
+            signing_key=signing_key(stack, "release"),
+            roots=load_roots(stack),
             tracking_uri=stack.mlflow_url,
         )
     unchanged()
@@ -247,7 +252,7 @@ def test_promotion_faults_leave_tags_and_aliases_and_a_retry_completes(
     verify_version(
         MODEL,
         second["version"],
-        trusted_keys=stack.trusted_signing_keys,
+        roots=load_roots(stack),
         level="release",
         tracking_uri=stack.mlflow_url,
     )

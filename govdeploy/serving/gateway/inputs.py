@@ -6,14 +6,16 @@ text); fields the catalog lists as personal data may come along (they are masked
 never reach the model); any other field is refused.
 
 A feedback body is ``{"labels": [{"request_id": ..., "label": 0 or 1}, ...]}`` or one such object:
-the ground truth of earlier predictions, named by the request_id their answer carried.
+the ground truth of earlier predictions, named by the request_id their answer carried (whether
+each was issued to the caller is the route's check, ``access.RequestIds``).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
+
+from govdeploy.trust.request_ids import REQUEST_ID
 
 NUMERIC_TYPES = {"double", "float"}
 INTEGER_TYPES = {"long", "integer"}
@@ -80,7 +82,6 @@ def validate_rows(
     return checked
 
 
-REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 LABEL_FIELDS = ("request_id", "label")
 
 

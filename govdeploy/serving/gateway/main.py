@@ -2,12 +2,14 @@
 
 Every response but the health check becomes one I/O record (access and predictions alike), written
 durably in encrypted batches: after a burst or a SIGTERM, records == responses.
+
+Its request id (``X-Request-Id``, the record's id) is minted by ``RequestIds``: bound to the
+principal once the API key authenticated, so that only that principal may send its ground truth.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -21,6 +23,8 @@ from govdeploy.config.settings import Settings, get_settings
 from govdeploy.monitoring.iolog import IORecord
 from govdeploy.serving.gateway.api.routes import models, ops
 from govdeploy.serving.gateway.parts import Gateway, build_gateway
+from govdeploy.trust.keys import master_key
+from govdeploy.trust.request_ids import RequestIds
 
 
 def _record(
@@ -65,7 +69,8 @@ class RecordEveryResponse:
             return
         started = time.perf_counter()
         state = scope.setdefault("state", {})
-        state.update(request_id=uuid.uuid4().hex, io={})
+        request_ids: RequestIds = scope["app"].state.request_ids
+        state.update(request_id=request_ids.mint(None), io={})  # bound to the caller by api.deps
         status = 500
 
         async def send_with_id(message: Message) -> None:
@@ -87,8 +92,10 @@ class RecordEveryResponse:
 def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        gateway = build_gateway(settings or get_settings())
+        chosen = settings or get_settings()
+        gateway = build_gateway(chosen)
         app.state.gateway = gateway
+        app.state.request_ids = RequestIds.from_master(master_key(chosen.keys_dir))
         gateway.start()
         try:
             yield

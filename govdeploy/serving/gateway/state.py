@@ -6,6 +6,11 @@ every file verified against its release signature and that the record names: whe
 without a record, or to something that does not verify, the slot keeps the last verified version
 and an alert is raised; a model with no verified champion answers 503 (safe shutdown), never an
 unverified model.
+
+Records are ordered: the gateway remembers the newest record it verified per model (also in
+``<state_dir>/gateway/serving-seq.json``, so a restart does not forget it). An older record, another
+record of the same sequence, or a missing record after one was seen is refused: the serving state
+stays as it is, the problem is listed, and one alert is raised per refused record.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ import pandas as pd
 from govdeploy.backends import registry
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import Settings
-from govdeploy.errors import GovdeployError
+from govdeploy.errors import GovdeployError, StorageError
 from govdeploy.monitoring.alerts import post_alert
 from govdeploy.monitoring.anomalies import RangeCheck
 from govdeploy.serving.gateway.batching import MicroBatcher
-from govdeploy.trust import serving_records
+from govdeploy.trust import keys, serving_records
+from govdeploy.trust.roots import load_roots
+from govdeploy.trust.serving_records import ServingRecord
 from govdeploy.trust.versions import VerifiedModel, load_verified_model
 
 log = logging.getLogger("govdeploy.gateway")
@@ -90,12 +97,16 @@ class ServingState:
         self.models = {name: ServedModel(name, fields) for name, fields in passthrough.items()}
         self.max_batch, self.max_wait = max_batch, max_wait
         self.lock = threading.Lock()
+        # one refresh at a time (poll and reload): a slower one must not judge an older read
+        self.refreshing = threading.Lock()
+        self.seen = serving_records.SeenRecords(settings.state_dir / "gateway" / "serving-seq.json")
+        self.alerted: set[tuple[str, int, str]] = set()
 
     def _load(self, name: str, version: str) -> Slot:
         verified = load_verified_model(
             name,
             version,
-            trusted_keys=self.settings.trusted_signing_keys,
+            roots=load_roots(self.settings),
             level="release",
             tracking_uri=self.settings.mlflow_url,
         )
@@ -105,8 +116,19 @@ class ServingState:
             RangeCheck.from_profile(verified.profile, verified.inputs, f"{name} v{version}"),
         )
 
-    def _refuse(self, served: ServedModel, problem: str, details: dict[str, Any]) -> None:
+    def _refuse(
+        self,
+        served: ServedModel,
+        problem: str,
+        details: dict[str, Any],
+        once: tuple[str, int, str] | None = None,
+    ) -> None:
+        """List ``problem`` and alert (only the first time for a given ``once`` key)."""
         served.problems.append(problem)
+        if once is not None:
+            if once in self.alerted:
+                return
+            self.alerted.add(once)
         log.error("%s %s", served.name, problem)
         post_alert(
             self.settings.alert_webhook,
@@ -147,24 +169,61 @@ class ServingState:
         )
         return slot
 
+    def _in_order(self, served: ServedModel, record: ServingRecord | None) -> bool:
+        """Whether ``record`` may be served after the newest verified before; remembers it if so."""
+        seen = self.seen.get(served.name)
+        if record is not None:
+            problem = serving_records.accept(record, seen)
+            if problem is None:
+                self._remember(served, record)
+                return True
+            sequence, digest = record.sequence, serving_records.record_digest(record)
+        elif seen is not None:
+            problem, sequence, digest = f"it is missing, but record #{seen.sequence} was verified", 0, ""
+        else:
+            return True
+        assert seen is not None
+        self._refuse(
+            served,
+            f"serving record refused: {problem}; serving state unchanged; a replay changes nothing, "
+            f"publish a new record to change it (if the bucket was reset on purpose, delete "
+            f"{self.seen.path} and restart the gateway)",
+            {"sequence": sequence or None, "seen": seen.sequence},
+            once=(served.name, sequence, digest),
+        )
+        return False
+
+    def _remember(self, served: ServedModel, record: ServingRecord) -> None:
+        try:
+            self.seen.remember(record)
+        except StorageError as exc:  # remembered in memory; a restart may forget it
+            served.problems.append(f"serving record #{record.sequence} not persisted: {exc}")
+            log.error("%s serving record #%d not persisted: %s", served.name, record.sequence, exc)
+
     def refresh(self) -> None:
         """Serve what the latest signed serving record names, where the aliases agree and it verifies."""
         client = s3_client(self.settings)
-        for served in self.models.values():
-            served.problems = []
-            try:
-                record = serving_records.read(
-                    client, self.settings.bucket, served.name, self.settings.trusted_signing_keys
-                )
-            except GovdeployError as exc:
-                self._refuse(served, f"serving record refused: {exc}; serving state unchanged", {})
-                continue
-            champion = self._reconcile(
-                served, registry.CHAMPION, record.champion if record else None, served.champion
+        with self.refreshing:
+            for served in self.models.values():
+                self._refresh_one(client, served)
+
+    def _refresh_one(self, client: Any, served: ServedModel) -> None:
+        served.problems = []
+        try:
+            record = serving_records.read(
+                client, self.settings.bucket, served.name, keys.trusted_keys(self.settings, "serving")
             )
-            challenger = self._reconcile(
-                served, "challenger", record.challenger if record else None, served.challenger
-            )
-            with self.lock:
-                served.champion, served.challenger = champion, challenger
-                served.challenger_weight = record.challenger_weight if record and challenger else 0
+        except GovdeployError as exc:
+            self._refuse(served, f"serving record refused: {exc}; serving state unchanged", {})
+            return
+        if not self._in_order(served, record):
+            return
+        champion = self._reconcile(
+            served, registry.CHAMPION, record.champion if record else None, served.champion
+        )
+        challenger = self._reconcile(
+            served, "challenger", record.challenger if record else None, served.challenger
+        )
+        with self.lock:
+            served.champion, served.challenger = champion, challenger
+            served.challenger_weight = record.challenger_weight if record and challenger else 0

@@ -36,7 +36,7 @@ def test_the_example_env_file_loads_as_a_dotenv_file() -> None:
     assert loaded.state_dir == PROJECT_ROOT / ".govdeploy"
     assert loaded.config_dir == PROJECT_ROOT / "config"
     assert loaded.user == _defaults().user  # empty means the login name
-    assert loaded.trusted_signing_keys == [loaded.keys_dir / "signing.pub"]
+    assert (loaded.candidate_key, loaded.release_key, loaded.serving_key) == (None, None, None)
 
 
 def test_the_example_env_file_loads_when_sourced_by_a_shell(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,7 +44,7 @@ def test_the_example_env_file_loads_when_sourced_by_a_shell(monkeypatch: pytest.
     output = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
     sourced = dict(item.split("=", 1) for item in output.split("\0") if item.startswith("GOVDEPLOY_"))
     documented = [line for line in EXAMPLE.read_text().splitlines() if line.startswith("GOVDEPLOY_")]
-    assert len(sourced) == len(documented) == 19
+    assert len(sourced) == len(documented) == 21
     defaults = _fields(_defaults())
     for name, value in sourced.items():
         monkeypatch.setenv(name, value)
@@ -57,6 +57,10 @@ def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None
         Settings(_env_file=None)
 
 
-def test_trusted_keys_are_a_json_list(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("GOVDEPLOY_TRUSTED_KEYS", f'["{tmp_path}/a.pub", "{tmp_path}/b.pub"]')
-    assert Settings(_env_file=None).trusted_signing_keys == [tmp_path / "a.pub", tmp_path / "b.pub"]
+def test_private_keys_of_each_role_come_from_their_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GOVDEPLOY_RELEASE_KEY", str(tmp_path / "release.key"))
+    settings = Settings(_env_file=None)
+    assert settings.release_key == tmp_path / "release.key"
+    assert settings.trust_path == settings.config_dir / "trust.yaml"

@@ -19,11 +19,21 @@ from govdeploy.monitoring.window import (
     window_bounds,
 )
 from govdeploy.release.data import generate_credit_data
+from govdeploy.trust.request_ids import RequestIds
 
 CONFIG = Path(__file__).resolve().parents[3] / "config"
 T0 = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
 KEY = bytes(range(32))
 HOUR = T0 + timedelta(hours=1)
+IDS = RequestIds.from_master(KEY)
+
+
+def rid(nonce: str, principal: str = "bench") -> str:
+    """The request id the gateway issues to ``principal`` for the random part ``nonce`` (16 hex)."""
+    return IDS.rebind(nonce, principal)
+
+
+A = rid("a" * 16)
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +73,13 @@ def test_window_bounds_default_to_the_last_hours_and_refuse_bad_times() -> None:
 def sample(spec: ModelSpec) -> list[IORecord]:
     """Answers of v3, another version, a refusal, a late answer, another model's and ground truth."""
     return [
-        record(spec, "a" * 32, 1),
+        record(spec, A, 1),
         record(spec, "b" * 32, 2, version="2"),  # another version answered: not this window's rows
         record(spec, "c" * 32, 3, status=422, outputs=None),  # refused: no prediction
         record(spec, "d" * 32, 90),  # after the window's end
         # another model whose inputs have other types: not this window's, and no reason to fail it
         record(spec, "0" * 32, 4, model="pricing", inputs=[{"income": "high"}], outputs=[1.0]),
-        *[record(spec, f"{i:032x}", 5 + i) for i in range(1, 8)],
+        *[record(spec, rid(f"{i:016x}"), 5 + i) for i in range(1, 8)],
         record(
             spec,
             "f" * 32,
@@ -78,30 +88,63 @@ def sample(spec: ModelSpec) -> list[IORecord]:
             version=None,
             inputs=None,
             outputs=None,
-            labels=[{"request_id": "a" * 32, "label": 1}, {"request_id": f"{3:032x}", "label": 0}],
+            labels=[{"request_id": A, "label": 1}, {"request_id": rid(f"{3:016x}"), "label": 0}],
         ),
     ]
 
 
 def test_window_keeps_the_versions_answers_in_time_and_joins_labels(spec: ModelSpec) -> None:
-    window = build_window(sample(spec), spec, "credit-risk", "3", T0, HOUR)
-    answers = ["a" * 32] + [f"{i:032x}" for i in range(1, 8)]
+    window = build_window(sample(spec), spec, "credit-risk", "3", T0, HOUR, KEY)
+    answers = [A] + [rid(f"{i:016x}") for i in range(1, 8)]
     assert list(window.rows["request_id"]) == answers
-    assert window.other_versions == 1 and window.labels == {"a" * 32: 1, f"{3:032x}": 0}
+    assert window.other_versions == 1 and window.labels == {A: 1, rid(f"{3:016x}"): 0}
     assert "email" not in window.rows.columns
     labelled = window.labelled(spec.label)
-    assert list(labelled["request_id"]) == ["a" * 32, f"{3:032x}"] and list(labelled[spec.label]) == [1, 0]
+    assert list(labelled["request_id"]) == [A, rid(f"{3:016x}")] and list(labelled[spec.label]) == [1, 0]
     with pytest.raises(DataError, match=r"has 8 predictions of credit-risk v3, fewer than the 500"):
         require_rows(window, 500)
+
+
+def test_labels_count_only_from_the_principal_their_request_was_issued_to(spec: ModelSpec) -> None:
+    """Defence in depth behind the gateway: another principal's, a forged or an old-style id is left out."""
+    three = rid(f"{3:016x}")
+
+    def feedback(principal: str | None, *labelled: tuple[str, int]) -> IORecord:
+        labels = [{"request_id": request_id, "label": label} for request_id, label in labelled]
+        return record(
+            spec,
+            "e" * 32,
+            50,
+            kind="feedback",
+            version=None,
+            inputs=None,
+            outputs=None,
+            principal=principal,
+            labels=labels,
+        )
+
+    records = [
+        *sample(spec)[:-1],
+        feedback("mallory", (A, 0), (three, 1)),  # bench's predictions, labelled by another client
+        feedback("bench", (A, 1), (f"{9:032x}", 0)),  # its own, and an id nobody was issued
+        feedback(None, (three, 1)),  # no principal on the record: nobody's label
+        feedback("bench", (rid(f"{4:016x}", "mallory"), 1)),  # issued to mallory, sent by bench
+        feedback("bench", (three, 0)),
+    ]
+    window = build_window(records, spec, "credit-risk", "3", T0, HOUR, KEY)
+    assert window.labels == {A: 1, three: 0} and window.unowned_labels == 5
+    assert list(window.labelled(spec.label)[spec.label]) == [1, 0]
+    other_key = build_window(records, spec, "credit-risk", "3", T0, HOUR, bytes(32))
+    assert other_key.labels == {} and other_key.unowned_labels == 7  # ids of another deployment
 
 
 def test_a_malformed_record_fails_the_window(spec: ModelSpec) -> None:
     broken = record(spec, "a" * 32, 1, inputs=[{"income": 1.0}])
     with pytest.raises(DataError, match=r"lacks features \['loan_amount'.*malformed"):
-        build_window([broken], spec, "credit-risk", "3", T0, HOUR)
+        build_window([broken], spec, "credit-risk", "3", T0, HOUR, KEY)
     uneven = record(spec, "b" * 32, 1, outputs=[0.1, 0.2])
     with pytest.raises(DataError, match="1 input rows but 2 predictions"):
-        build_window([uneven], spec, "credit-risk", "3", T0, HOUR)
+        build_window([uneven], spec, "credit-risk", "3", T0, HOUR, KEY)
 
 
 def write_batches(directory: Path, records: list[IORecord], size: int) -> list[str]:
@@ -119,10 +162,10 @@ def test_sealed_batches_read_in_columns_give_the_window_of_the_records(
     records = sample(spec)
     keys = write_batches(tmp_path, records, size=2)
     window = read_window(directory_source(tmp_path), keys, KEY, spec, "credit-risk", "3", T0, HOUR, 2, group)
-    expected = build_window(records, spec, "credit-risk", "3", T0, HOUR)
+    expected = build_window(records, spec, "credit-risk", "3", T0, HOUR, KEY)
     pd.testing.assert_frame_equal(window.rows, expected.rows)
-    assert list(window.rows["request_id"]) == ["a" * 32] + [f"{i:032x}" for i in range(1, 8)]
-    assert window.labels == {"a" * 32: 1, f"{3:032x}": 0} == expected.labels
+    assert list(window.rows["request_id"]) == [A] + [rid(f"{i:016x}") for i in range(1, 8)]
+    assert window.labels == {A: 1, rid(f"{3:016x}"): 0} == expected.labels
     assert window.other_versions == 1 and window.batches == len(keys) == 7
     assert window.rows["income"].dtype == float and window.rows["region"].map(type).eq(str).all()
 
@@ -160,4 +203,4 @@ def test_a_record_of_the_model_with_a_wrongly_typed_feature_fails_the_window(
 def test_a_null_prediction_fails_the_window(spec: ModelSpec) -> None:
     broken = record(spec, "a" * 32, 1).model_copy(update={"outputs": [None]})
     with pytest.raises(DataError, match=f"I/O record {'a' * 32} has a null prediction"):
-        build_window([broken], spec, "credit-risk", "3", T0, HOUR)
+        build_window([broken], spec, "credit-risk", "3", T0, HOUR, KEY)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 from pathlib import Path
 
@@ -7,14 +8,17 @@ import pytest
 
 from govdeploy.config.approvers import load_approvers
 from govdeploy.config.policy import ApprovalPolicy
-from govdeploy.errors import ConfigError
+from govdeploy.errors import ConfigError, SignatureError
 from govdeploy.trust.approvals import (
     ApprovalLedger,
     ApprovalRequest,
+    SignedStatement,
     make_statement,
     now_utc,
     sign_statement,
+    verify_release_approvals,
 )
+from govdeploy.trust.audit import canonical
 from govdeploy.trust.keys import init_keys, load_ed25519_private
 from tests.conftest import CONFIG_DIR
 
@@ -169,3 +173,41 @@ def test_a_missing_approver_key_fails_before_anyone_approves(tmp_path: Path) -> 
     policy = ApprovalPolicy(quorum=2, required_roles=["risk-officer"])
     with pytest.raises(ConfigError, match=r"public key of approver 'alice' .*does not exist"):
         ApprovalLedger(REQUEST, policy, load_approvers(CONFIG_DIR / "approvers.yaml"), tmp_path)
+
+
+def _document(keys_dir: Path, *approvers: str) -> bytes:
+    statements = [
+        SignedStatement.model_validate_json(base64.urlsafe_b64decode(token(keys_dir, a))) for a in approvers
+    ]
+    return canonical({"request": REQUEST.model_dump(), "approvals": [s.model_dump() for s in statements]})
+
+
+RELEASE_RULES = ApprovalPolicy(quorum=2, required_roles=["risk-officer"])
+
+
+def test_a_release_is_re_verified_against_its_approvals(keys_dir: Path) -> None:
+    approvers = load_approvers(CONFIG_DIR / "approvers.yaml")
+    document = _document(keys_dir, "alice", "bob")
+    assert verify_release_approvals(document, REQUEST, RELEASE_RULES, approvers, keys_dir) == ["alice", "bob"]
+    with pytest.raises(SignatureError, match="1 valid approvals, fewer than the quorum of 2"):
+        verify_release_approvals(
+            _document(keys_dir, "alice", "alice"), REQUEST, RELEASE_RULES, approvers, keys_dir
+        )
+    with pytest.raises(SignatureError, match="dana submitted credit-risk v3 and cannot approve it"):
+        verify_release_approvals(
+            _document(keys_dir, "alice", "dana"), REQUEST, RELEASE_RULES, approvers, keys_dir
+        )
+    other = REQUEST.model_copy(update={"artifact_digest": "b" * 64})
+    with pytest.raises(SignatureError, match="it approves something else"):
+        verify_release_approvals(document, other, RELEASE_RULES, approvers, keys_dir)
+    with pytest.raises(SignatureError, match="not an approvals document"):
+        verify_release_approvals(b"{}", REQUEST, RELEASE_RULES, approvers, keys_dir)
+
+
+def test_a_statement_without_time_zone_is_refused(ledger: ApprovalLedger, keys_dir: Path) -> None:
+    statement = make_statement(REQUEST, "alice", "approve", "ok", 30).model_copy(
+        update={"issued_at": "2026-11-29T10:00:00", "expires_at": "2099-11-29T10:30:00"}
+    )
+    signed = sign_statement(statement, load_ed25519_private(keys_dir / "approvers" / "alice.key"))
+    outcome = ledger.consider(signed)
+    assert not outcome.accepted and "no time zone" in outcome.reason

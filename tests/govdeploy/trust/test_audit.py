@@ -2,13 +2,23 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from govdeploy.errors import AuditError
-from govdeploy.trust.audit import Anchor, AuditLog, AuditRecord, read_records, record_hash, verify
+from govdeploy.trust.anchors import StoredAnchor, StoredAnchors, anchor_key
+from govdeploy.trust.audit import (
+    Anchor,
+    AuditLog,
+    AuditRecord,
+    read_records,
+    record_hash,
+    verify,
+    verify_stored,
+)
 
 
 class MemoryAnchors:
@@ -125,7 +135,51 @@ def test_a_failed_anchor_is_an_error_and_is_reported(tmp_path: Path, key: ed2551
     )
     anchors.fail = False
     audit.append("z", "me")
-    assert verify(audit.path, key.public_key(), anchors.all()).ok
+    report = verify(audit.path, key.public_key(), anchors.all())
+    assert report.ok  # record 3's anchor covers record 2 through the chain, and that is said
+    assert report.warnings == [
+        "records 2 have no anchor of their own (the anchor write failed, or the anchor was deleted); "
+        "later anchors cover them through the hash chain"
+    ]
+
+
+def test_an_anchor_with_another_time_than_its_record_is_caught(
+    log: AuditLog, key: ed25519.Ed25519PrivateKey
+) -> None:
+    anchors = log.anchors.all()
+    anchors[1] = anchors[1].model_copy(update={"time": "2020-01-01T00:00:00+00:00"})
+    problems = verify(log.path, key.public_key(), anchors).problems
+    assert problems == [
+        f"anchor 2 carries the time 2020-01-01T00:00:00+00:00, its record {read_records(log.path)[1].time}: "
+        "the anchor was not written by that record's append"
+    ]
+
+
+def test_verify_stored_checks_how_the_bucket_keeps_the_anchors(
+    log: AuditLog, key: ed25519.Ed25519PrivateKey
+) -> None:
+    def as_stored(anchor: Anchor, mode: str) -> StoredAnchor:
+        at = datetime.fromisoformat(anchor.time)
+        return StoredAnchor(
+            key=anchor_key(anchor.seq),
+            version_id="v1",
+            last_modified=at,
+            lock_mode=mode,
+            retain_until=at + timedelta(days=10),
+            anchor=anchor,
+        )
+
+    anchors = log.anchors.all()
+    faithful = StoredAnchors(versions=[as_stored(a, "COMPLIANCE") for a in anchors])
+    assert verify_stored(log.path, key.public_key(), faithful, retention_days=10).ok
+    downgraded = StoredAnchors(
+        versions=[as_stored(a, "GOVERNANCE" if a.seq == 5 else "COMPLIANCE") for a in anchors]
+    )
+    report = verify_stored(log.path, key.public_key(), downgraded, retention_days=10)
+    assert report.records == 5 and report.anchors == 5
+    assert len(report.problems) == 1 and "GOVERNANCE mode, not COMPLIANCE" in report.problems[0]
+    short = verify_stored(log.path, key.public_key(), faithful, retention_days=11).problems
+    assert len(short) == 5 and all(p.endswith("its retention was shortened") for p in short)
 
 
 def test_concurrent_appends_keep_one_chain(tmp_path: Path, key: ed25519.Ed25519PrivateKey) -> None:

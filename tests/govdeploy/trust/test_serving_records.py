@@ -5,9 +5,21 @@ from pathlib import Path
 
 import pytest
 
-from govdeploy.errors import SignatureError
+from govdeploy.errors import SignatureError, StorageError
 from govdeploy.trust.keys import init_keys
-from govdeploy.trust.serving_records import ServingRecord, sign_record, verify_record
+from govdeploy.trust.serving_records import (
+    Seen,
+    SeenRecords,
+    ServingRecord,
+    accept,
+    next_sequence,
+    read,
+    record_digest,
+    sign_record,
+    verify_record,
+    write,
+)
+from tests.govdeploy.serving.fake_bucket import FakeBucket
 
 RECORD = ServingRecord(
     model="m",
@@ -16,6 +28,8 @@ RECORD = ServingRecord(
     challenger_weight=25,
     issued_at="2026-11-22T00:00:00+00:00",
     issuer="canary",
+    sequence=7,
+    audit_record="a1b2",
 )
 
 
@@ -29,16 +43,98 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_a_signed_record_verifies(keys: tuple[Path, Path]) -> None:
     trusted, _ = keys
-    assert verify_record(sign_record(RECORD, trusted / "signing.key"), [trusted / "signing.pub"]) == RECORD
+    assert verify_record(sign_record(RECORD, trusted / "serving.key"), [trusted / "serving.pub"]) == RECORD
 
 
 def test_an_edited_or_foreign_record_is_refused(keys: tuple[Path, Path]) -> None:
     trusted, other = keys
-    document = json.loads(sign_record(RECORD, trusted / "signing.key"))
+    document = json.loads(sign_record(RECORD, trusted / "serving.key"))
     document["record"]["challenger_weight"] = 100
     with pytest.raises(SignatureError, match="not signed by a trusted key"):
-        verify_record(json.dumps(document).encode(), [trusted / "signing.pub"])
+        verify_record(json.dumps(document).encode(), [trusted / "serving.pub"])
     with pytest.raises(SignatureError, match="not signed by a trusted key"):
-        verify_record(sign_record(RECORD, other / "signing.key"), [trusted / "signing.pub"])
+        verify_record(sign_record(RECORD, other / "serving.key"), [trusted / "serving.pub"])
     with pytest.raises(SignatureError, match="not a signed record"):
-        verify_record(b"{}", [trusted / "signing.pub"])
+        verify_record(b"{}", [trusted / "serving.pub"])
+
+
+@pytest.mark.parametrize(("field", "value"), [("sequence", 8), ("audit_record", "other"), ("model", "n")])
+def test_sequence_audit_record_and_model_are_signed(
+    keys: tuple[Path, Path], field: str, value: object
+) -> None:
+    trusted, _ = keys
+    document = json.loads(sign_record(RECORD, trusted / "serving.key"))
+    document["record"][field] = value
+    with pytest.raises(SignatureError, match="not signed by a trusted key"):
+        verify_record(json.dumps(document).encode(), [trusted / "serving.pub"])
+
+
+def test_a_record_without_sequence_asks_for_a_new_one(keys: tuple[Path, Path]) -> None:
+    trusted, _ = keys
+    document = json.loads(sign_record(RECORD, trusted / "serving.key"))
+    del document["record"]["sequence"]
+    with pytest.raises(SignatureError, match=r"record of 'm' has no sequence.*publish a new record"):
+        verify_record(json.dumps(document).encode(), [trusted / "serving.pub"])
+
+
+def test_read_refuses_a_record_copied_from_another_model(keys: tuple[Path, Path]) -> None:
+    trusted, _ = keys
+    bucket = FakeBucket()
+    assert read(bucket, "b", "m", [trusted / "serving.pub"]) is None
+    write(bucket, "b", RECORD, trusted / "serving.key")
+    assert read(bucket, "b", "m", [trusted / "serving.pub"]) == RECORD
+    bucket.put_object(Bucket="b", Key="serving/n.json", Body=bucket.latest("serving/m.json"))
+    with pytest.raises(SignatureError, match=r"serving/n\.json is signed for model 'm', not for 'n'"):
+        read(bucket, "b", "n", [trusted / "serving.pub"])
+
+
+def test_next_sequence_follows_every_verified_version_not_only_the_current(keys: tuple[Path, Path]) -> None:
+    trusted, other = keys
+    bucket, pub = FakeBucket(), [trusted / "serving.pub"]
+    assert next_sequence(bucket, "b", "m", pub) == 1
+    for sequence in (1, 2):
+        write(bucket, "b", RECORD.model_copy(update={"sequence": sequence}), trusted / "serving.key")
+    first = bucket.versions["serving/m.json"][0]
+    assert first is not None
+    bucket.put_object(Bucket="b", Key="serving/m.json", Body=first)  # replay: the current one is #1
+    write(bucket, "b", RECORD.model_copy(update={"sequence": 9}), other / "serving.key")  # untrusted
+    bucket.put_object(Bucket="b", Key="serving/m.json", Body=b'{"record": {"model": "m"}}')  # old format
+    write(
+        bucket, "b", RECORD.model_copy(update={"model": "m.json.x", "sequence": 5}), trusted / "serving.key"
+    )
+    assert next_sequence(bucket, "b", "m", pub) == 3
+
+
+def test_accept_refuses_older_records_and_siblings() -> None:
+    seen = Seen.of(RECORD)
+    assert accept(RECORD, None) is None
+    assert accept(RECORD, seen) is None  # the same record, read again
+    assert accept(RECORD.model_copy(update={"sequence": 8, "champion": "1"}), seen) is None
+    older = accept(RECORD.model_copy(update={"sequence": 6}), seen)
+    assert older is not None and "record #6 of m (champion v3" in older and "older than record #7" in older
+    sibling = accept(RECORD.model_copy(update={"champion": "1"}), seen)
+    assert sibling is not None and "record #7 of m (champion v1" in sibling
+    assert "differs from the record #7 already verified" in sibling and seen.digest[:12] in sibling
+
+
+def test_seen_records_survive_a_restart_and_merge_between_processes(tmp_path: Path) -> None:
+    path = tmp_path / "gateway" / "serving-seq.json"
+    first, second = SeenRecords(path), SeenRecords(path)
+    assert first.remember(RECORD) and not first.remember(RECORD)
+    assert second.remember(RECORD.model_copy(update={"model": "n", "sequence": 2}))
+    assert second.remember(RECORD.model_copy(update={"sequence": 3}))  # behind what the file holds
+    restarted = SeenRecords(path)
+    assert restarted.get("m") == Seen(sequence=7, digest=record_digest(RECORD))
+    assert restarted.get("n") == Seen.of(RECORD.model_copy(update={"model": "n", "sequence": 2}))
+    assert restarted.get("x") is None
+
+
+def test_an_unreadable_seen_file_names_itself_and_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "serving-seq.json"
+    path.write_text("{not json")
+    with pytest.raises(StorageError, match="cannot be read: Invalid JSON") as caught:
+        SeenRecords(path)
+    assert str(path) in str(caught.value) and "delete it to start over" in str(caught.value)
+    path.write_text('{"m": {"sequence": "seven", "digest": "d"}}')
+    with pytest.raises(StorageError, match=r"cannot be read: m\.sequence: Input should be a valid integer"):
+        SeenRecords(path)

@@ -1,4 +1,4 @@
-"""Dependencies of the gateway's routes: the gateway itself and the authenticated principal.
+"""Dependencies of the gateway's routes: the gateway, its request ids and the authenticated principal.
 
 They are ``async``: FastAPI runs plain ``def`` dependencies in a thread pool, which costs more than
 the checks themselves on the prediction path.
@@ -13,6 +13,7 @@ from fastapi import Depends, Header, HTTPException, Request
 
 from govdeploy.serving.gateway.access import Principal
 from govdeploy.serving.gateway.parts import Gateway
+from govdeploy.trust.request_ids import RequestIds
 
 
 async def get_gateway(request: Request) -> Gateway:
@@ -21,6 +22,14 @@ async def get_gateway(request: Request) -> Gateway:
 
 
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+
+async def get_request_ids(request: Request) -> RequestIds:
+    request_ids: RequestIds = request.app.state.request_ids
+    return request_ids
+
+
+RequestIdsDep = Annotated[RequestIds, Depends(get_request_ids)]
 
 
 def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
@@ -32,6 +41,9 @@ def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
         if principal is None:
             raise HTTPException(401, "missing or invalid API key (header X-API-Key)")
         request.state.principal = principal.id
+        # from now on the request id says whom it answered (see RequestIds): feedback checks it
+        request_ids: RequestIds = request.app.state.request_ids
+        request.state.request_id = request_ids.rebind(request.state.request_id, principal.id)
         if not principal.roles & set(roles):
             raise HTTPException(403, f"principal {principal.id} lacks role {' or '.join(roles)}")
         if not gateway.limiter.allow(principal):

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from govdeploy.errors import ConfigError
-from govdeploy.serving.gateway.access import AccessConfig, KeyRing, Principal, RateLimiter, load_access
+from govdeploy.serving.gateway.access import (
+    AccessConfig,
+    KeyRing,
+    Principal,
+    RateLimiter,
+    load_access,
+)
 from govdeploy.trust.keys import init_api_keys
 from tests.conftest import CONFIG_DIR
 

@@ -11,10 +11,17 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from govdeploy.monitoring.iolog import mask_pii
-from govdeploy.serving.gateway.api.deps import DeployerCaller, GatewayDep, PredictCaller, ReaderCaller
+from govdeploy.serving.gateway.api.deps import (
+    DeployerCaller,
+    GatewayDep,
+    PredictCaller,
+    ReaderCaller,
+    RequestIdsDep,
+)
 from govdeploy.serving.gateway.inputs import InputError, feedback_labels, validate_rows
 from govdeploy.serving.gateway.parts import Gateway
 from govdeploy.serving.gateway.state import ServedModel, Slot
+from govdeploy.trust.request_ids import RequestIds
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -122,11 +129,23 @@ class FeedbackReceipt(BaseModel):
     request_id: str
 
 
+def not_issued_to(request_ids: RequestIds, labels: list[dict[str, Any]], principal: str) -> str | None:
+    """The first request id of ``labels`` that was not issued to ``principal``, or None."""
+    for label in labels:
+        if not request_ids.issued_to(label["request_id"], principal):
+            return str(label["request_id"])
+    return None
+
+
 @router.post("/{name}/feedback", status_code=202, response_model=FeedbackReceipt)
-async def feedback(name: str, request: Request, caller: PredictCaller) -> Response:
+async def feedback(
+    name: str, request: Request, caller: PredictCaller, request_ids: RequestIdsDep
+) -> Response:
     """Ground-truth labels of earlier predictions (by their request_id), for the drift flow to join.
 
-    They are written to the I/O log as one record of kind ``feedback`` with ``labels``.
+    Only the principal a prediction answered may label it: one request id issued to anyone else
+    (or forged) refuses the whole body with 403. Accepted labels are written to the I/O log as one
+    record of kind ``feedback`` with ``labels``; a refusal is a ``feedback`` record without them.
     """
     gateway: Gateway = request.app.state.gateway
     served_model(gateway, name)
@@ -138,6 +157,11 @@ async def feedback(name: str, request: Request, caller: PredictCaller) -> Respon
         raise HTTPException(422, f"body is not JSON: {exc.msg}") from None
     except InputError as exc:
         raise HTTPException(422, str(exc)) from None
+    foreign = not_issued_to(request_ids, labels, caller.id)
+    if foreign is not None:
+        detail = f"request_id {foreign} was not issued to {caller.id}; label only your own predictions"
+        request.state.io["error"] = f"feedback refused: {detail}"
+        raise HTTPException(403, detail)
     request.state.io["labels"] = labels
     answer = {"model": name, "accepted": len(labels), "request_id": request.state.request_id}
     return Response(orjson.dumps(answer), status_code=202, media_type="application/json")

@@ -1,0 +1,150 @@
+"""The gateway's serving state without servers: ordered serving records, refusals and their alerts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from govdeploy.config.settings import Settings
+from govdeploy.serving.gateway import state
+from govdeploy.serving.gateway.state import ServingState, Slot
+from govdeploy.trust.keys import init_keys, signing_key
+from govdeploy.trust.serving_records import ServingRecord, write
+from tests.govdeploy.serving.fake_bucket import FakeBucket
+
+KEY = "serving/m.json"
+
+
+class World:
+    """One model ``m``: a fake bucket, its aliases, and the alerts the gateway raised."""
+
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        init_keys(tmp_path / "keys", [])
+        self.settings = Settings(state_dir=tmp_path)
+        self.bucket = FakeBucket()
+        self.aliases: dict[str, str] = {}
+        self.alerts: list[dict[str, Any]] = []
+        monkeypatch.setattr(state, "s3_client", lambda settings: self.bucket)
+        monkeypatch.setattr(
+            state.registry, "alias_version", lambda model, alias, url: self.aliases.get(alias)
+        )
+        monkeypatch.setattr(state, "post_alert", lambda url, alert: self.alerts.append(alert))
+        monkeypatch.setattr(ServingState, "_load", lambda self, name, version: _slot(version))
+
+    def gateway(self) -> ServingState:
+        return ServingState(self.settings, {"m": frozenset()}, 8, 0.001)
+
+    def publish(self, sequence: int, champion: str) -> bytes:
+        self.aliases["champion"] = champion
+        record = ServingRecord(
+            model="m",
+            champion=champion,
+            challenger=None,
+            challenger_weight=0,
+            issued_at=f"2026-11-22T00:00:0{sequence}+00:00",
+            issuer="test",
+            sequence=sequence,
+        )
+        write(self.bucket, self.settings.bucket, record, signing_key(self.settings, "serving"))
+        return self.bucket.latest(KEY)
+
+    def replay(self, body: bytes, champion: str) -> None:
+        self.bucket.put_object(Bucket=self.settings.bucket, Key=KEY, Body=body)
+        self.aliases["champion"] = champion
+
+
+def _slot(version: str) -> Slot:
+    verified = type("V", (), {"version": version, "inputs": ["x"], "signature_sha256": "0" * 64})()
+    return Slot(verified, None)  # type: ignore[arg-type]
+
+
+def _serves(gateway: ServingState) -> tuple[str | None, list[str]]:
+    gateway.refresh()
+    served = gateway.models["m"]
+    return (served.champion.version if served.champion else None), served.problems
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
+    return World(tmp_path, monkeypatch)
+
+
+def test_a_replayed_older_record_changes_nothing_and_alerts_once(world: World) -> None:
+    gateway = world.gateway()
+    first = world.publish(1, "1")
+    assert _serves(gateway) == ("1", [])
+    world.publish(2, "2")
+    assert _serves(gateway) == ("2", [])
+    world.replay(first, "1")  # the older record, validly signed, and the alias moved back
+    for _ in range(3):
+        version, problems = _serves(gateway)
+        assert version == "2" and len(problems) == 1
+        assert "record #1 of m (champion v1" in problems[0] and "older than record #2" in problems[0]
+        assert "serving state unchanged" in problems[0] and "publish a new record" in problems[0]
+    assert [(a["event"], a["model"], a["sequence"], a["seen"]) for a in world.alerts] == [
+        ("govdeploy.gateway.refused", "m", 1, 2)
+    ]
+    world.publish(3, "1")  # a new record changes it
+    assert _serves(gateway) == ("1", [])
+
+
+def test_a_restarted_gateway_remembers_the_newest_record(world: World) -> None:
+    first = world.publish(1, "1")
+    world.publish(2, "2")
+    assert _serves(world.gateway()) == ("2", [])
+    seen = json.loads((world.settings.state_dir / "gateway" / "serving-seq.json").read_text())
+    assert seen["m"]["sequence"] == 2
+    world.replay(first, "1")
+    version, problems = _serves(world.gateway())  # a new process: nothing served yet, nothing older
+    assert version is None and "older than record #2" in problems[0]
+    assert len(world.alerts) == 1
+
+
+def test_a_sibling_of_the_same_sequence_is_refused(world: World) -> None:
+    gateway = world.gateway()
+    world.publish(1, "1")
+    assert _serves(gateway) == ("1", [])
+    world.publish(1, "2")  # another record #1 (two writers at once, or a replayed sibling)
+    version, problems = _serves(gateway)
+    assert version == "1" and "record #1 of m (champion v2" in problems[0]
+    assert "differs from the record #1 already verified" in problems[0]
+
+
+def test_a_missing_record_after_one_was_seen_changes_nothing(world: World) -> None:
+    gateway = world.gateway()
+    world.publish(1, "1")
+    assert _serves(gateway) == ("1", [])
+    world.bucket.delete_object(Bucket=world.settings.bucket, Key=KEY)
+    world.aliases.clear()
+    version, problems = _serves(gateway)
+    assert version == "1" and "it is missing, but record #1 was verified" in problems[0]
+    _serves(gateway)
+    assert len(world.alerts) == 1
+
+
+def test_a_record_copied_from_another_model_or_without_sequence_is_refused(world: World) -> None:
+    gateway = world.gateway()
+    world.publish(1, "1")
+    assert _serves(gateway) == ("1", [])
+    document = json.loads(world.bucket.latest(KEY))
+    record = ServingRecord.model_validate({**document["record"], "model": "n", "sequence": 5})
+    write(world.bucket, world.settings.bucket, record, signing_key(world.settings, "serving"))
+    world.replay(world.bucket.latest("serving/n.json"), "1")
+    version, problems = _serves(gateway)
+    assert version == "1" and "serving/m.json is signed for model 'n', not for 'm'" in problems[0]
+    del document["record"]["sequence"]
+    world.replay(json.dumps(document).encode(), "1")
+    version, problems = _serves(gateway)
+    assert version == "1" and "has no sequence" in problems[0] and "publish a new record" in problems[0]
+
+
+def test_the_alias_must_still_agree_with_a_newer_record(world: World) -> None:
+    gateway = world.gateway()
+    world.publish(1, "1")
+    assert _serves(gateway) == ("1", [])
+    world.aliases["champion"] = "2"  # moved by hand, no record
+    version, problems = _serves(gateway)
+    assert version == "1" and "the signed serving record names v1" in problems[0]
