@@ -38,6 +38,7 @@ from govdeploy.config.settings import Settings
 from govdeploy.errors import GovdeployError, PolicyGateError, ValidationGateError
 from govdeploy.release.approver import approval_token, submit
 from govdeploy.release.data import generate_credit_data
+from govdeploy.release.submission import submission_parameters, submission_token
 from govdeploy.stack.manager import up
 from govdeploy.trust.audit_trail import verify_trail
 from govdeploy.trust.roots import load_roots
@@ -278,14 +279,22 @@ def _paused_retrain(since: float) -> StepResult:
     )
 
 
+def _train(settings: Settings, **parameters: Any) -> dict[str, Any]:
+    """The train flow, submitted by ``SUBMITTER`` with a submission signed by her key."""
+    key = settings.keys_dir / "approvers" / f"{SUBMITTER}.key"
+    token = submission_token(MODEL, submission_parameters(**parameters), SUBMITTER, key, 30)
+    result: dict[str, Any] = train(model=MODEL, **parameters, submission=token)
+    return result
+
+
 def run_demo(settings: Settings, progress: Callable[[str], None], console: Console) -> bool:
     """Run the scenario; print what happened and where to look; True if all went as expected."""
     progress("starting the local stack")
     up(settings, progress)
     progress(f"training a fair candidate (submitted by {SUBMITTER})")
-    fair = train(model=MODEL, rows=5000, seed=7, submitted_by=SUBMITTER)
+    fair = _train(settings, rows=5000, seed=7)
     progress("training a candidate on historically biased labels")
-    biased = train(model=MODEL, rows=5000, seed=8, label_bias=0.8, submitted_by=SUBMITTER)
+    biased = _train(settings, rows=5000, seed=8, label_bias=0.8)
     outcomes = [
         StepResult(
             "train fair candidate",
@@ -297,10 +306,10 @@ def run_demo(settings: Settings, progress: Callable[[str], None], console: Conso
     ]
     outcomes += _approval_path(settings, fair["version"], progress)
     progress("training an improved candidate and releasing it through a canary")
-    improved = train(model=MODEL, rows=6000, seed=17, submitted_by=SUBMITTER)
+    improved = _train(settings, rows=6000, seed=17)
     outcomes += _canary_release(settings, improved["version"], "champion", 5.0, progress)
     progress("training a miscalibrated candidate (defaults weighted 3x) and releasing it through a canary")
-    skewed = train(model=MODEL, rows=5000, seed=18, positive_weight=3.0, submitted_by=SUBMITTER)
+    skewed = _train(settings, rows=5000, seed=18, positive_weight=3.0)
     # a longer bake: ~250 challenger requests at 5 %, so the mean score is measured to about ±0.02
     outcomes += _canary_release(settings, skewed["version"], "rolled back", 20.0, progress)
     outcomes += _drift_outcomes(settings, progress)

@@ -81,7 +81,12 @@ def release(
 
     # Stage 5: signed approvals (the run pauses; approvers resume it from the UI or the CLI)
     request = approval_request(
-        model, version, candidate.artifact_digest, candidate.submitted_by, config.digest
+        model,
+        version,
+        candidate.artifact_digest,
+        candidate.submitted_by,
+        candidate.submission_proven,
+        config.digest,
     )
     approvals = wait_for_approvals(request, report, config, approval_timeout_seconds)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from govdeploy.config.settings import get_settings
+from govdeploy.release.submission import submission_parameters
 from govdeploy.release.validation import require_valid
 from tasks.audit import audit_event
 from tasks.data import load_data, validate_data
@@ -16,6 +16,7 @@ from tasks.training import (
     build_sbom,
     capture_environment,
     fit_model,
+    prove_submitter,
     register_candidate,
     sign_candidate,
 )
@@ -31,6 +32,7 @@ def train(
     positive_weight: float = 1.0,
     data_path: str | None = None,
     submitted_by: str | None = None,
+    submission: str | None = None,
 ) -> dict[str, Any]:
     """Train a candidate and register it in MLflow with its governance evidence.
 
@@ -42,12 +44,16 @@ def train(
         shift: Distribution shift of the synthetic data (0 = none).
         positive_weight: Weight of defaults in the fit (1 = none; 3 = same ranking, higher scores).
         data_path: A CSV or Parquet file to train on instead of synthetic data.
-        submitted_by: Identity recorded as the submitter (default: GOVDEPLOY_USER or the login);
-            the submitter can never approve the version's release.
+        submitted_by: The submitter's claimed name (default: GOVDEPLOY_USER or the login), used only
+            without a ``submission``; the policy then requires one more approval or refuses.
+        submission: A submission signed with the submitter's personal key over the model and these
+            parameters (``govdeploy train --key KEYFILE``): the proven submitter, recorded in the
+            signed candidate; the submitter can never approve the version's release.
     """
-    submitter = submitted_by or get_settings().user
-    # Stage 1: governance config (policy, catalog entry, expectation suite)
+    # Stage 1: governance config (policy, catalog entry, expectation suite), and who asks
     config = load_config(model)
+    parameters = submission_parameters(rows, seed, label_bias, shift, positive_weight, data_path)
+    submitter = prove_submitter(model, parameters, submission, submitted_by, config)
 
     # Stage 2: data, validated before anything learns from it
     frame = load_data(data_path, rows, seed, label_bias, shift)
@@ -83,7 +89,7 @@ def train(
             "positive_weight": positive_weight,
             "source": data_path or "synthetic",
         },
-        submitted_by=submitter,
+        submitted_by=submitter.name,
     )
 
     # Stage 6: the training reference (drift baseline), then sign the artifacts and audit
@@ -99,10 +105,15 @@ def train(
         model=model,
         version=candidate.version,
         policy_digest=config.digest,
-        actor=submitter,
+        actor=submitter.name if submitter.proven else f"unverified:{submitter.name}",
         retention_days=config.policy.retention.audit_days,
     )
-    return {**candidate.model_dump(), "artifact_digest": signed.artifact_digest, "submitted_by": submitter}
+    return {
+        **candidate.model_dump(),
+        "artifact_digest": signed.artifact_digest,
+        "submitted_by": submitter.name,
+        "submission_proven": submitter.proven,
+    }
 
 
 if __name__ == "__main__":

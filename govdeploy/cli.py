@@ -6,7 +6,7 @@ Examples:
     govdeploy up                      start the local stack (S3, MLflow, Prefect, deployments)
     govdeploy status --json           each component's state and URL, for scripts
     govdeploy policy check config/policy.yaml
-    govdeploy train --model credit-risk --rows 5000
+    govdeploy train --model credit-risk --rows 5000 --submitter dana --key .govdeploy/keys/approvers/dana.key
     govdeploy release --model credit-risk --version 1
     govdeploy demo                    the end-to-end scenario on the local stack
     govdeploy down
@@ -219,18 +219,43 @@ def train(
     seed: Annotated[int, typer.Option(help="Generator and split seed.")] = 7,
     label_bias: Annotated[float, typer.Option(help="Bias against one group in synthetic labels.")] = 0.0,
     data: Annotated[Path | None, typer.Option(help="CSV or Parquet training data.")] = None,
+    submitter: Annotated[
+        str | None, typer.Option(help="Who submits (an id of approvers.yaml; default GOVDEPLOY_USER).")
+    ] = None,
+    key: Annotated[
+        Path | None, typer.Option(help="The submitter's private key: signs the submission (proof).")
+    ] = None,
 ) -> None:
-    """Train and register a candidate version (runs the train flow against the local stack)."""
+    """Train and register a candidate version (runs the train flow against the local stack).
+
+    With --key the submission is signed and the submitter proven; without it the submitter is only
+    claimed, and the policy requires one more approval for its release (or refuses it).
+    """
+    from govdeploy.release.submission import submission_parameters, submission_token
+
+    person = submitter or get_settings().user
+    data_path = str(data.resolve()) if data else None
+    token = None
+    if key is not None:
+        signed = submission_parameters(rows, seed, label_bias, data_path=data_path)
+        try:
+            token = submission_token(model, signed, person, key.expanduser(), 30)
+        except GovdeployError as exc:
+            raise CommandFailed("train", exc) from exc
     result = _run_flow(
         "train",
         model=model,
         rows=rows,
         seed=seed,
         label_bias=label_bias,
-        data_path=str(data.resolve()) if data else None,
+        data_path=data_path,
+        submitted_by=person,
+        submission=token,
     )
+    proof = "proven" if result["submission_proven"] else "claimed, not proven"
     console.print(
-        f"[green]registered[/green] {result['model']} version {result['version']} (run {result['run_id']})"
+        f"[green]registered[/green] {result['model']} version {result['version']} (run {result['run_id']}), "
+        f"submitted by {result['submitted_by']} ({proof})"
     )
 
 
@@ -504,7 +529,13 @@ def gateway(
 @app.command()
 def demo() -> None:
     """Start the stack and run the end-to-end scenario: train → gates, with two rejections."""
+    from govdeploy.stack.manager import development_keys
+
     settings = get_settings()
+    try:  # the servers' credentials must be in the environment before Prefect is imported
+        development_keys(settings)
+    except GovdeployError as exc:
+        raise CommandFailed("demo", exc) from exc
     _use_stack(settings)
     from demo.scenario import run_demo
 

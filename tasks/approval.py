@@ -41,7 +41,7 @@ class ApprovalInput(RunInput):
 
 
 def approval_request(
-    model: str, version: str, artifact_digest: str, submitted_by: str, policy_digest: str
+    model: str, version: str, artifact_digest: str, submitted_by: str, proven: bool, policy_digest: str
 ) -> ApprovalRequest:
     """The request approvers sign, for the bytes evaluation verified; the submitter comes from the
     version's signed candidate claims (a registry tag is editable by anyone)."""
@@ -52,6 +52,7 @@ def approval_request(
         artifact_digest=artifact_digest,
         submitted_by=submitted_by,
         policy_digest=policy_digest,
+        submission_proven=proven,
     )
 
 
@@ -66,8 +67,10 @@ def approval_markdown(request: ApprovalRequest, report: GateReport, ledger: Appr
     return (
         f"## Approve release of {request.model} v{request.version}?\n\n"
         f"- artifact digest: `{request.artifact_digest}`\n- policy digest: `{request.policy_digest}`\n"
-        f"- submitted (trained) by: **{request.submitted_by}** — cannot approve it\n"
-        f"- quorum: {policy.quorum} distinct approvers with a role in {policy.required_roles}; "
+        f"- submitted (trained) by: **{request.submitted_by}** "
+        + ("(signed submission)" if request.submission_proven else "(**claimed, not proven**)")
+        + " — cannot approve it\n"
+        f"- quorum: {ledger.required} distinct approvers with a role in {policy.required_roles}; "
         f"so far: {ledger.approved_by or 'none'}\n"
         + (f"- last attempt: {last}\n" if last else "")
         + "\n| result | check | value | threshold |\n|---|---|---|---|\n"

@@ -79,6 +79,11 @@ def load_window(
         len(current.labels),
         current.other_versions,
     )
+    get_run_logger().info(
+        "I/O log of %d writers, each a gap-free run of batches (writer first to last: %s), no record twice",
+        len(current.writers),
+        ", ".join(f"{writer} {first} to {last}" for writer, (first, last) in sorted(current.writers.items())),
+    )
     require_rows(current, min_rows)
     return current
 

@@ -42,7 +42,13 @@ def evaluate_version(model: str, version: str, frame: pd.DataFrame, config: Gove
     )
     evaluation = evaluate_model(
         verified.model, frame, config.spec, verified.inputs, config.policy.gates.privacy
-    ).model_copy(update={"artifact_digest": verified.artifact_digest, "submitted_by": verified.submitted_by})
+    ).model_copy(
+        update={
+            "artifact_digest": verified.artifact_digest,
+            "submitted_by": verified.identity.submitted_by,
+            "submission_proven": verified.identity.submission_proven,
+        }
+    )
     get_run_logger().info("%s v%s on %d rows: %s", model, version, evaluation.rows, evaluation.metrics)
     return evaluation
 

@@ -12,11 +12,15 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
 
 from govdeploy.backends import registry, tracking
+from govdeploy.config.approvers import load_approvers
 from govdeploy.config.catalog import ModelSpec
+from govdeploy.config.governance import Governance
 from govdeploy.config.settings import get_settings
 from govdeploy.config.suites import Suite
+from govdeploy.errors import ApprovalError
 from govdeploy.release import environment
 from govdeploy.release.data import dataset_digest, split_frame
 from govdeploy.release.reference import build_reference, write_reference
@@ -24,6 +28,7 @@ from govdeploy.release.training import fit
 from govdeploy.release.validation import ValidationReport
 from govdeploy.trust import versions
 from govdeploy.trust.keys import signing_key
+from govdeploy.trust.submissions import verify_submission
 from govdeploy.trust.versions import SignedVersion
 from tasks.artifacts import artifact_key
 
@@ -137,15 +142,48 @@ def attach_reference(
     return len(snapshot)
 
 
+class Submitter(BaseModel):
+    name: str
+    proven: bool
+
+
 @task(cache_policy=NO_CACHE)
-def sign_candidate(candidate: tracking.CandidateVersion, submitted_by: str) -> SignedVersion:
+def prove_submitter(
+    model: str, parameters: dict[str, Any], submission: str | None, claimed: str | None, config: Governance
+) -> Submitter:
+    """The submitter of a training run: proven by a signed submission, or a claimed name that the
+    policy's ``approval.unproven_submission`` handles at release."""
+    settings = get_settings()
+    logger = get_run_logger()
+    if submission is None:
+        name = claimed or settings.user
+        logger.warning("submitter %r is claimed, not proven by a signed submission", name)
+        return Submitter(name=name, proven=False)
+    approvals = config.policy.approval
+    person = verify_submission(
+        submission,
+        model,
+        parameters,
+        load_approvers(settings.approvers_path),
+        settings.keys_dir,
+        approvals.statement_expiry_minutes,
+    )
+    if claimed and claimed != person:
+        raise ApprovalError(f"the submission is signed by {person!r}, not by the claimed {claimed!r}")
+    logger.info("submission by %s verified", person)
+    return Submitter(name=person, proven=True)
+
+
+@task(cache_policy=NO_CACHE)
+def sign_candidate(candidate: tracking.CandidateVersion, submitter: Submitter) -> SignedVersion:
     """Sign the registered artifacts (candidate level), so that nothing loads them unverified."""
     settings = get_settings()
     signed = versions.sign_candidate(
         candidate.model,
         candidate.version,
         candidate.run_id,
-        submitted_by,
+        submitter.name,
+        submitter.proven,
         signing_key(settings, "candidate"),
         settings.mlflow_url,
     )

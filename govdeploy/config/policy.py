@@ -80,6 +80,9 @@ class ApprovalPolicy(StrictModel):
     required_roles: list[str] = Field(default_factory=list)
     statement_expiry_minutes: PositiveInt = 60
     timeout_minutes: PositiveInt = 60
+    # a candidate whose submitter is not proven by a signed submission: refuse its release, or
+    # require one approver more than the quorum
+    unproven_submission: Literal["refuse", "extra_approval"] = "extra_approval"
 
 
 class CanaryPolicy(StrictModel):

@@ -2,10 +2,22 @@
 
 Request handlers ``submit`` one ``IORecord`` per request; the call only appends to an in-memory
 queue. One background thread writes the queue in batches: one file per batch, sealed with
-``govdeploy.crypto.seal`` (the file name is bound as associated data, so a renamed batch does not
-open) and written atomically (``.partial``, fsync, ``os.replace``, fsync of the directory). A batch
-that cannot be written goes back to the front of the queue and is retried; ``close`` writes what is
-still queued. Records written therefore equal records submitted, under load and on shutdown.
+``govdeploy.trust.encryption.seal`` and written atomically (``.partial``, fsync, ``os.replace``,
+fsync of the directory). A batch that cannot be written goes back to the front of the queue and is
+retried under the same sequence number; ``close`` writes what is still queued. Records written
+therefore equal records submitted, under load and on shutdown.
+
+Every writer (one per gateway process; a restart is a new writer) has a random id of 16 hex
+characters and numbers its batches 1, 2, 3, ... A batch is ``<day>/<name>`` under the log directory
+and ``iolog/<day>/<name>`` in the bucket, with
+
+    <day>  = YYYYMMDD of the write        <name> = <HHMMSSffffff>-<writer>-<sequence:08d>-<previous>.jsonl.enc
+
+where ``<previous>`` is the day of the writer's batch ``sequence - 1`` (``00000000`` for its first).
+The whole bucket key is bound as associated data, so a batch copied or moved to another day, name,
+writer or sequence does not open, and a reader can tell from the keys alone which batches of a
+writer must exist (``BatchId``; the drift window refuses gaps). Shipping keeps the writer's order:
+a batch that could not be shipped is retried, oldest first, after the next write and on ``close``.
 
 Personal data in inputs is tokenised by the caller with ``mask_pii`` before a record is built.
 """
@@ -18,11 +30,13 @@ import hmac
 import json
 import logging
 import os
+import re
+import secrets
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +50,13 @@ logger = logging.getLogger(__name__)
 
 BATCH_SUFFIX = ".jsonl.enc"
 PARTIAL_SUFFIX = ".partial"
+IOLOG_PREFIX = "iolog/"
+WRITER_HEX = 16
+NO_PREVIOUS = "00000000"  # the <previous> day of a writer's first batch
+BATCH_KEY = re.compile(
+    rf"{IOLOG_PREFIX}(?P<day>\d{{8}})/\d{{12}}-(?P<writer>[0-9a-f]{{{WRITER_HEX}}})-(?P<sequence>\d{{8,}})"
+    rf"-(?P<previous>\d{{8}}){re.escape(BATCH_SUFFIX)}"
+)
 
 
 class IORecord(BaseModel):
@@ -53,6 +74,39 @@ class IORecord(BaseModel):
     error: str | None = None
     # kind "feedback": ground-truth labels of earlier predictions, each {"request_id", "label"}
     labels: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class BatchId:
+    """What a batch's bucket key says (and its encryption binds): day, writer, place in its sequence."""
+
+    key: str  # iolog/<day>/<name>
+    day: str
+    writer: str
+    sequence: int
+    previous_day: str | None  # the day of the writer's batch sequence - 1; None for its first batch
+
+
+def batch_key(day: str, name: str) -> str:
+    """The bucket key of batch ``name`` of ``day``: its associated data too."""
+    return f"{IOLOG_PREFIX}{day}/{name}"
+
+
+def batch_name(moment: datetime, writer: str, sequence: int, previous_day: str | None) -> tuple[str, str]:
+    """Day and file name of a writer's batch ``sequence`` written at ``moment``."""
+    previous = previous_day or NO_PREVIOUS
+    return f"{moment:%Y%m%d}", f"{moment:%H%M%S%f}-{writer}-{sequence:08d}-{previous}{BATCH_SUFFIX}"
+
+
+def parse_batch_key(key: str) -> BatchId | None:
+    """The ``BatchId`` of a bucket key, or None if the key is not one a writer gives its batches."""
+    found = BATCH_KEY.fullmatch(key)
+    if found is None:
+        return None
+    sequence, previous = int(found["sequence"]), found["previous"]
+    if sequence < 1 or (sequence == 1) != (previous == NO_PREVIOUS):
+        return None  # a first batch has no previous day, and every other batch has one
+    return BatchId(key, found["day"], found["writer"], sequence, None if sequence == 1 else previous)
 
 
 def pii_token(value: Any, secret: bytes) -> str:
@@ -82,6 +136,14 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _discard(path: Path) -> None:
+    """Remove what a failed write may have left at ``path``; a failure to do so only logs."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        logger.warning("could not remove %s after its write failed (%s)", path, exc)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically and durably: ``.partial``, fsync, ``os.replace``."""
     created = not path.parent.exists()
@@ -101,29 +163,30 @@ def _write_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def encode_batch(records: list[IORecord], master_key: bytes, name: str) -> bytes:
-    """The bytes of a batch file: the sealed JSON lines of ``records``, bound to the file ``name``."""
+def encode_batch(records: list[IORecord], master_key: bytes, key: str) -> bytes:
+    """The bytes of a batch file: the sealed JSON lines of ``records``, bound to its bucket ``key``."""
     plaintext = "".join(record.model_dump_json() + "\n" for record in records).encode()
-    return json.dumps(seal(plaintext, master_key, name).model_dump()).encode()
+    return json.dumps(seal(plaintext, master_key, key).model_dump()).encode()
 
 
 def decode_batch(path: Path, master_key: bytes) -> list[IORecord]:
-    """The records of one batch file; raise CryptoError if it does not open under its own name."""
-    return decode_batch_bytes(path.read_bytes(), path.name, master_key, str(path))
+    """The records of one batch file ``<day>/<name>``; CryptoError if it does not open under its key."""
+    key = batch_key(path.parent.name, path.name)
+    return decode_batch_bytes(path.read_bytes(), key, master_key, str(path))
 
 
-def open_batch_bytes(data: bytes, name: str, master_key: bytes, where: str) -> bytes:
-    """The JSON lines of a batch's bytes (file or bucket object ``where``) that was written as ``name``."""
+def open_batch_bytes(data: bytes, key: str, master_key: bytes, where: str) -> bytes:
+    """The JSON lines of a batch's bytes (file or bucket object ``where``) sealed for bucket ``key``."""
     try:
         envelope = Envelope.model_validate_json(data)
     except ValidationError:
         raise CryptoError(f"{where} is not an encrypted I/O log batch; it does not open") from None
-    return open_envelope(envelope, master_key, name)
+    return open_envelope(envelope, master_key, key)
 
 
-def decode_batch_bytes(data: bytes, name: str, master_key: bytes, where: str) -> list[IORecord]:
-    """The records of a batch's bytes (file or bucket object ``where``) that was written as ``name``."""
-    plaintext = open_batch_bytes(data, name, master_key, where)
+def decode_batch_bytes(data: bytes, key: str, master_key: bytes, where: str) -> list[IORecord]:
+    """The records of a batch's bytes (file or bucket object ``where``) sealed for bucket ``key``."""
+    plaintext = open_batch_bytes(data, key, master_key, where)
     return [IORecord.model_validate_json(line) for line in plaintext.splitlines() if line.strip()]
 
 
@@ -143,7 +206,8 @@ class IOLogWriter:
     """Queue of I/O records, written in encrypted batches by one background thread.
 
     ``submit`` never blocks on disk. ``flush`` writes the queue synchronously, at most
-    ``batch_size`` records per file; ``close`` writes what is left and stops the thread.
+    ``batch_size`` records per file; ``close`` writes what is left and stops the thread. The batches
+    are numbered 1, 2, ... under the writer's random ``writer_id`` (see the module's docstring).
     """
 
     def __init__(
@@ -164,6 +228,10 @@ class IOLogWriter:
         self.flush_interval = flush_interval
         self.shipper = shipper
         self._master_key = master_key
+        self.writer_id = secrets.token_hex(WRITER_HEX // 2)
+        self._sequence = 0  # of the last batch written
+        self._last_day: str | None = None  # of the last batch written
+        self._unshipped: deque[Path] = deque()
         self._queue: deque[IORecord] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -181,6 +249,11 @@ class IOLogWriter:
             return self._written
 
     @property
+    def sequence(self) -> int:
+        """Sequence number of the last batch written (0 before the first)."""
+        return self._sequence
+
+    @property
     def pending(self) -> int:
         """Number of records submitted but not yet written."""
         with self._lock:
@@ -196,6 +269,7 @@ class IOLogWriter:
             self._thread = threading.Thread(target=self._run, name="govdeploy-iolog", daemon=True)
         atexit.register(self.close)
         self._thread.start()
+        logger.info("I/O log writer %s writes its batches to %s", self.writer_id, self.directory)
 
     def submit(self, record: IORecord) -> None:
         """Queue one record for writing; thread-safe and non-blocking."""
@@ -252,6 +326,7 @@ class IOLogWriter:
                 if left <= 0:
                     break
                 time.sleep(min(self.flush_interval, left))
+        self._ship_last()
         if failure is not None and self.pending:
             raise GovdeployError(
                 f"{self.pending} I/O log records could not be written to {self.directory} ({failure}); "
@@ -260,38 +335,73 @@ class IOLogWriter:
         atexit.unregister(self.close)
 
     def _next_name(self) -> tuple[str, str]:
-        """Day directory and file name of a new batch; times strictly increase within the writer."""
+        """Day directory and file name of the next batch; times strictly increase within the writer."""
         now = datetime.now(UTC)
         if self._last_time is not None and now <= self._last_time:
             now = self._last_time + timedelta(microseconds=1)
         self._last_time = now
-        return f"{now:%Y%m%d}", f"{now:%H%M%S%f}-{uuid.uuid4().hex[:8]}{BATCH_SUFFIX}"
+        return batch_name(now, self.writer_id, self._sequence + 1, self._last_day)
 
     def _write(self, batch: list[IORecord]) -> Path:
-        """Write one batch durably and count it; on failure put it back at the front of the queue."""
+        """Write one batch durably and count it; on failure put it back at the front of the queue.
+
+        The sequence advances only with a batch written: a failed one leaves no file (also not one
+        renamed into place before a failed fsync), and its retry takes the same sequence.
+        """
         day, name = self._next_name()
         path = self.directory / day / name
         try:
-            _write_atomic(path, encode_batch(batch, self._master_key, name))
+            _write_atomic(path, encode_batch(batch, self._master_key, batch_key(day, name)))
         except Exception as exc:
+            _discard(path)
             with self._lock:
                 self._queue.extendleft(reversed(batch))
             raise GovdeployError(
                 f"could not write an I/O log batch of {len(batch)} records to {path}: {exc}; "
                 "the records stay queued and are retried on the next flush"
             ) from exc
+        self._sequence, self._last_day = self._sequence + 1, day
         with self._lock:
             self._written += len(batch)
         return path
 
     def _ship(self, path: Path) -> None:
-        """Hand a durably written batch to the shipper; a failure only logs, the local file stays."""
+        """Hand a durably written batch to the shipper, after those that could not be shipped yet."""
         if self.shipper is None:
             return
-        try:
-            self.shipper(path)
-        except Exception as exc:
-            logger.warning("could not ship I/O log batch %s (%s); it stays on local disk", path, exc)
+        self._unshipped.append(path)
+        self._ship_unshipped()
+
+    def _ship_unshipped(self) -> None:
+        """Ship the waiting batches oldest first; a failure only logs: the rest wait for the next try."""
+        while self.shipper is not None and self._unshipped:
+            path = self._unshipped[0]
+            try:
+                self.shipper(path)
+            except Exception as exc:
+                logger.warning(
+                    "could not ship I/O log batch %s (%s); it stays on local disk, %d batches wait and "
+                    "are retried after the next write or on close (or copy them to the bucket as "
+                    "iolog/<day>/<name>)",
+                    path,
+                    exc,
+                    len(self._unshipped),
+                )
+                return
+            self._unshipped.popleft()
+
+    def _ship_last(self) -> None:
+        """On close: a last try to ship the waiting batches; those left are named for an operator."""
+        with self._flush_lock:
+            self._ship_unshipped()
+            if self._unshipped:
+                logger.error(
+                    "%d I/O log batches of writer %s were not shipped, from %s on: drift windows lack "
+                    "their records until they are copied to the bucket as iolog/<day>/<name>",
+                    len(self._unshipped),
+                    self.writer_id,
+                    self._unshipped[0],
+                )
 
     def _run(self) -> None:
         """Background loop: flush when a batch is full, every ``flush_interval``, and on stop."""

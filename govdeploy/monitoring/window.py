@@ -12,18 +12,30 @@ from the model's features, in a thread pool (the S3 reads and the parsing releas
 the window is filtered and flattened with Arrow compute. Anything that cannot be read completely
 — a batch that does not open, a record with a missing or wrongly typed feature, as many scores as
 inputs — fails the check with the reason: a decision on part of the evidence is worse than none.
+
+The evidence must also be whole (an insider may write to the bucket, without the keys). Each batch
+is sealed for its whole key, which names its writer, its sequence and the day of its predecessor
+(``govdeploy.monitoring.iolog``): a batch copied or moved to another key does not open. The keys
+are every batch listed from the start of the window's first day on (``batch_keys``), and each
+writer's batches among them must be a gap-free run of sequences: the one before a writer's first
+listed batch may be absent only if it was written before that day. A record id seen twice (records
+sealed twice) fails the check too, naming the ids and batches. Not detected: the deletion of a
+writer's newest batches, which cannot be told apart from a writer that stopped.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -33,13 +45,23 @@ import pyarrow.json as pj
 from govdeploy.backends import storage
 from govdeploy.config.catalog import ModelSpec
 from govdeploy.errors import CryptoError, DataError, StorageError
-from govdeploy.monitoring.iolog import BATCH_SUFFIX, IORecord, decode_batch_bytes, open_batch_bytes
+from govdeploy.monitoring.iolog import (
+    BATCH_SUFFIX,
+    IOLOG_PREFIX,
+    BatchId,
+    IORecord,
+    decode_batch_bytes,
+    open_batch_bytes,
+    parse_batch_key,
+)
 from govdeploy.release.reference import PREDICTION
 from govdeploy.trust.request_ids import RequestIds
 
-IOLOG_PREFIX = "iolog/"
 REQUEST_ID = "request_id"
 MALFORMED = "the window is malformed, so no drift decision is taken"
+INCOMPLETE = "the window is incomplete, so no drift decision is taken"
+BATCH = "__batch"  # column of a row's batch: its index in the keys read
+SHOWN = 5  # findings named in one message
 
 
 @dataclass(frozen=True)
@@ -55,6 +77,7 @@ class Window:
     batches: int = 0
     other_versions: int = 0
     unowned_labels: int = 0  # labels left out: their request id was not issued to their sender
+    writers: dict[str, tuple[int, int]] = field(default_factory=dict)  # writer → first, last sequence read
 
     def labelled(self, label: str) -> pd.DataFrame:
         """The rows whose request got ground truth, with a ``label`` column."""
@@ -69,9 +92,13 @@ class BatchSource:
 
     fetch: Callable[[str], bytes]
     location: str  # prefix of a key in messages, e.g. "s3://bucket/"
+    prefix: str = ""  # prefix of a key that makes it the batch's bucket key (its associated data)
 
     def where(self, key: str) -> str:
         return f"{self.location}{key}"
+
+    def bucket_key(self, key: str) -> str:
+        return f"{self.prefix}{key}"
 
 
 def bucket_source(client: Any, bucket: str) -> BatchSource:
@@ -80,7 +107,7 @@ def bucket_source(client: Any, bucket: str) -> BatchSource:
 
 def directory_source(root: Path) -> BatchSource:
     """Batches under ``root`` by their path relative to it (``<day>/<name>``, as the gateway writes)."""
-    return BatchSource(lambda key: (root / key).read_bytes(), f"{root}/")
+    return BatchSource(lambda key: (root / key).read_bytes(), f"{root}/", IOLOG_PREFIX)
 
 
 def window_bounds(hours: float, end: str | None, start: str | None = None) -> tuple[datetime, datetime]:
@@ -101,7 +128,12 @@ def _utc(value: str, name: str) -> datetime:
 
 
 def batch_keys(client: Any, bucket: str, start: datetime, end: datetime) -> list[str]:
-    """Keys of the I/O batches that may hold records of [start, end] (listed by day, oldest first)."""
+    """Keys of every I/O batch written from the start of ``start``'s day to the end of ``end``'s.
+
+    A batch is written after its records, by the clock that timed them, so none before ``start``'s
+    day holds a record of the window; records before ``end`` may be in batches written after it,
+    so a window is listed up to now (``end`` = now). Oldest day first, by name within a day.
+    """
     keys: list[str] = []
     day = start.date()
     while day <= end.date():
@@ -147,40 +179,148 @@ def read_window(
     workers: int = 8,
     group: int = 32,
 ) -> Window:
-    """The window of ``model`` v``version`` from the batches ``keys`` (oldest first) of ``source``."""
+    """The window of ``model`` v``version`` from the batches ``keys`` of ``source``: every batch listed
+    from the start of ``start``'s day on (``batch_keys``), whole runs of their writers."""
+    ids = batch_ids(source, keys)
     schema = record_schema(spec)
-    groups = [keys[i : i + group] for i in range(0, len(keys), group)]
+    offsets = range(0, len(keys), group)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="govdeploy-window") as pool:
-        tables = list(pool.map(lambda part: _read_group(source, part, master_key, schema, model), groups))
-    table = pa.concat_tables(tables) if tables else schema.empty_table()
+        tables = list(
+            pool.map(
+                lambda first: _read_group(
+                    source, keys[first : first + group], first, master_key, schema, model
+                ),
+                offsets,
+            )
+        )
+    table = pa.concat_tables(tables) if tables else _tag(schema.empty_table(), np.zeros(0, np.int32))
+    names = [source.where(key) for key in keys]
+    writers = writer_runs(ids, start.date(), dict(zip([batch.key for batch in ids], names, strict=True)))
+    refuse_repeated_records(table, names)
     window = window_from_table(table, spec, model, version, start, end, RequestIds.from_master(master_key))
-    return replace(window, batches=len(keys))
+    return replace(window, batches=len(keys), writers=writers)
+
+
+def batch_ids(source: BatchSource, keys: Iterable[str]) -> list[BatchId]:
+    """What each key says of its batch; DataError naming a key that no writer gives a batch."""
+    ids: list[BatchId] = []
+    for key in keys:
+        found = parse_batch_key(source.bucket_key(key))
+        if found is None:
+            raise DataError(
+                f"I/O log batch {source.where(key)} is unreadable (its key is not iolog/<day>/<HHMMSSffffff>-"
+                f"<writer>-<sequence>-<previous day>{BATCH_SUFFIX}, as a gateway names its batches); "
+                f"{INCOMPLETE}: remove the object or move the window"
+            )
+        ids.append(found)
+    return ids
+
+
+def writer_runs(
+    batches: Sequence[BatchId], listed_from: date, names: Mapping[str, str] | None = None
+) -> dict[str, tuple[int, int]]:
+    """Each writer's first and last sequence among ``batches``, every batch written from the start of
+    ``listed_from`` on; DataError naming each batch missing from a run, or there twice (by ``names``
+    of the bucket keys, e.g. where they were read, or by the keys)."""
+    by_writer: dict[str, list[BatchId]] = defaultdict(list)
+    for batch in batches:
+        by_writer[batch.writer].append(batch)
+    problems: list[str] = []
+    for writer, run in sorted(by_writer.items()):
+        run.sort(key=lambda batch: batch.sequence)
+        problems += _run_problems(writer, run, f"{listed_from:%Y%m%d}", names or {})
+    if problems:
+        more = f" (and {len(problems) - SHOWN} more)" if len(problems) > SHOWN else ""
+        raise DataError(
+            f"I/O log batches are missing or repeated: {'; '.join(problems[:SHOWN])}{more}; "
+            f"{INCOMPLETE} (a batch was deleted, or a gateway could not ship it: see its log): restore "
+            "the batch from the bucket's versions or from the gateway's <state>/iolog/<day>/<name> to "
+            "iolog/<day>/<name>, or move the window"
+        )
+    return {writer: (run[0].sequence, run[-1].sequence) for writer, run in by_writer.items()}
+
+
+def _run_problems(
+    writer: str, run: Sequence[BatchId], listed_from: str, names: Mapping[str, str]
+) -> list[str]:
+    """The batches missing from one writer's run (sorted by sequence), or there twice."""
+    first, problems = run[0], []
+    name = {batch.key: names.get(batch.key, batch.key) for batch in run}
+    if first.previous_day is not None and first.previous_day >= listed_from:
+        problems.append(
+            f"batch {first.sequence - 1} of writer {writer} is missing (written on {first.previous_day}, "
+            f"before {name[first.key]})"
+        )
+    for before, after in pairwise(run):
+        if after.sequence == before.sequence:
+            twice = f"{name[before.key]}, {name[after.key]}"
+            problems.append(f"batch {after.sequence} of writer {writer} is there twice ({twice})")
+        elif after.sequence > before.sequence + 1:
+            low, high = before.sequence + 1, after.sequence - 1
+            span = (
+                f"batch {low} of writer {writer} is"
+                if low == high
+                else f"batches {low} to {high} of writer {writer} are"
+            )
+            problems.append(f"{span} missing (between {name[before.key]} and {name[after.key]})")
+    return problems
+
+
+def refuse_repeated_records(table: pa.Table, batches: Sequence[str] | None = None) -> None:
+    """DataError naming the record ids in ``table`` more than once, and (with ``batches``, the name
+    of each index of its ``__batch`` column) the batches that hold them."""
+    if len(pc.unique(table["id"])) == table.num_rows:  # the usual case, and the cheapest check
+        return
+    counts = pc.value_counts(table["id"])
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+    shown = repeated.slice(0, SHOWN)
+    found: dict[str, list[str]] = defaultdict(list)
+    if batches is not None:
+        rows = table.filter(pc.is_in(table["id"], value_set=shown))
+        for rid, index in zip(rows["id"].to_pylist(), rows[BATCH].to_pylist(), strict=True):
+            found[rid].append(batches[index])
+    named = [f"{rid} ({', '.join(found[rid])})" if found[rid] else str(rid) for rid in shown.to_pylist()]
+    raise DataError(
+        f"the I/O log holds {len(repeated)} record ids more than once: {'; '.join(named)}; their rows "
+        "would count twice, so no drift decision is taken: find which writer sealed them again (the "
+        "batches are named) and move the window past them"
+    )
 
 
 def _read_group(
-    source: BatchSource, keys: Sequence[str], master_key: bytes, schema: pa.Schema, model: str
+    source: BatchSource, keys: Sequence[str], first: int, master_key: bytes, schema: pa.Schema, model: str
 ) -> pa.Table:
-    """One table of a group of batches; parsed together, and batch by batch if that fails."""
+    """One table of a group of batches (the ``first``-th of the keys on), its rows tagged with their
+    batch; parsed together, and batch by batch if that fails."""
     plaintexts = [_open(source, key, master_key) for key in keys]
+    lines = [text.count(b"\n") for text in plaintexts]  # one record per line
     try:
-        return _parse(b"".join(plaintexts), schema)
+        table = _parse(b"".join(plaintexts), schema)
+        if table.num_rows == sum(lines):
+            return _tag(table, np.repeat(np.arange(first, first + len(keys), dtype=np.int32), lines))
     except pa.ArrowInvalid:
-        return pa.concat_tables(
-            [
-                parse_batch(text, schema, model, source.where(key))
-                for key, text in zip(keys, plaintexts, strict=True)
-            ]
-        )
+        pass
+    tables = [
+        parse_batch(text, schema, model, source.where(key))
+        for key, text in zip(keys, plaintexts, strict=True)
+    ]
+    return pa.concat_tables(
+        [_tag(part, np.full(part.num_rows, first + i, np.int32)) for i, part in enumerate(tables)]
+    )
+
+
+def _tag(table: pa.Table, batches: np.ndarray) -> pa.Table:
+    return table.append_column(BATCH, pa.array(batches, type=pa.int32()))
 
 
 def _open(source: BatchSource, key: str, master_key: bytes) -> bytes:
     where = source.where(key)
     try:
-        text = open_batch_bytes(source.fetch(key), key.rsplit("/", 1)[-1], master_key, where)
+        text = open_batch_bytes(source.fetch(key), source.bucket_key(key), master_key, where)
     except (CryptoError, StorageError, OSError) as exc:
         raise DataError(
-            f"I/O log batch {where} is unreadable ({exc}); the window is incomplete, so no drift "
-            "decision is taken: restore the batch from the bucket's versions or move the window"
+            f"I/O log batch {where} is unreadable ({exc}); {INCOMPLETE}: restore the batch from the "
+            "bucket's versions or move the window"
         ) from exc
     return text if text.endswith(b"\n") or not text else text + b"\n"
 
@@ -310,6 +450,7 @@ def build_window(
     """The window of records already in memory (the same reading as ``read_window``)."""
     lines = b"".join(record.model_dump_json().encode() + b"\n" for record in records)
     table = parse_batch(lines, record_schema(spec), model, "the records")
+    refuse_repeated_records(table)
     return window_from_table(table, spec, model, version, start, end, RequestIds.from_master(master_key))
 
 
@@ -319,7 +460,7 @@ def read_records(source: BatchSource, keys: Iterable[str], master_key: bytes) ->
     for key in keys:
         where = source.where(key)
         try:
-            found += decode_batch_bytes(source.fetch(key), key.rsplit("/", 1)[-1], master_key, where)
+            found += decode_batch_bytes(source.fetch(key), source.bucket_key(key), master_key, where)
         except (CryptoError, ValueError) as exc:
             raise DataError(f"I/O log batch {where} is unreadable ({exc})") from exc
     return found

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from govdeploy.backends.registry import CHALLENGER, CHAMPION
 from govdeploy.config.policy import ApprovalPolicy, Policy
 from govdeploy.errors import ApprovalError, ApprovalTimeoutError
-from govdeploy.trust.approvals import ApprovalLedger, Outcome, SignedStatement
+from govdeploy.trust.approvals import ApprovalLedger, Outcome, SignedStatement, require_proven_submitter
 
 # ask(attempt, remaining_seconds, last_reason): one token within remaining_seconds, None when the
 # window closed first
@@ -32,7 +32,7 @@ def window_seconds(policy: ApprovalPolicy, requested: int | None = None) -> int:
 def timeout_reason(ledger: ApprovalLedger, seconds: int) -> str:
     request = ledger.request
     return (
-        f"{request.model} v{request.version} got {len(ledger.approved)} of {ledger.policy.quorum} approvals "
+        f"{request.model} v{request.version} got {len(ledger.approved)} of {ledger.required} approvals "
         f"({ledger.approved_by or 'none'}) within {seconds} s; nothing was promoted"
     )
 
@@ -42,6 +42,7 @@ def collect_approvals(
 ) -> list[SignedStatement]:
     """Attempts until the quorum; ApprovalError on an authorised rejection, ApprovalTimeoutError when
     the window of ``seconds`` closes first."""
+    require_proven_submitter(ledger.request, ledger.policy)
     deadline = time.monotonic() + seconds
     last, attempt = "", 0
     while not ledger.quorum_reached:

@@ -42,7 +42,8 @@ def pending_request(settings: Settings, flow_run_id: str, wait_seconds: float = 
         model=model,
         version=version,
         artifact_digest=check.artifact_digest,
-        submitted_by=check.submitted_by,
+        submitted_by=check.identity.submitted_by,
+        submission_proven=check.identity.submission_proven,
         policy_digest=load_governance(settings.config_dir, model).digest,
     )
 

@@ -52,6 +52,7 @@ class ModelEvaluation(BaseModel):
     rows: int
     artifact_digest: str = ""
     submitted_by: str = ""  # from the version's signed candidate claims
+    submission_proven: bool = False
     metrics: dict[str, float]
     fairness: list[FairnessResult]
     privacy: list[PrivacyFinding]

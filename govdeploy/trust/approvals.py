@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from govdeploy.config.approvers import Approvers
 from govdeploy.config.policy import ApprovalPolicy
-from govdeploy.errors import ConfigError, SignatureError
+from govdeploy.errors import ApprovalError, ConfigError, SignatureError
 from govdeploy.trust.audit import canonical
 from govdeploy.trust.keys import approver_keys
 
@@ -59,6 +59,7 @@ class ApprovalRequest(BaseModel):
     artifact_digest: str
     submitted_by: str
     policy_digest: str
+    submission_proven: bool = True
 
 
 def now_utc() -> datetime:
@@ -128,8 +129,14 @@ class ApprovalLedger:
         self.keys = approver_keys(self.approvers, self.keys_dir)
 
     @property
+    def required(self) -> int:
+        """Approvals needed: the quorum, one more for a candidate whose submitter is not proven."""
+        proven = self.request.submission_proven or self.policy.unproven_submission == "refuse"
+        return self.policy.quorum + (0 if proven else 1)
+
+    @property
     def quorum_reached(self) -> bool:
-        return len(self.approved) >= self.policy.quorum
+        return len(self.approved) >= self.required
 
     @property
     def approved_by(self) -> list[str]:
@@ -162,7 +169,7 @@ class ApprovalLedger:
         self.approved.append(signed)
         return Outcome(
             True,
-            f"approval {len(self.approved)} of {self.policy.quorum} by {statement.approver}",
+            f"approval {len(self.approved)} of {self.required} by {statement.approver}",
             statement.approver,
             "approve",
             signed,
@@ -226,8 +233,7 @@ class ApprovalLedger:
         if required and not set(roles) & set(required):
             return f"approver {approver!r} has roles {roles}, none of the required {required}"
         if statement.decision == "approve" and self._same_person(approver):
-            quorum = self.policy.quorum
-            return f"{approver} has already approved; the quorum of {quorum} needs distinct approvers"
+            return f"{approver} has already approved; the quorum of {self.required} needs distinct approvers"
         return None
 
     def _same_person(self, approver: str) -> bool:
@@ -245,6 +251,16 @@ class ApprovalLedger:
             ):
                 return True
         return False
+
+
+def require_proven_submitter(request: ApprovalRequest, policy: ApprovalPolicy) -> None:
+    """ApprovalError when the policy refuses releases of candidates without a proven submitter."""
+    if not request.submission_proven and policy.unproven_submission == "refuse":
+        raise ApprovalError(
+            f"{request.model} v{request.version} was trained without a signed submission (claimed by "
+            f"{request.submitted_by!r}) and the policy refuses such releases "
+            "(approval.unproven_submission: refuse); retrain with 'govdeploy train --key KEYFILE'"
+        )
 
 
 def verify_release_approvals(
@@ -268,6 +284,10 @@ def verify_release_approvals(
         ) from None
     expected = request.model_copy(update={"flow_run_id": recorded.flow_run_id})
     try:
+        require_proven_submitter(expected, policy)
+    except ApprovalError as exc:
+        raise SignatureError(str(exc)) from None
+    try:
         ledger = ApprovalLedger(expected, policy, approvers, keys_dir, check_expiry=False)
     except ConfigError as exc:
         raise SignatureError(
@@ -281,7 +301,7 @@ def verify_release_approvals(
     if not ledger.quorum_reached:
         raise SignatureError(
             f"{request.model} v{request.version} carries {len(ledger.approved)} valid approvals, fewer than "
-            f"the quorum of {policy.quorum}"
+            f"the quorum of {ledger.required}"
             + (f" ({'; '.join(refused)})" if refused else "")
             + ": it was not approved under the current approver list and policy"
         )

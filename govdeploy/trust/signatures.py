@@ -50,6 +50,7 @@ class Identity(BaseModel):
     model_id: str
     run_id: str
     submitted_by: str
+    submission_proven: bool  # a signed submission by that person (else a claimed name)
 
 
 class ReleaseClaims(BaseModel):

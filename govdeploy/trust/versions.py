@@ -64,7 +64,7 @@ class VerifiedModel:
     artifact_digest: str
     inputs: list[str]
     input_types: dict[str, str]
-    submitted_by: str  # from the signed candidate claims, never from a tag
+    identity: Identity  # the signed candidate claims (submitter), never a tag
     # the signed training profile (``reference_profile.json``; see govdeploy.release.reference), if logged
     profile: dict[str, Any] | None = None
 
@@ -77,7 +77,7 @@ class VersionCheck:
     signature_sha256: str
     artifact_digest: str
     files: int
-    submitted_by: str
+    identity: Identity
 
 
 @contextmanager
@@ -108,7 +108,8 @@ def verify_files(directory: Path, name: str, version: str, roots: TrustRoots, le
             model=name,
             version=version,
             artifact_digest=digest,
-            submitted_by=read_identity(directory).submitted_by,
+            submitted_by=(identity := read_identity(directory)).submitted_by,
+            submission_proven=identity.submission_proven,
             policy_digest="",
         )
         approvals = (directory / APPROVALS_FILE).read_bytes()
@@ -137,7 +138,7 @@ def load_verified_model(
         digest = artifact_digest(directory)
         profile_file = directory / PROFILE_FILE
         profile = json.loads(profile_file.read_text(encoding="utf-8")) if profile_file.is_file() else None
-        submitted_by = read_identity(directory).submitted_by
+        identity = read_identity(directory)
     return VerifiedModel(
         files.model,
         name,
@@ -147,7 +148,7 @@ def load_verified_model(
         digest,
         files.inputs,
         files.input_types,
-        submitted_by,
+        identity,
         profile,
     )
 
@@ -162,8 +163,8 @@ def verify_version(
         signature,
     ):
         files = sum(1 for p in directory.rglob("*") if p.is_file())
-        submitted_by = read_identity(directory).submitted_by
-        return VersionCheck(name, version, level, signature, artifact_digest(directory), files, submitted_by)
+        identity = read_identity(directory)
+        return VersionCheck(name, version, level, signature, artifact_digest(directory), files, identity)
 
 
 def _sha256(path: Path) -> str:
@@ -171,14 +172,25 @@ def _sha256(path: Path) -> str:
 
 
 def sign_candidate(
-    name: str, version: str, run_id: str, submitted_by: str, key: Path, tracking_uri: str
+    name: str,
+    version: str,
+    run_id: str,
+    submitted_by: str,
+    submission_proven: bool,
+    key: Path,
+    tracking_uri: str,
 ) -> SignedVersion:
     """Write the identity (with its submitter) into the version's artifacts and sign them (candidate
     level, with the candidate role's key)."""
     with _download(name, version, tracking_uri) as directory:
         model_id = registry.logged_model_id(name, version, tracking_uri)
         claims = Identity(
-            model=name, version=version, model_id=model_id, run_id=run_id, submitted_by=submitted_by
+            model=name,
+            version=version,
+            model_id=model_id,
+            run_id=run_id,
+            submitted_by=submitted_by,
+            submission_proven=submission_proven,
         )
         identity = write_identity(directory, claims)
         signature = sign_directory(directory, key, "candidate")

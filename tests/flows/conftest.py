@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import mlflow
 import pytest
 from prefect.client.schemas.objects import State
 
 from govdeploy.backends import flow_runs
-from govdeploy.config.settings import Settings
+from govdeploy.config.settings import Settings, get_settings
 from govdeploy.errors import GovdeployError
 from govdeploy.release.approver import approval_token, submit
+from govdeploy.release.submission import submission_parameters, submission_token
 from govdeploy.trust.audit import AuditRecord
 from govdeploy.trust.keys import signing_key
 from govdeploy.trust.roots import load_roots
 
 MODEL = "credit-risk"
+
+
+def train_as(person: str, model: str = MODEL, **parameters: Any) -> dict[str, Any]:
+    """Run the train flow with a submission signed by ``person`` over exactly these parameters."""
+    from flows.train import train
+
+    key = get_settings().keys_dir / "approvers" / f"{person}.key"
+    token = submission_token(model, submission_parameters(**parameters), person, key, 30)
+    result: dict[str, Any] = train(model=model, **parameters, submission=token)
+    return result
 
 
 def start_release(version: str, **parameters: object) -> str:

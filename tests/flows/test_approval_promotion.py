@@ -15,14 +15,13 @@ import mlflow
 import pytest
 
 from flows.release import release
-from flows.train import train
 from govdeploy.config.settings import Settings, get_settings
 from govdeploy.errors import ApprovalError
 from govdeploy.release.approver import approval_token, submit
 from govdeploy.trust.audit_trail import records, unseal, verify_trail
 from govdeploy.trust.roots import load_roots
 from govdeploy.trust.versions import verify_version
-from tests.flows.conftest import MODEL, approve, start_release, version_tags, wait_for_state
+from tests.flows.conftest import MODEL, approve, start_release, train_as, version_tags, wait_for_state
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +39,7 @@ def cli(stack: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def promoted(stack: Settings) -> dict[str, Any]:
     """A candidate trained by dana, released with refused attempts first, then alice and bob."""
-    candidate = train(model=MODEL, rows=3000, seed=21, submitted_by="dana")
+    candidate = train_as("dana", model=MODEL, rows=3000, seed=21)
     run_id = start_release(candidate["version"])
     wait_for_state(run_id, "Paused")
     keys = stack.keys_dir / "approvers"
@@ -117,7 +116,7 @@ def test_every_attempt_is_in_the_verified_audit_trail(stack: Settings, promoted:
 
 
 def test_a_statement_for_another_run_is_refused(stack: Settings, promoted: dict[str, Any]) -> None:
-    candidate = train(model=MODEL, rows=3000, seed=22, submitted_by="dana")
+    candidate = train_as("dana", model=MODEL, rows=3000, seed=22)
     run_id = start_release(candidate["version"])
     wait_for_state(run_id, "Paused")
     # a token alice signed for the promoted release's run, replayed against this one
@@ -178,7 +177,7 @@ def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
 
 
 def test_no_quorum_in_time_fails_the_run_and_alerts(stack: Settings, webhook: list[dict[str, Any]]) -> None:
-    candidate = train(model=MODEL, rows=3000, seed=23, submitted_by="dana")
+    candidate = train_as("dana", model=MODEL, rows=3000, seed=23)
     with pytest.raises(
         ApprovalError, match=r"got 0 of 2 approvals \(none\) within 3 s; nothing was promoted"
     ):

@@ -14,11 +14,18 @@ import pytest
 from demo.traffic import Traffic
 from flows.canary import canary
 from flows.rollback import rollback
-from flows.train import train
 from govdeploy.config.settings import Settings
 from govdeploy.errors import RolloutError
 from govdeploy.trust.audit_trail import records
-from tests.flows.conftest import MODEL, approve, promote_now, start_release, version_tags, wait_for_state
+from tests.flows.conftest import (
+    MODEL,
+    approve,
+    promote_now,
+    start_release,
+    train_as,
+    version_tags,
+    wait_for_state,
+)
 from tests.flows.test_gateway import ROW, key
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +40,7 @@ def traffic(stack: Settings) -> Iterator[Traffic]:
 
 @pytest.fixture(scope="module")
 def champion(stack: Settings) -> dict[str, Any]:
-    first = train(model=MODEL, rows=2000, seed=51, submitted_by="dana")
+    first = train_as("dana", model=MODEL, rows=2000, seed=51)
     promote_now(stack, first)
     httpx.post(f"{stack.gateway_url}/v1/models/{MODEL}/reload", headers=key(stack, "deployer"), timeout=60)
     return first
@@ -54,9 +61,7 @@ def served_versions(stack: Settings) -> set[str]:
 def test_a_worse_challenger_is_rolled_back_automatically(
     stack: Settings, champion: dict[str, Any], traffic: Traffic
 ) -> None:
-    worse = train(
-        model=MODEL, rows=2000, seed=52, label_bias=0.8, submitted_by="dana"
-    )  # predicts far more defaults
+    worse = train_as("dana", model=MODEL, rows=2000, seed=52, label_bias=0.8)  # predicts far more defaults
     promote_now(stack, worse, alias="challenger")
     with pytest.raises(RolloutError, match=r"rolled back at 5%: mean prediction .* over the limit 0.1"):
         canary(model=MODEL, version=worse["version"], bake_seconds=2)
@@ -72,7 +77,7 @@ def test_a_worse_challenger_is_rolled_back_automatically(
 def test_a_good_challenger_becomes_champion_and_rollback_returns(
     stack: Settings, champion: dict[str, Any], traffic: Traffic
 ) -> None:
-    better = train(model=MODEL, rows=2000, seed=53, submitted_by="dana")
+    better = train_as("dana", model=MODEL, rows=2000, seed=53)
     promote_now(stack, better, alias="challenger")
     result = canary(model=MODEL, version=better["version"], bake_seconds=2)
     assert [s["weight"] for s in result["steps"]] == [5, 25, 50, 100]
@@ -92,7 +97,7 @@ def test_a_good_challenger_becomes_champion_and_rollback_returns(
 def test_a_release_with_a_canary_promotes_through_the_steps(
     stack: Settings, champion: dict[str, Any], traffic: Traffic
 ) -> None:
-    candidate = train(model=MODEL, rows=2000, seed=54, submitted_by="dana")
+    candidate = train_as("dana", model=MODEL, rows=2000, seed=54)
     before = mlflow.MlflowClient().get_model_version_by_alias(MODEL, "champion").version
     run_id = start_release(candidate["version"], canary=True, canary_bake_seconds=1)
     wait_for_state(run_id, "Paused")

@@ -21,7 +21,6 @@ from prefect.states import Cancelled
 
 from demo.traffic import send_feedback, send_rows, wait_until_logged
 from flows.drift import drift
-from flows.train import train
 from govdeploy.backends import flow_runs
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.catalog import load_catalog
@@ -29,7 +28,7 @@ from govdeploy.config.settings import Settings
 from govdeploy.errors import DataError, SignatureError
 from govdeploy.release.data import generate_credit_data
 from govdeploy.trust.audit_trail import records
-from tests.flows.conftest import MODEL, promote_now
+from tests.flows.conftest import MODEL, promote_now, train_as
 from tests.flows.test_gateway import key
 from tests.flows.test_tampering_and_faults import prefix
 
@@ -69,9 +68,9 @@ def final_state(deployment: str, since: float) -> FlowRun:
 @pytest.fixture(scope="module")
 def serving(stack: Settings) -> dict[str, Any]:
     """Two promotions: the second serves, with the first as its verified rollback target."""
-    first = train(model=MODEL, rows=2000, seed=61, submitted_by="dana")
+    first = train_as("dana", model=MODEL, rows=2000, seed=61)
     promote_now(stack, first)
-    second = train(model=MODEL, rows=2000, seed=62, submitted_by="dana")
+    second = train_as("dana", model=MODEL, rows=2000, seed=62)
     promote_now(stack, second)
     httpx.post(f"{stack.gateway_url}/v1/models/{MODEL}/reload", headers=key(stack, "deployer"), timeout=60)
     return {"first": first["version"], "second": second["version"]}

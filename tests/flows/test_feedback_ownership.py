@@ -14,11 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from flows.train import train
 from govdeploy.config.settings import Settings
 from govdeploy.monitoring.iolog import read_batches
 from govdeploy.trust.keys import master_key
-from tests.flows.conftest import MODEL, promote_now
+from tests.flows.conftest import MODEL, promote_now, train_as
 from tests.flows.test_gateway import ROW, extra_gateway, key
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def champion(stack: Settings) -> dict[str, Any]:
-    promoted = train(model=MODEL, rows=2000, seed=48, submitted_by="dana")
+    promoted = train_as("dana", model=MODEL, rows=2000, seed=48)
     promote_now(stack, promoted)
     info = httpx.post(
         f"{stack.gateway_url}/v1/models/{MODEL}/reload", headers=key(stack, "deployer"), timeout=60

@@ -21,7 +21,6 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from flows.train import train
 from govdeploy.config.settings import Settings
 from govdeploy.monitoring.anomalies import ANOMALY_EVENT
 from govdeploy.monitoring.iolog import IORecord, read_batches
@@ -30,7 +29,7 @@ from govdeploy.trust.keys import master_key
 from govdeploy.trust.roots import load_roots
 from govdeploy.trust.versions import load_verified_model
 from tests.conftest import CONFIG_DIR
-from tests.flows.conftest import MODEL, promote_now
+from tests.flows.conftest import MODEL, promote_now, train_as
 from tests.flows.test_gateway import ROW, GatewayProcess, extra_gateway, key
 
 pytestmark = pytest.mark.e2e
@@ -81,7 +80,7 @@ def wait_until(check: Callable[[], Any], timeout: float = 30) -> Any:
 @pytest.fixture(scope="module")
 def alerting(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertingGateway]:
     """A fresh champion (with its signed training profile) served by a gateway with a strict policy."""
-    champion = train(model=MODEL, rows=2000, seed=47, submitted_by="dana")
+    champion = train_as("dana", model=MODEL, rows=2000, seed=47)
     promote_now(stack, champion)
     root = tmp_path_factory.mktemp("alerting")
     config = root / "config"

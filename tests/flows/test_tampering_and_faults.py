@@ -15,7 +15,6 @@ import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 
-from flows.train import train
 from govdeploy.backends import registry
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import Settings
@@ -31,7 +30,7 @@ from govdeploy.trust.approvals import (
 from govdeploy.trust.keys import init_keys, load_ed25519_private, signing_key
 from govdeploy.trust.roots import load_roots
 from govdeploy.trust.versions import load_verified_model, verify_version
-from tests.flows.conftest import MODEL, version_tags
+from tests.flows.conftest import MODEL, train_as, version_tags
 
 pytestmark = pytest.mark.e2e
 
@@ -40,8 +39,8 @@ pytestmark = pytest.mark.e2e
 def pair(stack: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
     """Two signed candidates."""
     return (
-        train(model=MODEL, rows=2000, seed=31, submitted_by="dana"),
-        train(model=MODEL, rows=2000, seed=32, submitted_by="dana"),
+        train_as("dana", model=MODEL, rows=2000, seed=31),
+        train_as("dana", model=MODEL, rows=2000, seed=32),
     )
 
 

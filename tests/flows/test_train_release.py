@@ -19,14 +19,14 @@ from flows.train import train
 from govdeploy.config.settings import Settings
 from govdeploy.errors import ApprovalError, PolicyGateError, ValidationGateError
 from govdeploy.release.data import dataset_digest, generate_credit_data
-from tests.flows.conftest import MODEL, reject, start_release, version_tags, wait_for_state
+from tests.flows.conftest import MODEL, reject, start_release, train_as, version_tags, wait_for_state
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def fair(stack: Settings) -> dict[str, Any]:
-    return train(model=MODEL, rows=3000, seed=7, submitted_by="dana")
+    return train_as("dana", model=MODEL, rows=3000, seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_candidate_is_compared_with_the_champion(stack: Settings, fair: dict[str
     client = mlflow.MlflowClient()
     client.set_registered_model_alias(MODEL, "champion", fair["version"])
     try:
-        challenger = train(model=MODEL, rows=3000, seed=11, submitted_by="dana")
+        challenger = train_as("dana", model=MODEL, rows=3000, seed=11)
         with pytest.raises(ApprovalError, match="got 0 of 2 approvals"):
             release(model=MODEL, version=challenger["version"], approval_timeout_seconds=3)
     finally:

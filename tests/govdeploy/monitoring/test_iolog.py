@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import shutil
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -11,7 +13,15 @@ import pytest
 
 from govdeploy.errors import CryptoError, GovdeployError
 from govdeploy.monitoring import iolog
-from govdeploy.monitoring.iolog import IOLogWriter, IORecord, mask_pii, read_batches
+from govdeploy.monitoring.iolog import (
+    BatchId,
+    IOLogWriter,
+    IORecord,
+    batch_files,
+    mask_pii,
+    parse_batch_key,
+    read_batches,
+)
 from govdeploy.polling import poll
 
 MASTER = os.urandom(32)
@@ -155,6 +165,7 @@ def test_failed_write_keeps_records_for_the_next_flush(
     writer.flush()
     assert writer.written == 3 and writer.pending == 0
     assert [r.id for r in read_batches(tmp_path, MASTER)] == [r.id for r in submitted]
+    assert [ids(tmp_path)[0].sequence, writer.sequence] == [1, 1]  # the failed write took no sequence
     writer.close()
 
 
@@ -176,3 +187,98 @@ def test_background_thread_survives_a_failed_write(tmp_path: Path, monkeypatch: 
     writer.close()
     assert writer.written == 20 and len({r.id for r in read_batches(tmp_path, MASTER)}) == 20
     assert calls["n"] >= 6
+
+
+def ids(directory: Path) -> list[BatchId]:
+    """What the keys of the batch files under ``directory`` say, oldest first."""
+    found = [parse_batch_key(f"iolog/{p.relative_to(directory).as_posix()}") for p in batch_files(directory)]
+    assert None not in found
+    return [batch for batch in found if batch is not None]
+
+
+def test_batches_are_named_by_writer_and_sequence_with_the_previous_day(tmp_path: Path) -> None:
+    writer, other = IOLogWriter(tmp_path, MASTER, batch_size=2), IOLogWriter(tmp_path, MASTER)
+    assert re.fullmatch("[0-9a-f]{16}", writer.writer_id) and writer.writer_id != other.writer_id
+    assert writer.sequence == 0
+    for _ in range(5):
+        writer.submit(record())
+    writer.close()
+    batches = ids(tmp_path)
+    assert [b.sequence for b in batches] == [1, 2, 3] == list(range(1, writer.sequence + 1))
+    assert {b.writer for b in batches} == {writer.writer_id}
+    assert batches[0].previous_day is None
+    assert [b.previous_day for b in batches[1:]] == [b.day for b in batches[:-1]]
+    name = batch_files(tmp_path)[1].name
+    assert re.fullmatch(rf"\d{{12}}-{writer.writer_id}-00000002-{batches[0].day}\.jsonl\.enc", name)
+
+
+def test_keys_a_writer_does_not_give_do_not_parse() -> None:
+    writer = "0123456789abcdef"
+    assert parse_batch_key(f"iolog/20261122/010203040506-{writer}-00000001-00000000.jsonl.enc") == BatchId(
+        f"iolog/20261122/010203040506-{writer}-00000001-00000000.jsonl.enc", "20261122", writer, 1, None
+    )
+    for bad in (
+        f"iolog/20261122/010203040506-{writer}-00000002-00000000.jsonl.enc",  # only a first has no previous
+        f"iolog/20261122/010203040506-{writer}-00000001-20261121.jsonl.enc",  # a first has no previous
+        f"iolog/20261122/010203040506-{writer}-00000000-20261121.jsonl.enc",  # sequences start at 1
+        f"iolog/20261122/010203040506-{writer[:8]}-00000002-20261121.jsonl.enc",
+        f"other/20261122/010203040506-{writer}-00000002-20261121.jsonl.enc",
+        "iolog/20261122/010203040506-0a1b2c3d.jsonl.enc",  # before writer ids
+        f"iolog/20261122/010203040506-{writer}-00000002-20261121.jsonl.enc.partial",
+    ):
+        assert parse_batch_key(bad) is None, bad
+
+
+def test_a_batch_copied_to_another_day_does_not_open(tmp_path: Path) -> None:
+    writer = IOLogWriter(tmp_path, MASTER)
+    writer.submit(record())
+    writer.close()
+    (path,) = batch_files(tmp_path)
+    (tmp_path / "20200101").mkdir()
+    shutil.move(path, tmp_path / "20200101" / path.name)
+    with pytest.raises(CryptoError, match=f"iolog/20200101/{path.name} does not open"):
+        read_batches(tmp_path, MASTER)
+
+
+def test_batches_that_could_not_be_shipped_are_shipped_in_order_later(tmp_path: Path) -> None:
+    shipped: list[str] = []
+    failures = iter([True, True])
+
+    def shipper(path: Path) -> None:
+        if next(failures, False):
+            raise RuntimeError("s3 is down")
+        shipped.append(path.name)
+
+    writer = IOLogWriter(tmp_path, MASTER, batch_size=1, shipper=shipper)
+    writer.submit(record())
+    writer.flush()  # the first try fails
+    assert shipped == []
+    writer.submit(record())
+    writer.flush()  # the second try of batch 1 fails: batch 2 waits behind it
+    assert shipped == []
+    for _ in range(2):
+        writer.submit(record())
+    writer.close()
+    assert shipped == [path.name for path in batch_files(tmp_path)] and len(shipped) == 4
+
+
+def test_a_write_that_fails_after_its_rename_leaves_no_batch_and_keeps_its_sequence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = iolog._write_atomic
+    calls = {"n": 0}
+
+    def renamed_then_failed(path: Path, data: bytes) -> None:
+        real_write(path, data)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("fsync of the directory failed")
+
+    monkeypatch.setattr(iolog, "_write_atomic", renamed_then_failed)
+    writer = IOLogWriter(tmp_path, MASTER)
+    writer.submit(record())
+    with pytest.raises(GovdeployError, match="fsync of the directory failed"):
+        writer.flush()
+    assert batch_files(tmp_path) == [] and writer.sequence == 0
+    writer.close()
+    assert [b.sequence for b in ids(tmp_path)] == [1] and len(read_batches(tmp_path, MASTER)) == 1

@@ -8,13 +8,14 @@ import pytest
 
 from govdeploy.config.approvers import load_approvers
 from govdeploy.config.policy import ApprovalPolicy
-from govdeploy.errors import ConfigError, SignatureError
+from govdeploy.errors import ApprovalError, ConfigError, SignatureError
 from govdeploy.trust.approvals import (
     ApprovalLedger,
     ApprovalRequest,
     SignedStatement,
     make_statement,
     now_utc,
+    require_proven_submitter,
     sign_statement,
     verify_release_approvals,
 )
@@ -211,3 +212,20 @@ def test_a_statement_without_time_zone_is_refused(ledger: ApprovalLedger, keys_d
     signed = sign_statement(statement, load_ed25519_private(keys_dir / "approvers" / "alice.key"))
     outcome = ledger.consider(signed)
     assert not outcome.accepted and "no time zone" in outcome.reason
+
+
+def test_an_unproven_submitter_needs_one_more_approval_or_is_refused(keys_dir: Path) -> None:
+    approvers = load_approvers(CONFIG_DIR / "approvers.yaml")
+    unproven = REQUEST.model_copy(update={"submission_proven": False})
+    policy = ApprovalPolicy(quorum=2, required_roles=["risk-officer"])
+    ledger = ApprovalLedger(unproven, policy, approvers, keys_dir)
+    for approver in ("alice", "bob"):
+        ledger.consider(token(keys_dir, approver))
+    assert ledger.required == 3 and not ledger.quorum_reached
+    with pytest.raises(SignatureError, match="fewer than the quorum of 3"):
+        verify_release_approvals(_document(keys_dir, "alice", "bob"), unproven, policy, approvers, keys_dir)
+    refusing = policy.model_copy(update={"unproven_submission": "refuse"})
+    with pytest.raises(SignatureError, match="the policy refuses such releases"):
+        verify_release_approvals(_document(keys_dir, "alice", "bob"), unproven, refusing, approvers, keys_dir)
+    with pytest.raises(ApprovalError, match="the policy refuses such releases"):
+        require_proven_submitter(unproven, refusing)

@@ -25,7 +25,9 @@ def signed(tmp_path: Path) -> tuple[Path, Path]:
     model.mkdir()
     (model / "MLmodel").write_text("flavors: {}\n")
     (model / "model.skops").write_bytes(b"\x00weights" * 100)
-    identity = Identity(model="m", version="1", model_id="m-1", run_id="r", submitted_by="dana")
+    identity = Identity(
+        model="m", version="1", model_id="m-1", run_id="r", submitted_by="dana", submission_proven=True
+    )
     write_identity(model, identity)
     sign_directory(model, keys / "candidate.key", "candidate")
     return model, keys
