@@ -28,6 +28,7 @@ from govdeploy.backends import registry
 from govdeploy.config.settings import get_settings
 from govdeploy.monitoring.iolog import read_batches
 from govdeploy.polling import poll
+from govdeploy.stack.components import client_env
 from govdeploy.trust.keys import master_key
 from govdeploy.trust.roots import load_roots
 from govdeploy.trust.versions import verified_directory
@@ -112,6 +113,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     settings = get_settings()
+    os.environ.update(client_env(settings))  # the stack's URLs and credentials
     version = registry.alias_version(MODEL, registry.CHAMPION, settings.mlflow_url)
     if version is None:
         raise SystemExit(f"{MODEL} has no champion on {settings.mlflow_url}: run 'make demo' first")

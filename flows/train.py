@@ -12,13 +12,11 @@ from tasks.audit import audit_event
 from tasks.data import load_data, validate_data
 from tasks.governance import load_config
 from tasks.training import (
-    attach_reference,
     build_sbom,
     capture_environment,
     fit_model,
     prove_submitter,
     register_candidate,
-    sign_candidate,
 )
 
 
@@ -69,8 +67,9 @@ def train(
     env = capture_environment()
     sbom_path = build_sbom(env)
 
-    # Stage 5: register the candidate version
-    candidate = register_candidate(
+    # Stage 5: register the candidate version, signed as produced: model, evidence and training
+    # reference (drift baseline) are signed locally before upload, and the stored copy is verified
+    candidate, signed = register_candidate(
         name=model,
         spec=config.spec,
         model=fitted,
@@ -89,12 +88,10 @@ def train(
             "positive_weight": positive_weight,
             "source": data_path or "synthetic",
         },
-        submitted_by=submitter.name,
+        submitter=submitter,
     )
 
-    # Stage 6: the training reference (drift baseline), then sign the artifacts and audit
-    attach_reference(candidate, config.spec, fitted, frame)
-    signed = sign_candidate(candidate, submitter)
+    # Stage 6: audit
     audit_event(
         "candidate.registered",
         {

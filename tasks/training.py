@@ -1,4 +1,4 @@
-"""Training tasks: fit, capture the environment and SBOM, register the candidate."""
+"""Training tasks: fit, capture the environment and SBOM, register the candidate signed as produced."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ from govdeploy.release.training import fit
 from govdeploy.release.validation import ValidationReport
 from govdeploy.trust import versions
 from govdeploy.trust.keys import signing_key
+from govdeploy.trust.roots import load_roots
+from govdeploy.trust.signatures import Identity
 from govdeploy.trust.submissions import verify_submission
 from govdeploy.trust.versions import SignedVersion
 from tasks.artifacts import artifact_key
@@ -63,85 +65,6 @@ def build_sbom(env: dict[str, Any]) -> str:
     return str(path)
 
 
-@task(cache_policy=NO_CACHE)
-def register_candidate(
-    *,
-    name: str,
-    spec: ModelSpec,
-    model: Any,
-    frame: pd.DataFrame,
-    holdout: dict[str, float],
-    validation: ValidationReport,
-    suite: Suite,
-    policy_digest: str,
-    env: dict[str, Any],
-    sbom_path: str,
-    params: dict[str, Any],
-    submitted_by: str,
-) -> tracking.CandidateVersion:
-    """Log model, signature, input example and evidence to MLflow; register a candidate version."""
-    settings = get_settings()
-    lineage = {
-        "dataset_digest": dataset_digest(frame),
-        "dataset_rows": len(frame),
-        "dataset_columns": list(frame.columns),
-        "expectation_suite": suite.spec.name,
-        "expectation_suite_digest": suite.digest,
-        "expectations_met": f"{validation.evaluated - len(validation.failed)}/{validation.declared}",
-        "policy_digest": policy_digest,
-        "source": params.get("source", ""),
-    }
-    owners = spec.owners.model_dump(mode="json")
-    tags = {
-        f"{registry.TAG}submitted_by": submitted_by,
-        f"{registry.TAG}git_commit": env["git_commit"],
-        f"{registry.TAG}policy_digest": policy_digest,
-        **registry.flat_tags("lineage", {k: v for k, v in lineage.items() if k != "dataset_columns"}),
-        **registry.flat_tags("owner", {role: f"{o['name']} <{o['email']}>" for role, o in owners.items()}),
-    }
-    candidate = tracking.log_candidate(
-        model=model,
-        name=name,
-        # numeric inputs are doubles in the signature, so a missing value is a NaN, not a schema error
-        input_example=frame[spec.features].head(5).astype(dict.fromkeys(spec.numeric_features, "float64")),
-        pip_requirements=[f"{p}=={env['packages'][p]}" for p in SERVING_PACKAGES if p in env["packages"]],
-        params=params,
-        metrics=holdout,
-        tags=tags,
-        artifacts={"environment.json": env, "lineage.json": lineage, "owners.json": owners},
-        files=[sbom_path],
-        tracking_uri=settings.mlflow_url,
-        experiment=settings.experiment,
-    )
-    create_markdown_artifact(
-        key=artifact_key("candidate", name, f"v{candidate.version}"),
-        markdown=(
-            f"# Candidate {name} v{candidate.version}\n\n"
-            f"- submitted by: {submitted_by}\n- MLflow run: `{candidate.run_id}`\n"
-            f"- dataset digest: `{lineage['dataset_digest']}` ({len(frame)} rows)\n"
-            f"- suite `{suite.spec.name}` digest: `{suite.digest}`\n"
-            f"- policy digest: `{policy_digest}`\n- holdout: {holdout}\n"
-            f"- model page: {settings.mlflow_url}/#/models/{name}/versions/{candidate.version}\n"
-        ),
-        description="Registered candidate",
-    )
-    return candidate
-
-
-@task(cache_policy=NO_CACHE)
-def attach_reference(
-    candidate: tracking.CandidateVersion, spec: ModelSpec, model: Any, frame: pd.DataFrame
-) -> int:
-    """Add the training reference (drift baseline, input profile) to the artifacts before signing."""
-    settings = get_settings()
-    snapshot = build_reference(spec, model, frame)
-    with tempfile.TemporaryDirectory(prefix="govdeploy-reference-") as workdir:
-        files = write_reference(Path(workdir), spec, snapshot)
-        registry.upload_model_files(candidate.model, candidate.version, files, settings.mlflow_url)
-    get_run_logger().info("reference of %d rows logged with v%s", len(snapshot), candidate.version)
-    return len(snapshot)
-
-
 class Submitter(BaseModel):
     name: str
     proven: bool
@@ -174,20 +97,115 @@ def prove_submitter(
     return Submitter(name=person, proven=True)
 
 
+GOVERNANCE_DIR = "governance"
+
+
 @task(cache_policy=NO_CACHE)
-def sign_candidate(candidate: tracking.CandidateVersion, submitter: Submitter) -> SignedVersion:
-    """Sign the registered artifacts (candidate level), so that nothing loads them unverified."""
+def register_candidate(
+    *,
+    name: str,
+    spec: ModelSpec,
+    model: Any,
+    frame: pd.DataFrame,
+    holdout: dict[str, float],
+    validation: ValidationReport,
+    suite: Suite,
+    policy_digest: str,
+    env: dict[str, Any],
+    sbom_path: str,
+    params: dict[str, Any],
+    submitter: Submitter,
+) -> tuple[tracking.CandidateVersion, SignedVersion]:
+    """Register a candidate version and sign what training produced: the model files, the governance
+    evidence (environment, lineage, owners, SBOM under ``governance/``) and the training reference are
+    written locally, signed at candidate level, uploaded, and the stored copy must verify with the
+    same digest before the version is tagged ``govdeploy.stage=candidate``."""
     settings = get_settings()
-    signed = versions.sign_candidate(
-        candidate.model,
-        candidate.version,
-        candidate.run_id,
-        submitter.name,
-        submitter.proven,
-        signing_key(settings, "candidate"),
-        settings.mlflow_url,
+    lineage = {
+        "dataset_digest": dataset_digest(frame),
+        "dataset_rows": len(frame),
+        "dataset_columns": list(frame.columns),
+        "expectation_suite": suite.spec.name,
+        "expectation_suite_digest": suite.digest,
+        "expectations_met": f"{validation.evaluated - len(validation.failed)}/{validation.declared}",
+        "policy_digest": policy_digest,
+        "source": params.get("source", ""),
+    }
+    owners = spec.owners.model_dump(mode="json")
+    tags = {
+        f"{registry.TAG}submitted_by": submitter.name,
+        f"{registry.TAG}git_commit": env["git_commit"],
+        f"{registry.TAG}policy_digest": policy_digest,
+        **registry.flat_tags("lineage", {k: v for k, v in lineage.items() if k != "dataset_columns"}),
+        **registry.flat_tags("owner", {role: f"{o['name']} <{o['email']}>" for role, o in owners.items()}),
+    }
+    evidence = {"environment.json": env, "lineage.json": lineage, "owners.json": owners}
+    reference = build_reference(spec, model, frame)
+    with (
+        tracking.candidate_run(
+            name=name,
+            params=params,
+            metrics=holdout,
+            tags=tags,
+            tracking_uri=settings.mlflow_url,
+            experiment=settings.experiment,
+        ) as opened,
+        tempfile.TemporaryDirectory(prefix="govdeploy-candidate-") as workdir,
+    ):
+        directory = tracking.save_model_files(
+            Path(workdir) / "model",
+            opened,
+            model=model,
+            # numeric inputs are doubles in the signature, so a missing value is a NaN, not a schema error
+            input_example=frame[spec.features]
+            .head(5)
+            .astype(dict.fromkeys(spec.numeric_features, "float64")),
+            pip_requirements=[f"{p}=={env['packages'][p]}" for p in SERVING_PACKAGES if p in env["packages"]],
+        )
+        governance = write_evidence(directory / GOVERNANCE_DIR, evidence, Path(sbom_path))
+        write_reference(directory, spec, reference)
+        tracking.log_run_files(opened.run_id, governance, GOVERNANCE_DIR, settings.mlflow_url)
+        claims = Identity(
+            model=name,
+            version=opened.version,
+            model_id=opened.model_id,
+            run_id=opened.run_id,
+            submitted_by=submitter.name,
+            submission_proven=submitter.proven,
+        )
+        signed = versions.sign_candidate(
+            directory, claims, signing_key(settings, "candidate"), load_roots(settings), settings.mlflow_url
+        )
+    registry.set_version_tags(
+        name, opened.version, {**tags, f"{registry.TAG}stage": "candidate"}, settings.mlflow_url
     )
-    get_run_logger().info(
-        "signed %s v%s: artifact digest %s", candidate.model, candidate.version, signed.artifact_digest
+    candidate = opened.registered()
+    logger = get_run_logger()
+    logger.info("reference of %d rows signed with v%s", len(reference), candidate.version)
+    logger.info(
+        "signed %s v%s before upload: artifact digest %s", name, candidate.version, signed.artifact_digest
     )
-    return signed
+    create_markdown_artifact(
+        key=artifact_key("candidate", name, f"v{candidate.version}"),
+        markdown=(
+            f"# Candidate {name} v{candidate.version}\n\n"
+            f"- submitted by: {submitter.name}\n- MLflow run: `{candidate.run_id}`\n"
+            f"- dataset digest: `{lineage['dataset_digest']}` ({len(frame)} rows)\n"
+            f"- suite `{suite.spec.name}` digest: `{suite.digest}`\n"
+            f"- policy digest: `{policy_digest}`\n- holdout: {holdout}\n"
+            f"- signed artifact digest: `{signed.artifact_digest}`\n"
+            f"- model page: {settings.mlflow_url}/#/models/{name}/versions/{candidate.version}\n"
+        ),
+        description="Registered candidate",
+    )
+    return candidate, signed
+
+
+def write_evidence(directory: Path, evidence: dict[str, Any], sbom: Path) -> Path:
+    """The governance evidence as files of ``directory`` (JSON documents and the SBOM), to be signed
+    with the model."""
+    directory.mkdir(parents=True, exist_ok=False)
+    for file_name, content in evidence.items():
+        (directory / file_name).write_text(json.dumps(content, indent=2, sort_keys=True), encoding="utf-8")
+    shutil.copyfile(sbom, directory / sbom.name)
+    return directory

@@ -111,6 +111,7 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
 def stack(stack_settings: Settings) -> Iterator[Settings]:
     """The running local stack; Prefect and MLflow clients of this process point at it."""
     from prefect.settings import (
+        PREFECT_API_AUTH_STRING,
         PREFECT_API_URL,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
         temporary_settings,
@@ -122,12 +123,14 @@ def stack(stack_settings: Settings) -> Iterator[Settings]:
     status = up(stack_settings)
     assert status.all_running, status
     patch = pytest.MonkeyPatch()
-    for key, value in client_env(stack_settings).items():
+    env = client_env(stack_settings)  # with the credentials `up` created in the keys directory
+    for key, value in env.items():
         patch.setenv(key, value)
     try:
         with temporary_settings(
             updates={
                 PREFECT_API_URL: stack_settings.prefect_api_url,
+                PREFECT_API_AUTH_STRING: env["PREFECT_API_AUTH_STRING"],
                 PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
             }
         ):

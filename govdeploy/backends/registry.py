@@ -112,6 +112,14 @@ def upload_model_files(name: str, version: str, files: list[Path], tracking_uri:
             client(tracking_uri).log_model_artifact(model_id, str(path))
 
 
+def upload_model_dir(name: str, version: str, directory: Path, tracking_uri: str) -> None:
+    """Upload every file of ``directory`` as a version's artifacts, same layout (``MLmodel`` at the root
+    of what ``download_model_dir`` downloads)."""
+    model_id = logged_model_id(name, version, tracking_uri)
+    with registry_call(f"upload the files of model {name!r} version {version}", tracking_uri):
+        client(tracking_uri).log_model_artifacts(model_id, str(directory))
+
+
 def set_version_tags(name: str, version: str, tags: dict[str, str], tracking_uri: str) -> None:
     with registry_call(f"tag model {name!r} version {version}", tracking_uri):
         for key, value in tags.items():

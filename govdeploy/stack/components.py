@@ -5,15 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import PROJECT_ROOT, Settings
+from govdeploy.stack import credentials
+from govdeploy.stack.health import Check, all_ok, demands_credentials, deployment_ready, http_ok
 
 # The local S3 endpoint accepts any credentials; these name the account in its logs only.
 LOCAL_S3_CREDENTIALS = {
@@ -35,8 +34,9 @@ class Component:
     url: str
     command: list[str]
     env: dict[str, str]
-    healthy: Callable[[], bool]
+    healthy: Check
     code: str = ""  # digest of the govdeploy code and configuration it runs (empty: not ours)
+    credentials: str = ""  # fingerprint of the server credentials it runs with (empty: needs none)
 
 
 CODE_PACKAGES = ("govdeploy", "tasks", "flows")
@@ -61,19 +61,13 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def _http_ok(url: str, expect: str | None = None) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            response = httpx.get(url, timeout=2.0)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200 and (expect is None or expect in response.text)
-
-    return check
-
-
 def client_env(settings: Settings) -> dict[str, str]:
-    """Environment of a process that uses the stack: the servers' URLs and govdeploy settings."""
+    """Environment of a process that uses the stack: the servers' URLs, govdeploy settings, and
+    (once ``keys init`` created them) the credentials of MLflow's service account and Prefect."""
+    return {**_locations(settings), **credentials.client_credentials(settings.keys_dir)}
+
+
+def _locations(settings: Settings) -> dict[str, str]:
     return {
         "PREFECT_API_URL": settings.prefect_api_url,
         "MLFLOW_TRACKING_URI": settings.mlflow_url,
@@ -92,9 +86,11 @@ def client_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def _env(settings: Settings, extra: dict[str, str]) -> dict[str, str]:
+def _env(settings: Settings, extra: dict[str, str], client: bool = False) -> dict[str, str]:
+    """A component's environment; only clients (govdeploy's own processes) get client credentials."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
-    return {**env, **client_env(settings), "PYTHONUNBUFFERED": "1", **extra}
+    base = client_env(settings) if client else _locations(settings)
+    return {**env, **base, "PYTHONUNBUFFERED": "1", **extra}
 
 
 def s3(settings: Settings) -> Component:
@@ -104,11 +100,13 @@ def s3(settings: Settings) -> Component:
         url=settings.s3_url,
         command=[_bin("moto_server"), "-H", settings.host, "-p", str(settings.s3_port)],
         env=_env(settings, {}),
-        healthy=_http_ok(f"{settings.s3_url}/moto-api/data.json"),
+        # the bucket listing: a small answer (moto-api/data.json would serialise every object)
+        healthy=http_ok(f"{settings.s3_url}/", expect="ListAllMyBucketsResult"),
     )
 
 
 def mlflow(settings: Settings) -> Component:
+    """MLflow with its basic-auth app: the service account is admin, everybody else reads."""
     database = settings.state_dir / "mlflow.db"
     return Component(
         name="mlflow",
@@ -130,9 +128,26 @@ def mlflow(settings: Settings) -> Component:
             "--artifacts-destination",
             f"s3://{settings.bucket}/mlflow",
             "--serve-artifacts",
+            "--app-name",
+            "basic-auth",
         ],
-        env=_env(settings, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
-        healthy=_http_ok(f"{settings.mlflow_url}/health", expect="OK"),
+        env=_env(
+            settings,
+            {
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                **credentials.mlflow_server_env(settings.keys_dir),
+            },
+        ),
+        healthy=all_ok(
+            [
+                http_ok(f"{settings.mlflow_url}/health", expect="OK"),
+                demands_credentials(
+                    f"{settings.mlflow_url}/api/2.0/mlflow/users/current",
+                    credentials.mlflow_service_auth(settings.keys_dir),
+                ),
+            ]
+        ),
+        credentials=credentials.fingerprint(settings.keys_dir),
     )
 
 
@@ -151,16 +166,26 @@ def prefect(settings: Settings) -> Component:
             str(settings.prefect_port),
         ],
         env=_env(settings, prefect_server_env(settings)),
-        healthy=_http_ok(f"{settings.prefect_api_url}/health", expect="true"),
+        healthy=all_ok(
+            [
+                http_ok(f"{settings.prefect_api_url}/health", expect="true"),
+                demands_credentials(
+                    f"{settings.prefect_api_url}/admin/version", credentials.prefect_auth(settings.keys_dir)
+                ),
+            ]
+        ),
+        credentials=credentials.fingerprint(settings.keys_dir),
     )
 
 
 def prefect_server_env(settings: Settings) -> dict[str, str]:
+    """The Prefect server's settings; its API and UI demand the stack's auth string."""
     return {
         "PREFECT_HOME": str(settings.state_dir / "prefect"),
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{settings.state_dir / 'prefect.db'}",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_API_URL": settings.prefect_api_url,
+        **credentials.prefect_server_env(settings.keys_dir),
     }
 
 
@@ -176,6 +201,7 @@ DEPLOYMENTS = (
 
 def deployments(settings: Settings, code: str) -> Component:
     """The process serving the project's Prefect deployments (runs flows started from the UI)."""
+    auth = credentials.prefect_auth(settings.keys_dir)
     return Component(
         name="deployments",
         port=None,
@@ -184,25 +210,17 @@ def deployments(settings: Settings, code: str) -> Component:
         env=_env(
             settings,
             {"PREFECT_HOME": str(settings.state_dir / "prefect"), "PYTHONPATH": str(PROJECT_ROOT)},
+            client=True,
         ),
-        healthy=_all_ok(
-            [_deployment_ready(f"{settings.prefect_api_url}/deployments/name/{name}") for name in DEPLOYMENTS]
+        healthy=all_ok(
+            [
+                deployment_ready(f"{settings.prefect_api_url}/deployments/name/{name}", auth)
+                for name in DEPLOYMENTS
+            ]
         ),
         code=code,
+        credentials=credentials.fingerprint(settings.keys_dir),
     )
-
-
-def _deployment_ready(url: str) -> Callable[[], bool]:
-    """A served deployment is READY while its runner polls the server."""
-
-    def check() -> bool:
-        try:
-            response = httpx.get(url, timeout=2.0)
-            return response.status_code == 200 and response.json().get("status") == "READY"
-        except (httpx.HTTPError, ValueError):
-            return False
-
-    return check
 
 
 def gateway(settings: Settings, code: str) -> Component:
@@ -224,14 +242,11 @@ def gateway(settings: Settings, code: str) -> Component:
             "warning",
             "--no-access-log",
         ],
-        env=_env(settings, {"PYTHONPATH": str(PROJECT_ROOT)}),
-        healthy=_http_ok(f"{settings.gateway_url}/healthz", expect='"ok"'),
+        env=_env(settings, {"PYTHONPATH": str(PROJECT_ROOT)}, client=True),
+        healthy=http_ok(f"{settings.gateway_url}/healthz", expect='"ok"'),
         code=code,
+        credentials=credentials.fingerprint(settings.keys_dir),
     )
-
-
-def _all_ok(checks: list[Callable[[], bool]]) -> Callable[[], bool]:
-    return lambda: all(check() for check in checks)
 
 
 def all_components(settings: Settings) -> list[Component]:

@@ -2,8 +2,11 @@
 
 ``up`` is idempotent: a healthy component is reported as already running and left alone, unless
 it is one of govdeploy's own processes (deployments, gateway) started from other code or
-configuration than the current, which is restarted. If a component fails to start, the
-components this call started are stopped again, and the error names the component and its log.
+configuration than the current, or a component started with other server credentials than those
+in ``<keys>/servers/`` (or none: a stack started before MLflow and Prefect demanded credentials),
+which is restarted; their data stays in the state directory. A server that answers anonymous
+requests is unhealthy, so it is restarted too. If a component fails to start, the components this
+call started are stopped again, and the error names the component and its log.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pydantic import BaseModel
 from govdeploy.backends.storage import ensure_bucket
 from govdeploy.config.settings import Settings
 from govdeploy.errors import StackError
-from govdeploy.stack import process, snapshot
+from govdeploy.stack import credentials, process, snapshot
 from govdeploy.stack.components import Component, all_components, local_s3_client
 
 State = Literal["running", "unhealthy", "stopped"]
@@ -92,6 +95,7 @@ def _launch(
         log=str(log),
         command=component.command,
         code=component.code,
+        credentials=component.credentials,
     )
     process.write_record(_record_path(settings, component.name), record)
     return child, record
@@ -113,17 +117,8 @@ def up(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
         for wave in _waves(all_components(settings)):
             launched = []
             for component in wave:
-                current = component_status(settings, component)
-                outdated = current.state == "running" and _outdated(settings, component)
-                if current.state == "running" and not outdated:
-                    actions[component.name] = "already running"
-                    progress(f"{component.name} already running at {component.url}")
+                if _keep_running(settings, component, actions, progress):
                     continue
-                if outdated:
-                    progress(f"{component.name} runs older govdeploy code or configuration; restarting it")
-                    actions[component.name] = "restarted: code or configuration changed"
-                if current.state == "unhealthy" or outdated:
-                    _stop_component(settings, component)
                 progress(f"starting {component.name} …")
                 launched.append((component, *_launch(settings, component)))
                 started.append(component)
@@ -139,24 +134,55 @@ def up(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
                 progress(f"{component.name} started at {component.url}")
             if any(c.name == "s3" for c in wave):
                 _prepare_bucket(settings, progress)
+            if any(c.name == "mlflow" for c in wave):
+                done = credentials.ensure_viewer(settings.keys_dir, settings.mlflow_url)
+                if done != "exists":
+                    progress(f"MLflow user '{credentials.VIEWER_USER}' (read-only): {done}")
     except Exception:
         for component in reversed(started):
             _stop_component(settings, component)
         raise
+    progress(credentials.ui_logins(settings))
     result = status(settings)
     for item in result.components:
         item.action = actions.get(item.name, "")
     return result
 
 
+def _keep_running(
+    settings: Settings, component: Component, actions: dict[str, str], progress: Progress
+) -> bool:
+    """True if the component runs as it should; otherwise stop what runs of it and return False."""
+    current = component_status(settings, component)
+    if current.state == "stopped":
+        return False
+    reason = _restart_reason(settings, component)
+    if current.state == "running" and reason is None:
+        actions[component.name] = "already running"
+        progress(f"{component.name} already running at {component.url}")
+        return True
+    if reason is None:  # unhealthy
+        reason = "fails its health check" + (
+            " (it may answer anonymous requests or refuse the credentials in the keys directory)"
+            if component.credentials
+            else ""
+        )
+    progress(f"{component.name} {reason}; restarting it")
+    actions[component.name] = f"restarted: {reason}"
+    _stop_component(settings, component)
+    return False
+
+
 def development_keys(settings: Settings) -> list[str]:
-    """Create the missing development keys: signing, audit, master, approvers, API keys."""
+    """Create the missing development keys: signing, audit, master, approvers, API keys, and the
+    credentials of the MLflow and Prefect servers."""
     from govdeploy.config.approvers import load_approvers
     from govdeploy.serving.gateway.access import load_access
     from govdeploy.trust.keys import init_api_keys, init_keys
 
     created = init_keys(settings.keys_dir, sorted(load_approvers(settings.approvers_path).approvers))
-    return created + init_api_keys(settings.keys_dir, sorted(load_access(settings.access_path).principals))
+    created += init_api_keys(settings.keys_dir, sorted(load_access(settings.access_path).principals))
+    return created + credentials.init_server_credentials(settings.keys_dir)
 
 
 def _snapshot_dir(settings: Settings) -> Path:
@@ -202,6 +228,16 @@ def _outdated(settings: Settings, component: Component) -> bool:
     """A running component of ours started from other code or configuration than the current."""
     record = process.read_record(_record_path(settings, component.name))
     return bool(component.code) and record is not None and record.code != component.code
+
+
+def _restart_reason(settings: Settings, component: Component) -> str | None:
+    """Why a running component must restart: other code, or other (or no) server credentials."""
+    if _outdated(settings, component):
+        return "runs older govdeploy code or configuration"
+    record = process.read_record(_record_path(settings, component.name))
+    if record is not None and record.credentials != component.credentials:
+        return "runs without the current server credentials (started before they were created or changed)"
+    return None
 
 
 def _stop_component(settings: Settings, component: Component) -> bool:

@@ -33,6 +33,7 @@ class ProcessRecord(BaseModel):
     log: str
     command: list[str]
     code: str = ""  # the component's code digest when it started (see components.code_digest)
+    credentials: str = ""  # fingerprint of the server credentials it started with (credentials.py)
 
 
 def start_ticks(pid: int) -> int | None:

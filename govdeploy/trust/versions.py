@@ -1,7 +1,9 @@
 """Signed registered versions: signing them, verifying them, and the one way to load them.
 
-Training signs a new version at ``candidate`` level; promotion signs the approved bytes at
-``release`` level (the signature then also covers ``approvals.json``). Every read of a version's
+Training signs the files it produced, locally and before upload, at ``candidate`` level (the model,
+its governance evidence and reference), then checks that the stored copy verifies with the same
+digest; promotion signs the approved bytes at ``release`` level (the signature then also covers
+``approvals.json``). Every read of a version's
 files goes through ``verified_directory``: a fresh private download whose every file verified
 against its signature under the pinned keys of that level's role (and the signed claims against the
 requested model and version); at release level the approvals it carries must also make a quorum
@@ -171,40 +173,54 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def sign_local_candidate(directory: Path, claims: Identity, key: Path, roots: TrustRoots) -> SignedVersion:
+    """Write the candidate claims into the local ``directory`` training produced, sign every file of it
+    at candidate level with ``key`` and verify it under the pinned candidate keys (a key that is not
+    pinned fails here, before anything is uploaded)."""
+    write_identity(directory, claims)
+    signature = sign_directory(directory, key, "candidate")
+    verify_files(directory, claims.model, claims.version, roots, "candidate")
+    return SignedVersion(
+        model=claims.model,
+        version=claims.version,
+        level="candidate",
+        artifact_digest=artifact_digest(directory),
+        signature_sha256=_sha256(signature),
+    )
+
+
+def check_uploaded(signed: SignedVersion, roots: TrustRoots, tracking_uri: str) -> VersionCheck:
+    """Download the version back and verify it at candidate level; its files must be the ones signed
+    locally (same artifact digest, same signature). SignatureError otherwise."""
+    name, version = signed.model, signed.version
+    try:
+        check = verify_version(name, version, roots=roots, level="candidate", tracking_uri=tracking_uri)
+    except SignatureError as exc:
+        raise SignatureError(
+            f"{exc}; the upload of {name} v{version} does not verify as signed: nothing to promote, retrain"
+        ) from None
+    if (check.artifact_digest, check.signature_sha256) != (signed.artifact_digest, signed.signature_sha256):
+        raise SignatureError(
+            f"{name} v{version} in the artifact store has digest {check.artifact_digest} and signature "
+            f"{check.signature_sha256}, training signed {signed.artifact_digest} and "
+            f"{signed.signature_sha256}: the files changed after upload; nothing to promote, retrain"
+        )
+    return check
+
+
 def sign_candidate(
-    name: str,
-    version: str,
-    run_id: str,
-    submitted_by: str,
-    submission_proven: bool,
-    key: Path,
-    tracking_uri: str,
+    directory: Path, claims: Identity, key: Path, roots: TrustRoots, tracking_uri: str
 ) -> SignedVersion:
-    """Write the identity (with its submitter) into the version's artifacts and sign them (candidate
-    level, with the candidate role's key)."""
-    with _download(name, version, tracking_uri) as directory:
-        model_id = registry.logged_model_id(name, version, tracking_uri)
-        claims = Identity(
-            model=name,
-            version=version,
-            model_id=model_id,
-            run_id=run_id,
-            submitted_by=submitted_by,
-            submission_proven=submission_proven,
-        )
-        identity = write_identity(directory, claims)
-        signature = sign_directory(directory, key, "candidate")
-        signed = SignedVersion(
-            model=name,
-            version=version,
-            level="candidate",
-            artifact_digest=artifact_digest(directory),
-            signature_sha256=_sha256(signature),
-        )
-        registry.upload_model_files(name, version, [identity, signature], tracking_uri)
+    """Sign what training produced: the local ``directory`` (model files, governance evidence,
+    reference) with its claims, at candidate level, before upload; upload it as the version's
+    artifacts; download it back and check it verifies with the same digest; then tag the version
+    with that digest and signature. SignatureError (and no tags) when the stored files differ."""
+    signed = sign_local_candidate(directory, claims, key, roots)
+    registry.upload_model_dir(claims.model, claims.version, directory, tracking_uri)
+    check_uploaded(signed, roots, tracking_uri)
     registry.set_version_tags(
-        name,
-        version,
+        claims.model,
+        claims.version,
         {
             f"{registry.TAG}artifact_digest": signed.artifact_digest,
             f"{registry.TAG}signature.candidate.sha256": signed.signature_sha256,

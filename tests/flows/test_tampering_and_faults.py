@@ -276,3 +276,36 @@ def _fail_once(original: Any, error: Exception) -> Any:
         return original(*args, **kwargs)
 
     return flaky
+
+
+@pytest.mark.parametrize("evidence", ["environment.json", "lineage.json", "sbom.cdx.json", "owners.json"])
+def test_governance_evidence_is_inside_the_candidate_signature(
+    stack: Settings, bucket: tuple[Any, str, str], evidence: str
+) -> None:
+    client, key_prefix, version = bucket
+    key = key_prefix + "governance/" + evidence
+    document = json.loads(client.get_object(Bucket=stack.bucket, Key=key)["Body"].read())
+    document["edited_by"] = "an insider with write access to the bucket"
+    client.put_object(Bucket=stack.bucket, Key=key, Body=json.dumps(document).encode())
+    with pytest.raises(
+        SignatureError, match=rf"(?s)does not verify against its candidate\.sig.*governance/{evidence}"
+    ):
+        check(stack, version)
+
+
+def test_the_digest_recorded_at_training_is_the_verified_downloads(
+    stack: Settings, pair: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    for trained in pair:
+        verified = verify_version(
+            MODEL,
+            trained["version"],
+            roots=load_roots(stack),
+            level="candidate",
+            tracking_uri=stack.mlflow_url,
+        )
+        assert verified.artifact_digest == trained["artifact_digest"]
+        assert version_tags(trained["version"])["govdeploy.artifact_digest"] == trained["artifact_digest"]
+        assert version_tags(trained["version"])["govdeploy.stage"] == "candidate"
+        assert verified.identity.run_id == trained["run_id"]
+        assert trained["model_uri"] == f"models:/{verified.identity.model_id}"
