@@ -36,7 +36,8 @@ from govdeploy.config.catalog import load_catalog
 from govdeploy.config.policy import load_policy
 from govdeploy.monitoring.decision import decide
 from govdeploy.monitoring.drift import DriftResult, compute_drift
-from govdeploy.monitoring.iolog import IOLogWriter, IORecord, batch_files
+from govdeploy.monitoring.iolog import IOLogWriter
+from govdeploy.monitoring.iorecords import IORecord, batch_files
 from govdeploy.monitoring.window import directory_source, read_window
 from govdeploy.release.data import generate_credit_data
 

@@ -26,7 +26,7 @@ import httpx
 
 from govdeploy.backends import registry
 from govdeploy.config.settings import get_settings
-from govdeploy.monitoring.iolog import read_batches
+from govdeploy.monitoring.iorecords import read_batches
 from govdeploy.polling import poll
 from govdeploy.stack.components import client_env
 from govdeploy.trust.keys import master_key

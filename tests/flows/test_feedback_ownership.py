@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from govdeploy.config.settings import Settings
-from govdeploy.monitoring.iolog import read_batches
+from govdeploy.monitoring.iorecords import read_batches
 from govdeploy.trust.keys import master_key
 from tests.flows.conftest import MODEL, promote_now, train_as
 from tests.flows.test_gateway import ROW, extra_gateway, key

@@ -20,7 +20,7 @@ import pytest
 
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import Settings
-from govdeploy.monitoring.iolog import read_batches
+from govdeploy.monitoring.iorecords import read_batches
 from govdeploy.polling import poll
 from govdeploy.serving.rollout import publish
 from govdeploy.stack import process

@@ -23,7 +23,7 @@ import pytest
 
 from govdeploy.config.settings import Settings
 from govdeploy.monitoring.anomalies import ANOMALY_EVENT
-from govdeploy.monitoring.iolog import IORecord, read_batches
+from govdeploy.monitoring.iorecords import IORecord, read_batches
 from govdeploy.polling import poll
 from govdeploy.trust.keys import master_key
 from govdeploy.trust.roots import load_roots

@@ -20,7 +20,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from govdeploy.config.settings import Settings, get_settings
-from govdeploy.monitoring.iolog import IORecord
+from govdeploy.monitoring.iorecords import IORecord
 from govdeploy.serving.gateway.api.routes import models, ops
 from govdeploy.serving.gateway.parts import Gateway, build_gateway
 from govdeploy.trust.keys import master_key

@@ -13,9 +13,9 @@ import pytest
 
 from govdeploy.errors import CryptoError, GovdeployError
 from govdeploy.monitoring import iolog
-from govdeploy.monitoring.iolog import (
+from govdeploy.monitoring.iolog import IOLogWriter
+from govdeploy.monitoring.iorecords import (
     BatchId,
-    IOLogWriter,
     IORecord,
     batch_files,
     mask_pii,

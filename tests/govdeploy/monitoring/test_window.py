@@ -12,8 +12,8 @@ import pytest
 
 from govdeploy.config.catalog import ModelSpec, load_catalog
 from govdeploy.errors import DataError
-from govdeploy.monitoring.iolog import (
-    IOLogWriter,
+from govdeploy.monitoring.iolog import IOLogWriter
+from govdeploy.monitoring.iorecords import (
     IORecord,
     batch_files,
     batch_key,

@@ -22,7 +22,8 @@ from govdeploy.config.policy import load_policy
 from govdeploy.config.settings import Settings
 from govdeploy.monitoring.alerts import AlertNotifier
 from govdeploy.monitoring.anomalies import AnomalyMonitor
-from govdeploy.monitoring.iolog import IOLogWriter, IORecord, read_batches
+from govdeploy.monitoring.iolog import IOLogWriter
+from govdeploy.monitoring.iorecords import IORecord, read_batches
 from govdeploy.serving.gateway.access import KeyRing, Principal, RateLimiter
 from govdeploy.serving.gateway.main import create_app
 from govdeploy.serving.gateway.metrics import GatewayMetrics

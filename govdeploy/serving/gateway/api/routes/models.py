@@ -10,7 +10,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
-from govdeploy.monitoring.iolog import mask_pii
+from govdeploy.monitoring.iorecords import mask_pii
 from govdeploy.serving.gateway.api.deps import (
     DeployerCaller,
     GatewayDep,
