@@ -67,7 +67,7 @@ def release(
     champion_version = current_champion(model)
     champion = None
     if champion_version and champion_version != version:
-        champion = evaluate_version(model, champion_version, frame, config)
+        champion = evaluate_version(model, champion_version, frame, config, level="release")
 
     # Stage 4: policy gate
     report = record_decision(

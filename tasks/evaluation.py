@@ -12,6 +12,7 @@ from govdeploy.config.settings import get_settings
 from govdeploy.release import gate
 from govdeploy.release.evaluation import ModelEvaluation, evaluate_model
 from govdeploy.trust.roots import load_roots
+from govdeploy.trust.signatures import Level
 from govdeploy.trust.versions import load_verified_model
 from tasks.artifacts import publish_gate
 
@@ -30,14 +31,18 @@ def current_champion(model: str) -> str | None:
 
 
 @task(cache_policy=NO_CACHE)
-def evaluate_version(model: str, version: str, frame: pd.DataFrame, config: Governance) -> ModelEvaluation:
-    """Performance, fairness and privacy evidence of one registered version (verified, then loaded)."""
+def evaluate_version(
+    model: str, version: str, frame: pd.DataFrame, config: Governance, level: Level = "candidate"
+) -> ModelEvaluation:
+    """Performance, fairness and privacy evidence of one registered version (verified at ``level``,
+    then loaded): the candidate at candidate level, the serving champion as a release, approvals
+    included."""
     settings = get_settings()
     verified = load_verified_model(
         model,
         version,
         roots=load_roots(settings),
-        level="candidate",
+        level=level,
         tracking_uri=settings.mlflow_url,
     )
     evaluation = evaluate_model(
