@@ -7,16 +7,14 @@ opens the run, creates the logged model (pending, no files yet) and registers it
 version number is known); ``save_model_files`` writes the model in MLflow's format into a local
 directory the caller owns, where evidence, reference and signature are added;
 ``govdeploy.trust.versions.sign_candidate`` signs it there and uploads it as the logged model's
-artifacts (``registry.upload_model_dir``). ``_fluent`` points MLflow's fluent API at one server for a
-block and restores MLflow's state (and the environment variables it sets) afterwards.
+artifacts (``registry.upload_model_dir``).
+Nothing here uses MLflow's fluent API or its process-global tracking URI.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,34 +55,6 @@ class OpenCandidate:
         return CandidateVersion(
             model=self.model, version=self.version, run_id=self.run_id, model_uri=self.model_uri
         )
-
-
-_FLUENT = threading.Lock()
-_FLUENT_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-
-
-@contextmanager
-def _fluent(tracking_uri: str) -> Iterator[None]:
-    """MLflow's fluent API pointed at ``tracking_uri`` for the duration of the block, then restored
-    (its module state and the environment variables it sets as a side effect)."""
-    import mlflow
-    from mlflow.tracking._model_registry import utils as registry_state
-    from mlflow.tracking._tracking_service import utils as tracking_state
-
-    with _FLUENT:
-        saved = (tracking_state._tracking_uri, registry_state._registry_uri)
-        saved_env = {name: os.environ.get(name) for name in _FLUENT_ENV}
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
-        try:
-            yield
-        finally:
-            tracking_state._tracking_uri, registry_state._registry_uri = saved
-            for name, value in saved_env.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
 
 def experiment_id(tracking_uri: str, experiment: str) -> str:

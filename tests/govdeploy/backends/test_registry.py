@@ -41,19 +41,11 @@ def test_one_client_per_tracking_uri() -> None:
     assert registry.client(NOBODY)._registry_uri == NOBODY
 
 
-@pytest.mark.parametrize("before", [None, "http://127.0.0.1:11"])
-def test_the_fluent_api_is_pointed_at_the_server_only_for_the_call(
-    monkeypatch: pytest.MonkeyPatch, before: str | None
-) -> None:
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    if before is None:
-        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    else:
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", before)
-    outside = mlflow.get_tracking_uri()
-    with tracking._fluent(NOBODY):
-        assert mlflow.get_tracking_uri() == NOBODY
-        assert mlflow.get_registry_uri() == NOBODY
-    assert mlflow.get_tracking_uri() == outside
-    assert os.environ.get("MLFLOW_TRACKING_URI") == before
-    assert "MLFLOW_REGISTRY_URI" not in os.environ
+def test_registry_calls_leave_the_global_tracking_uri_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    before = mlflow.get_tracking_uri()
+    with pytest.raises(RegistryError):
+        registry.alias_version("m", "champion", NOBODY)
+    with pytest.raises(RegistryError):
+        tracking.experiment_id(NOBODY, "govdeploy")
+    assert mlflow.get_tracking_uri() == before and "MLFLOW_TRACKING_URI" not in os.environ
