@@ -9,6 +9,7 @@ it is sent.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -115,7 +116,11 @@ def prefect_anomaly_events(stack: Settings, version: str) -> list[dict[str, Any]
         },
         "limit": 50,
     }
-    events = httpx.post(f"{stack.prefect_api_url}/events/filter", json=body, timeout=10).json()["events"]
+    user, password = os.environ["PREFECT_API_AUTH_STRING"].split(":", 1)  # set by the stack fixture
+    answer = httpx.post(
+        f"{stack.prefect_api_url}/events/filter", json=body, auth=(user, password), timeout=10
+    )
+    events = answer.json()["events"]
     return [e for e in events if e["payload"].get("version") == version]
 
 

@@ -19,7 +19,15 @@ from flows.train import train
 from govdeploy.config.settings import Settings
 from govdeploy.errors import ApprovalError, PolicyGateError, ValidationGateError
 from govdeploy.release.data import dataset_digest, generate_credit_data
-from tests.flows.conftest import MODEL, reject, start_release, train_as, version_tags, wait_for_state
+from tests.flows.conftest import (
+    MODEL,
+    promote_now,
+    reject,
+    start_release,
+    train_as,
+    version_tags,
+    wait_for_state,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -129,7 +137,7 @@ def test_empty_evaluation_data_fails_validation(
 
 def test_candidate_is_compared_with_the_champion(stack: Settings, fair: dict[str, Any]) -> None:
     client = mlflow.MlflowClient()
-    client.set_registered_model_alias(MODEL, "champion", fair["version"])
+    promote_now(stack, fair)  # a signed release: the champion is verified as one, approvals included
     try:
         challenger = train_as("dana", model=MODEL, rows=3000, seed=11)
         with pytest.raises(ApprovalError, match="got 0 of 2 approvals"):
