@@ -105,6 +105,9 @@ def build_gateway(settings: Settings) -> Gateway:
             {name: frozenset(spec.pii_columns) for name, spec in catalog.models.items()},
             settings.batch_max_rows,
             settings.batch_max_wait_ms / 1000,
+            audit=lambda model, payload: audit_log(settings).append(
+                "serving.refused", "gateway", dict(payload), model=model
+            ),
         ),
         metrics=GatewayMetrics(),
         token_secret=hmac.new(master, b"govdeploy-io-tokens", hashlib.sha256).digest(),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,9 +92,15 @@ class ServingState:
     """The served models; ``refresh`` reconciles them with the registry's aliases."""
 
     def __init__(
-        self, settings: Settings, passthrough: dict[str, frozenset[str]], max_batch: int, max_wait: float
+        self,
+        settings: Settings,
+        passthrough: dict[str, frozenset[str]],
+        max_batch: int,
+        max_wait: float,
+        audit: Callable[[str, dict[str, Any]], object] | None = None,
     ):
         self.settings = settings
+        self.audit = audit  # audit(model, payload) records a refusal in the audit trail
         self.models = {name: ServedModel(name, fields) for name, fields in passthrough.items()}
         self.max_batch, self.max_wait = max_batch, max_wait
         self.lock = threading.Lock()
@@ -123,17 +130,22 @@ class ServingState:
         details: dict[str, Any],
         once: tuple[str, int, str] | None = None,
     ) -> None:
-        """List ``problem`` and alert (only the first time for a given ``once`` key)."""
+        """List ``problem``; the first time (per ``once`` key, else per problem) also log it, alert
+        and record it in the audit trail. A refusal that cannot be recorded is logged, never raised:
+        the refresh goes on serving what verified."""
         served.problems.append(problem)
-        if once is not None:
-            if once in self.alerted:
-                return
-            self.alerted.add(once)
+        key = once or (served.name, 0, problem)
+        if key in self.alerted:
+            return
+        self.alerted.add(key)
         log.error("%s %s", served.name, problem)
-        post_alert(
-            self.settings.alert_webhook,
-            {"event": "govdeploy.gateway.refused", "model": served.name, "reason": problem, **details},
-        )
+        alert = {"event": "govdeploy.gateway.refused", "model": served.name, "reason": problem, **details}
+        post_alert(self.settings.alert_webhook, alert)
+        if self.audit is not None:
+            try:
+                self.audit(served.name, {"reason": problem, **details})
+            except Exception as exc:  # the audit trail's own failure must not stop serving
+                log.error("%s: the refusal was not recorded in the audit trail: %s", served.name, exc)
 
     def _reconcile(
         self, served: ServedModel, alias: str, recorded: str | None, current: Slot | None

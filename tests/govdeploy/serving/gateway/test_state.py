@@ -148,3 +148,31 @@ def test_the_alias_must_still_agree_with_a_newer_record(world: World) -> None:
     world.aliases["champion"] = "2"  # moved by hand, no record
     version, problems = _serves(gateway)
     assert version == "1" and "the signed serving record names v1" in problems[0]
+
+
+def test_a_refusal_is_recorded_once_and_an_audit_failure_does_not_stop_serving(world: World) -> None:
+    recorded: list[tuple[str, dict[str, Any]]] = []
+    gateway = ServingState(
+        world.settings,
+        {"m": frozenset()},
+        8,
+        0.001,
+        audit=lambda model, payload: recorded.append((model, payload)),
+    )
+    world.publish(1, "1")
+    assert _serves(gateway) == ("1", [])
+    world.aliases["champion"] = "9"  # moved by hand, without a record
+    for _ in range(3):
+        assert _serves(gateway)[0] == "1"
+    assert len(recorded) == 1 and recorded[0][0] == "m" and "names v1" in recorded[0][1]["reason"]
+    assert len(world.alerts) == 1
+
+    def broken(model: str, payload: dict[str, Any]) -> None:
+        raise OSError("disk full")
+
+    failing = ServingState(world.settings, {"m": frozenset()}, 8, 0.001, audit=broken)
+    world.aliases["champion"] = "1"
+    assert _serves(failing) == ("1", [])
+    world.aliases["champion"] = "8"
+    version, problems = _serves(failing)
+    assert version == "1" and len(problems) == 1
