@@ -45,6 +45,21 @@ def read_object(client: Any, bucket: str, key: str) -> bytes | None:
     return body
 
 
+def read_object_version(client: Any, bucket: str, key: str, version_id: str, limit: int = 1 << 20) -> bytes:
+    """One version of an object, at most ``limit`` bytes; StorageError when it cannot be read or is
+    larger."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        body = client.get_object(Bucket=bucket, Key=key, VersionId=version_id)["Body"]
+        data: bytes = body.read(limit + 1)
+    except (ClientError, BotoCoreError, OSError) as exc:
+        raise StorageError(f"s3://{bucket}/{key} version {version_id} could not be read: {exc}") from exc
+    if len(data) > limit:
+        raise StorageError(f"s3://{bucket}/{key} version {version_id} is over {limit} bytes")
+    return data
+
+
 def require_object(client: Any, bucket: str, key: str) -> bytes:
     """The object's bytes; StorageError when it is missing or cannot be read."""
     body = read_object(client, bucket, key)

@@ -133,10 +133,10 @@ def next_sequence(client: Any, bucket: str, model: str, trusted_keys: list[Path]
         for item in page.get("Versions", []):
             if item["Key"] != key_of(model):
                 continue
-            body = client.get_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"])["Body"]
             try:
-                record = _bound(verify_record(body.read(), trusted_keys), model)
-            except SignatureError:  # not a record of this model (old format, foreign, forged)
+                body = storage.read_object_version(client, bucket, item["Key"], item["VersionId"])
+                record = _bound(verify_record(body, trusted_keys), model)
+            except (SignatureError, StorageError):  # not a record of this model, or gone meanwhile
                 continue
             highest = max(highest, record.sequence)
     return highest + 1

@@ -163,8 +163,8 @@ def verify_directory(
             verifying.Config().use_elliptic_key_verifier(public_key=str(key)).set_hashing_config(
                 _hashing_config(model_dir, level)
             ).verify(model_dir, signature)
-        except ValueError as exc:
-            reasons.append(f"{key.name}: {exc}")
+        except Exception as exc:  # model signing raises more than ValueError on a malformed bundle
+            reasons.append(f"{key.name}: {type(exc).__name__}: {exc}")
             continue
         _check_level(signature, model_dir, level, f"{model} v{version}")
         _check_claims(model_dir, level, model, version)

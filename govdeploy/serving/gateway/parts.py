@@ -53,6 +53,8 @@ class Gateway:
                 self.state.refresh()
             except GovdeployError as exc:  # the registry is down: keep serving what is verified
                 log.warning("registry refresh failed, serving state unchanged: %s", exc)
+            except Exception:  # any other failure: log it and poll again; the thread never dies
+                log.exception("registry refresh crashed, serving state unchanged")
 
     async def stop(self) -> None:
         """Safe shutdown: stop polling, let batches finish, flush every I/O record."""

@@ -97,3 +97,13 @@ def test_artifact_digest_covers_files_not_signatures(signed: tuple[Path, Path]) 
     assert artifact_digest(model) == digest
     (model / "model.skops").write_bytes(b"changed")
     assert artifact_digest(model) != digest
+
+
+@pytest.mark.parametrize(
+    "bundle", ["{}", "[]", "null", '{"dsseEnvelope": {"payload": "", "signatures": []}}']
+)
+def test_a_malformed_signature_bundle_is_refused_not_a_crash(signed: tuple[Path, Path], bundle: str) -> None:
+    model, keys = signed
+    (model / "candidate.sig").write_text(bundle)
+    with pytest.raises(SignatureError, match=r"does not verify against its candidate\.sig"):
+        verify_directory(model, [keys / "candidate.pub"], "candidate", "m", "1")
