@@ -23,12 +23,18 @@ from govdeploy.backends import registry
 from govdeploy.config.approvers import load_approvers
 from govdeploy.config.governance import Governance
 from govdeploy.config.settings import get_settings
-from govdeploy.errors import ApprovalTimeoutError
+from govdeploy.errors import ApprovalTimeoutError, GovdeployError
 from govdeploy.monitoring.alerts import post_alert
 from govdeploy.release import approval, promotion
 from govdeploy.release.gate import GateReport
 from govdeploy.serving import rollout
-from govdeploy.trust.approvals import ApprovalLedger, ApprovalRequest, Outcome, SignedStatement
+from govdeploy.trust.approvals import (
+    ApprovalLedger,
+    ApprovalRequest,
+    Outcome,
+    SignedStatement,
+    require_proven_submitter,
+)
 from govdeploy.trust.keys import signing_key
 from govdeploy.trust.roots import load_roots
 from tasks.audit import audit_event
@@ -115,11 +121,23 @@ def wait_for_approvals(
 ) -> list[SignedStatement]:
     """Pause until the quorum of valid signed approvals; raise ApprovalError on rejection or timeout."""
     settings = get_settings()
-    ledger = ApprovalLedger(
-        request, config.policy.approval, load_approvers(settings.approvers_path), settings.keys_dir
-    )
-    seconds = approval.window_seconds(config.policy.approval, timeout_seconds)
     retention = config.policy.retention.audit_days
+    try:  # an approver list that cannot count, or a release the policy refuses, leaves a record
+        ledger = ApprovalLedger(
+            request, config.policy.approval, load_approvers(settings.approvers_path), settings.keys_dir
+        )
+        require_proven_submitter(request, config.policy.approval)
+    except GovdeployError as exc:
+        audit_event(
+            "approval.not_started",
+            {"reason": str(exc), "flow_run_id": request.flow_run_id},
+            model=request.model,
+            version=request.version,
+            policy_digest=request.policy_digest,
+            retention_days=retention,
+        )
+        raise
+    seconds = approval.window_seconds(config.policy.approval, timeout_seconds)
     logger = get_run_logger()
 
     def ask(attempt: int, remaining: int, last: str) -> str | None:

@@ -20,7 +20,7 @@ from govdeploy.config.catalog import ModelSpec
 from govdeploy.config.governance import Governance
 from govdeploy.config.settings import get_settings
 from govdeploy.config.suites import Suite
-from govdeploy.errors import ApprovalError
+from govdeploy.errors import ApprovalError, GovdeployError
 from govdeploy.release import environment
 from govdeploy.release.data import dataset_digest, split_frame
 from govdeploy.release.reference import build_reference, write_reference
@@ -33,6 +33,7 @@ from govdeploy.trust.signatures import Identity
 from govdeploy.trust.submissions import verify_submission
 from govdeploy.trust.versions import SignedVersion
 from tasks.artifacts import artifact_key
+from tasks.audit import audit_event
 
 SERVING_PACKAGES = ("scikit-learn", "skops", "pandas", "numpy", "scipy", "mlflow")
 
@@ -83,16 +84,26 @@ def prove_submitter(
         logger.warning("submitter %r is claimed, not proven by a signed submission", name)
         return Submitter(name=name, proven=False)
     approvals = config.policy.approval
-    person = verify_submission(
-        submission,
-        model,
-        parameters,
-        load_approvers(settings.approvers_path),
-        settings.keys_dir,
-        approvals.statement_expiry_minutes,
-    )
-    if claimed and claimed != person:
-        raise ApprovalError(f"the submission is signed by {person!r}, not by the claimed {claimed!r}")
+    try:
+        person = verify_submission(
+            submission,
+            model,
+            parameters,
+            load_approvers(settings.approvers_path),
+            settings.keys_dir,
+            approvals.statement_expiry_minutes,
+        )
+        if claimed and claimed != person:
+            raise ApprovalError(f"the submission is signed by {person!r}, not by the claimed {claimed!r}")
+    except GovdeployError as exc:  # a refused submission is an attempt: it leaves a record
+        audit_event.fn(
+            "submission.refused",
+            {"reason": str(exc), "claimed": claimed},
+            model=model,
+            actor="unverified",
+            retention_days=config.policy.retention.audit_days,
+        )
+        raise
     logger.info("submission by %s verified", person)
     return Submitter(name=person, proven=True)
 

@@ -12,10 +12,12 @@ from mlflow.exceptions import MlflowException
 from flows.train import train
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import Settings
-from govdeploy.errors import SignatureError
+from govdeploy.errors import ApprovalError, SignatureError
 from govdeploy.release.promotion import promote
+from govdeploy.release.submission import submission_parameters, submission_token
 from govdeploy.serving import rollout
 from govdeploy.trust.approvals import ApprovalRequest, make_statement, parse_token, sign_statement
+from govdeploy.trust.audit_trail import records
 from govdeploy.trust.keys import load_ed25519_private, signing_key
 from govdeploy.trust.roots import load_roots
 from govdeploy.trust.versions import verify_version
@@ -135,3 +137,12 @@ def test_an_unproven_submitter_needs_one_more_approval(stack: Settings, released
         )
     with pytest.raises(MlflowException):  # nothing moved: the challenger alias was never set
         mlflow.MlflowClient().get_model_version_by_alias(MODEL, "challenger")
+
+
+def test_a_submission_for_another_run_is_refused_and_recorded(stack: Settings) -> None:
+    key = stack.keys_dir / "approvers" / "dana.key"
+    token = submission_token(MODEL, submission_parameters(rows=2000, seed=76), "dana", key, 30)
+    with pytest.raises(ApprovalError, match="sign a submission for this run"):
+        train(model=MODEL, rows=2000, seed=77, submission=token)
+    refused = [r for r in records(stack, MODEL) if r.action == "submission.refused"]
+    assert refused and "sign a submission for this run" in refused[-1].payload["reason"]
