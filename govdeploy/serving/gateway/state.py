@@ -108,6 +108,9 @@ class ServingState:
         self.refreshing = threading.Lock()
         self.seen = serving_records.SeenRecords(settings.state_dir / "gateway" / "serving-seq.json")
         self.alerted: set[tuple[str, int, str]] = set()
+        # problems of the refresh under way; swapped into ServedModel.problems when it ends, so a
+        # reader never sees the half-built list of a refresh running on another thread
+        self.pending: list[str] = []
 
     def _load(self, name: str, version: str) -> Slot:
         verified = load_verified_model(
@@ -133,7 +136,7 @@ class ServingState:
         """List ``problem``; the first time (per ``once`` key, else per problem) also log it, alert
         and record it in the audit trail. A refusal that cannot be recorded is logged, never raised:
         the refresh goes on serving what verified."""
-        served.problems.append(problem)
+        self.pending.append(problem)
         key = once or (served.name, 0, problem)
         if key in self.alerted:
             return
@@ -209,7 +212,7 @@ class ServingState:
         try:
             self.seen.remember(record)
         except StorageError as exc:  # remembered in memory; a restart may forget it
-            served.problems.append(f"serving record #{record.sequence} not persisted: {exc}")
+            self.pending.append(f"serving record #{record.sequence} not persisted: {exc}")
             log.error("%s serving record #%d not persisted: %s", served.name, record.sequence, exc)
 
     def refresh(self) -> None:
@@ -220,7 +223,14 @@ class ServingState:
                 self._refresh_one(client, served)
 
     def _refresh_one(self, client: Any, served: ServedModel) -> None:
-        served.problems = []
+        self.pending = []
+        try:
+            self._reconcile_all(client, served)
+        finally:
+            with self.lock:
+                served.problems = self.pending
+
+    def _reconcile_all(self, client: Any, served: ServedModel) -> None:
         try:
             record = serving_records.read(
                 client, self.settings.bucket, served.name, keys.trusted_keys(self.settings, "serving")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +177,30 @@ def test_a_refusal_is_recorded_once_and_an_audit_failure_does_not_stop_serving(w
     world.aliases["champion"] = "8"
     version, problems = _serves(failing)
     assert version == "1" and len(problems) == 1
+
+
+def test_a_reader_sees_the_problems_of_the_last_finished_refresh_never_a_half_built_list(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = world.gateway()
+    world.publish(1, "1")
+    world.aliases["champion"] = "7"  # moved by hand: a refusal
+    version, problems = _serves(gateway)
+    assert version is None and len(problems) == 1 and "champion points at v7" in problems[0]
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_alias(model: str, alias: str, url: str) -> str | None:
+        entered.set()
+        assert release.wait(10)
+        return world.aliases.get(alias)
+
+    monkeypatch.setattr(state.registry, "alias_version", slow_alias)
+    background = threading.Thread(target=gateway.refresh)
+    background.start()
+    try:
+        assert entered.wait(10)  # a refresh is under way on another thread
+        assert gateway.models["m"].problems == problems
+    finally:
+        release.set()
+        background.join(10)
+    assert gateway.models["m"].problems == problems
