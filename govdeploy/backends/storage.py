@@ -60,6 +60,23 @@ def read_object_version(client: Any, bucket: str, key: str, version_id: str, lim
     return data
 
 
+def list_versions(client: Any, bucket: str, key: str) -> list[tuple[str, bool]]:
+    """(version id, is the current one) of every stored version of ``key``, newest first; delete
+    markers left out. StorageError when the listing fails."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key)
+        return [
+            (item["VersionId"], bool(item.get("IsLatest")))
+            for page in pages
+            for item in page.get("Versions", [])
+            if item["Key"] == key
+        ]
+    except (ClientError, BotoCoreError, OSError) as exc:
+        raise StorageError(f"the versions of s3://{bucket}/{key} could not be listed: {exc}") from exc
+
+
 def require_object(client: Any, bucket: str, key: str) -> bytes:
     """The object's bytes; StorageError when it is missing or cannot be read."""
     body = read_object(client, bucket, key)

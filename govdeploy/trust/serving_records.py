@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import threading
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -115,10 +116,85 @@ def write(client: Any, bucket: str, record: ServingRecord, key: Path) -> None:
     )
 
 
+@dataclass
+class Scan:
+    """What the versions of a model's record key hold, by signed sequence (not by upload time)."""
+
+    # the verified record with the highest sequence; None if there is none, or if two different
+    # verified records share that sequence (``fork``)
+    newest: ServingRecord | None = None
+    fork: int | None = None
+    # the current object of the key, when it verifies but is not the newest: an earlier record re-put
+    replayed: ServingRecord | None = None
+    # the verified record one sequence below ``newest`` (the state it replaced), if there is one
+    previous: ServingRecord | None = None
+    refused: dict[str, str] = field(default_factory=dict)  # version id -> why it did not verify
+
+
+class History:
+    """The verified records of one model's key, each version read and verified once.
+
+    The serving state is the record of highest sequence among all versions of the key, whatever
+    the current object is: re-putting an earlier record (a new version, older sequence) is seen for
+    what it is, and cannot hide a newer record written just before.
+    """
+
+    def __init__(self, model: str, max_reads: int = 256) -> None:
+        self.model = model
+        self.max_reads = max_reads  # new versions read per scan; the rest wait for the next one
+        self.versions: dict[str, ServingRecord | str] = {}
+
+    def _verify(self, client: Any, bucket: str, version_id: str, trusted_keys: list[Path]) -> None:
+        try:
+            body = storage.read_object_version(client, bucket, key_of(self.model), version_id)
+            self.versions[version_id] = _bound(verify_record(body, trusted_keys), self.model)
+        except SignatureError as exc:
+            self.versions[version_id] = str(exc)
+        except StorageError:  # gone meanwhile, or a transient failure: read it again next time
+            pass
+
+    def scan(self, client: Any, bucket: str, trusted_keys: list[Path]) -> Scan:
+        """Read the versions not seen before (StorageError when the listing fails) and judge all."""
+        listed = storage.list_versions(client, bucket, key_of(self.model))
+        unread = [version_id for version_id, _ in listed if version_id not in self.versions]
+        for version_id in unread[: self.max_reads]:
+            self._verify(client, bucket, version_id, trusted_keys)
+        latest = next((version_id for version_id, current in listed if current), None)
+        return self._judge([version_id for version_id, _ in listed], latest)
+
+    def _judge(self, listed: list[str], latest: str | None) -> Scan:
+        scan = Scan()
+        records = []
+        for version_id in listed:
+            entry = self.versions.get(version_id)
+            if isinstance(entry, str):
+                scan.refused[version_id] = entry
+            elif entry is not None:
+                records.append(entry)
+        if not records:
+            return scan
+        top = max(record.sequence for record in records)
+        digests = {record_digest(r): r for r in records if r.sequence == top}
+        if len(digests) > 1:
+            scan.fork = top
+        else:
+            scan.newest = next(iter(digests.values()))
+        below = {record_digest(r): r for r in records if r.sequence == top - 1}
+        scan.previous = next(iter(below.values())) if len(below) == 1 else None
+        current = self.versions.get(latest) if latest else None
+        if isinstance(current, ServingRecord) and current.sequence < top:
+            scan.replayed = current
+        return scan
+
+
 def read(client: Any, bucket: str, model: str, trusted_keys: list[Path]) -> ServingRecord | None:
-    """The latest verified record of ``model``, or None if there is none yet."""
-    body = storage.read_object(client, bucket, key_of(model))
-    return None if body is None else _bound(verify_record(body, trusted_keys), model)
+    """The verified record of ``model`` with the highest sequence, or None if there is none yet."""
+    scan = History(model).scan(client, bucket, trusted_keys)
+    if scan.fork is not None:
+        raise SignatureError(
+            f"two different serving records of {model} carry sequence #{scan.fork}; {REPUBLISH}"
+        )
+    return scan.newest
 
 
 def next_sequence(client: Any, bucket: str, model: str, trusted_keys: list[Path]) -> int:
@@ -127,19 +203,10 @@ def next_sequence(client: Any, bucket: str, model: str, trusted_keys: list[Path]
     Every version of the key counts, not only the current one: after an older record was re-put,
     the current one is that replay, and continuing from it would repeat sequences readers have seen.
     """
-    highest = 0
-    pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key_of(model))
-    for page in pages:
-        for item in page.get("Versions", []):
-            if item["Key"] != key_of(model):
-                continue
-            try:
-                body = storage.read_object_version(client, bucket, item["Key"], item["VersionId"])
-                record = _bound(verify_record(body, trusted_keys), model)
-            except (SignatureError, StorageError):  # not a record of this model, or gone meanwhile
-                continue
-            highest = max(highest, record.sequence)
-    return highest + 1
+    history = History(model, max_reads=1 << 30)
+    history.scan(client, bucket, trusted_keys)
+    sequences = [r.sequence for r in history.versions.values() if isinstance(r, ServingRecord)]
+    return max(sequences, default=0) + 1
 
 
 class Seen(BaseModel):

@@ -89,7 +89,7 @@ def _predictor(verified: VerifiedModel) -> Any:
 
 
 class ServingState:
-    """The served models; ``refresh`` reconciles them with the registry's aliases."""
+    """The served models; ``refresh`` makes them what the newest signed serving record names."""
 
     def __init__(
         self,
@@ -107,7 +107,10 @@ class ServingState:
         # one refresh at a time (poll and reload): a slower one must not judge an older read
         self.refreshing = threading.Lock()
         self.seen = serving_records.SeenRecords(settings.state_dir / "gateway" / "serving-seq.json")
+        self.histories = {name: serving_records.History(name) for name in passthrough}
         self.alerted: set[tuple[str, int, str]] = set()
+        # alias disagreements seen at the last refresh, (model, alias) -> (alias version, recorded)
+        self.lagging: dict[tuple[str, str], tuple[str | None, str | None]] = {}
         # problems of the refresh under way; swapped into ServedModel.problems when it ends, so a
         # reader never sees the half-built list of a refresh running on another thread
         self.pending: list[str] = []
@@ -132,11 +135,13 @@ class ServingState:
         problem: str,
         details: dict[str, Any],
         once: tuple[str, int, str] | None = None,
+        listed: bool = True,
     ) -> None:
-        """List ``problem``; the first time (per ``once`` key, else per problem) also log it, alert
-        and record it in the audit trail. A refusal that cannot be recorded is logged, never raised:
-        the refresh goes on serving what verified."""
-        self.pending.append(problem)
+        """List ``problem`` (if ``listed``); the first time (per ``once`` key, else per problem) also
+        log it, alert and record it in the audit trail. A refusal that cannot be recorded is logged,
+        never raised: the refresh goes on serving what verified."""
+        if listed:
+            self.pending.append(problem)
         key = once or (served.name, 0, problem)
         if key in self.alerted:
             return
@@ -150,39 +155,66 @@ class ServingState:
             except Exception as exc:  # the audit trail's own failure must not stop serving
                 log.error("%s: the refusal was not recorded in the audit trail: %s", served.name, exc)
 
-    def _reconcile(
-        self, served: ServedModel, alias: str, recorded: str | None, current: Slot | None
-    ) -> Slot | None:
-        """The slot for ``alias``: the recorded version if the alias agrees and it verifies, else the old."""
-        version = registry.alias_version(served.name, alias, self.settings.mlflow_url)
-        if version != recorded:
-            kept = f"keeping v{current.version}" if current else "nothing to serve"
-            self._refuse(
-                served,
-                f"{alias} points at v{version} but the signed serving record names v{recorded}; {kept}",
-                {"alias": alias, "version": version, "recorded": recorded},
-            )
-            return current
-        if version is None:
+    def _slot(self, served: ServedModel, role: str, wanted: str | None, current: Slot | None) -> Slot | None:
+        """The verified slot of version ``wanted`` (reusing ``current`` if it is that version); when it
+        does not verify, the champion keeps ``current`` and the challenger is dropped."""
+        if wanted is None:
             return None
-        if current is not None and current.version == version:
+        if current is not None and current.version == wanted:
             return current
+        kept = current if role == registry.CHAMPION else None
         try:
-            slot = self._load(served.name, version)
+            slot = self._load(served.name, wanted)
         except GovdeployError as exc:
-            kept = f"keeping v{current.version}" if current else "nothing to serve"
+            what = f"keeping v{kept.version}" if kept else "not serving it"
             self._refuse(
-                served, f"{alias} v{version} refused: {exc}; {kept}", {"alias": alias, "version": version}
+                served, f"{role} v{wanted} refused: {exc}; {what}", {"role": role, "version": wanted}
             )
-            return current
+            return kept
         log.info(
             "%s %s now serves v%s (verified, signature %s…)",
             served.name,
-            alias,
-            version,
+            role,
+            wanted,
             slot.verified.signature_sha256[:12],
         )
         return slot
+
+    def _newest(
+        self, client: Any, served: ServedModel
+    ) -> tuple[bool, ServingRecord | None, ServingRecord | None]:
+        """(whether to apply it, the newest verified record, the one before it): replays, forks and
+        records that vanished are refused, and the serving state stays as it is."""
+        scan = self.histories[served.name].scan(
+            client, self.settings.bucket, keys.trusted_keys(self.settings, "serving")
+        )
+        for version_id, reason in scan.refused.items():
+            self._refuse(
+                served,
+                f"serving record version {version_id} refused: {reason}",
+                {"record_version": version_id},
+                once=(served.name, -1, version_id),
+                listed=False,
+            )
+        if scan.replayed is not None and scan.newest is not None:
+            old = scan.replayed
+            self._refuse(
+                served,
+                f"an earlier serving record (#{old.sequence}, champion v{old.champion}) was re-put over "
+                f"record #{scan.newest.sequence}: a replay, ignored (the highest sequence decides)",
+                {"sequence": old.sequence, "newest": scan.newest.sequence},
+                once=(served.name, old.sequence, serving_records.record_digest(old)),
+            )
+        if scan.fork is not None:
+            self._refuse(
+                served,
+                f"two different serving records carry sequence #{scan.fork}; serving state unchanged; "
+                f"{serving_records.REPUBLISH}",
+                {"sequence": scan.fork},
+                once=(served.name, scan.fork, "fork"),
+            )
+            return False, None, None
+        return self._in_order(served, scan.newest), scan.newest, scan.previous
 
     def _in_order(self, served: ServedModel, record: ServingRecord | None) -> bool:
         """Whether ``record`` may be served after the newest verified before; remembers it if so."""
@@ -190,7 +222,7 @@ class ServingState:
         if record is not None:
             problem = serving_records.accept(record, seen)
             if problem is None:
-                self._remember(served, record)
+                self._remember(record)
                 return True
             sequence, digest = record.sequence, serving_records.record_digest(record)
         elif seen is not None:
@@ -208,15 +240,44 @@ class ServingState:
         )
         return False
 
-    def _remember(self, served: ServedModel, record: ServingRecord) -> None:
+    def _remember(self, record: ServingRecord) -> None:
         try:
             self.seen.remember(record)
         except StorageError as exc:  # remembered in memory; a restart may forget it
             self.pending.append(f"serving record #{record.sequence} not persisted: {exc}")
-            log.error("%s serving record #%d not persisted: %s", served.name, record.sequence, exc)
+            log.error("%s serving record #%d not persisted: %s", record.model, record.sequence, exc)
+
+    def _check_aliases(
+        self, served: ServedModel, record: ServingRecord, previous: ServingRecord | None
+    ) -> None:
+        """Report registry aliases that disagree with the record. They change nothing served; an
+        alias still naming the previous record's version is given one refresh to catch up (the
+        record is written before the alias moves)."""
+        for alias, recorded, before in (
+            (registry.CHAMPION, record.champion, previous.champion if previous else None),
+            ("challenger", record.challenger, previous.challenger if previous else None),
+        ):
+            try:
+                version = registry.alias_version(served.name, alias, self.settings.mlflow_url)
+            except GovdeployError as exc:
+                self.pending.append(f"the registry's {alias} alias could not be read: {exc}")
+                continue
+            key, state = (served.name, alias), (version, recorded)
+            if version == recorded:
+                self.lagging.pop(key, None)
+                continue
+            if version == before and previous is not None and self.lagging.get(key) != state:
+                self.lagging[key] = state  # not moved yet: judged at the next refresh
+                continue
+            self._refuse(
+                served,
+                f"{alias} points at v{version} but the signed serving record #{record.sequence} names "
+                f"v{recorded}; the record decides what serves, the alias changes nothing",
+                {"alias": alias, "version": version, "recorded": recorded},
+            )
 
     def refresh(self) -> None:
-        """Serve what the latest signed serving record names, where the aliases agree and it verifies."""
+        """Serve what the newest signed serving record names, where it verifies."""
         client = s3_client(self.settings)
         with self.refreshing:
             for served in self.models.values():
@@ -225,27 +286,22 @@ class ServingState:
     def _refresh_one(self, client: Any, served: ServedModel) -> None:
         self.pending = []
         try:
-            self._reconcile_all(client, served)
+            self._apply(client, served)
         finally:
             with self.lock:
                 served.problems = self.pending
 
-    def _reconcile_all(self, client: Any, served: ServedModel) -> None:
+    def _apply(self, client: Any, served: ServedModel) -> None:
         try:
-            record = serving_records.read(
-                client, self.settings.bucket, served.name, keys.trusted_keys(self.settings, "serving")
-            )
+            apply, record, previous = self._newest(client, served)
         except GovdeployError as exc:
             self._refuse(served, f"serving record refused: {exc}; serving state unchanged", {})
             return
-        if not self._in_order(served, record):
+        if not apply or record is None:
             return
-        champion = self._reconcile(
-            served, registry.CHAMPION, record.champion if record else None, served.champion
-        )
-        challenger = self._reconcile(
-            served, "challenger", record.challenger if record else None, served.challenger
-        )
+        champion = self._slot(served, registry.CHAMPION, record.champion, served.champion)
+        challenger = self._slot(served, "challenger", record.challenger, served.challenger)
         with self.lock:
             served.champion, served.challenger = champion, challenger
-            served.challenger_weight = record.challenger_weight if record and challenger else 0
+            served.challenger_weight = record.challenger_weight if challenger else 0
+        self._check_aliases(served, record, previous)

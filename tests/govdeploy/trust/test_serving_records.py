@@ -8,6 +8,8 @@ import pytest
 from govdeploy.errors import SignatureError, StorageError
 from govdeploy.trust.keys import init_keys
 from govdeploy.trust.serving_records import (
+    REPUBLISH,
+    History,
     Seen,
     SeenRecords,
     ServingRecord,
@@ -84,8 +86,13 @@ def test_read_refuses_a_record_copied_from_another_model(keys: tuple[Path, Path]
     write(bucket, "b", RECORD, trusted / "serving.key")
     assert read(bucket, "b", "m", [trusted / "serving.pub"]) == RECORD
     bucket.put_object(Bucket="b", Key="serving/n.json", Body=bucket.latest("serving/m.json"))
-    with pytest.raises(SignatureError, match=r"serving/n\.json is signed for model 'm', not for 'n'"):
-        read(bucket, "b", "n", [trusted / "serving.pub"])
+    assert read(bucket, "b", "n", [trusted / "serving.pub"]) is None
+    history = History("n")
+    refused = history.scan(bucket, "b", [trusted / "serving.pub"]).refused
+    assert list(refused.values()) == [
+        "the serving record at serving/n.json is signed for model 'm', not for 'n': a record copied from another model; "
+        + REPUBLISH
+    ]
 
 
 def test_next_sequence_follows_every_verified_version_not_only_the_current(keys: tuple[Path, Path]) -> None:
@@ -138,3 +145,33 @@ def test_an_unreadable_seen_file_names_itself_and_the_fix(tmp_path: Path) -> Non
     path.write_text('{"m": {"sequence": "seven", "digest": "d"}}')
     with pytest.raises(StorageError, match=r"cannot be read: m\.sequence: Input should be a valid integer"):
         SeenRecords(path)
+
+
+def test_history_reads_each_version_once_and_judges_by_sequence(keys: tuple[Path, Path]) -> None:
+    trusted, _ = keys
+    bucket, pub = FakeBucket(), [trusted / "serving.pub"]
+    for sequence in (1, 2):
+        write(bucket, "b", RECORD.model_copy(update={"sequence": sequence}), trusted / "serving.key")
+    reads: list[str | None] = []
+    get_object = bucket.get_object
+
+    def counted(Bucket: str, Key: str, VersionId: str | None = None) -> dict[str, object]:
+        reads.append(VersionId)
+        return get_object(Bucket=Bucket, Key=Key, VersionId=VersionId)
+
+    bucket.get_object = counted  # type: ignore[method-assign]
+    history = History("m")
+    scan = history.scan(bucket, "b", pub)
+    assert scan.newest is not None and scan.newest.sequence == 2
+    assert scan.previous is not None and scan.previous.sequence == 1 and scan.replayed is None
+    first = bucket.versions["serving/m.json"][0]
+    assert first is not None
+    bucket.put_object(Bucket="b", Key="serving/m.json", Body=first)  # a replay of #1
+    scan = history.scan(bucket, "b", pub)
+    assert scan.newest is not None and scan.newest.sequence == 2
+    assert scan.replayed is not None and scan.replayed.sequence == 1
+    assert sorted(reads, key=str) == ["0", "1", "2"]  # every version once, however many scans
+    write(bucket, "b", RECORD.model_copy(update={"sequence": 2, "champion": "9"}), trusted / "serving.key")
+    assert history.scan(bucket, "b", pub).fork == 2
+    with pytest.raises(SignatureError, match="two different serving records of m carry sequence #2"):
+        read(bucket, "b", "m", pub)

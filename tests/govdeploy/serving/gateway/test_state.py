@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from govdeploy.config.settings import Settings
+from govdeploy.errors import SignatureError
 from govdeploy.serving.gateway import state
 from govdeploy.serving.gateway.state import ServingState, Slot
 from govdeploy.trust.keys import init_keys, signing_key
@@ -82,23 +83,36 @@ def test_a_replayed_older_record_changes_nothing_and_alerts_once(world: World) -
     world.replay(first, "1")  # the older record, validly signed, and the alias moved back
     for _ in range(3):
         version, problems = _serves(gateway)
-        assert version == "2" and len(problems) == 1
-        assert "record #1 of m (champion v1" in problems[0] and "older than record #2" in problems[0]
-        assert "serving state unchanged" in problems[0] and "publish a new record" in problems[0]
-    assert [(a["event"], a["model"], a["sequence"], a["seen"]) for a in world.alerts] == [
-        ("govdeploy.gateway.refused", "m", 1, 2)
+        assert version == "2"
+        assert "an earlier serving record (#1, champion v1) was re-put over record #2" in problems[0]
+        assert "a replay, ignored" in problems[0]
+    assert "champion points at v1 but the signed serving record #2 names v2" in problems[1]
+    assert [(a["event"], a["model"], a.get("sequence")) for a in world.alerts] == [
+        ("govdeploy.gateway.refused", "m", 1),
+        ("govdeploy.gateway.refused", "m", None),  # the alias, once it did not catch up
     ]
     world.publish(3, "1")  # a new record changes it
     assert _serves(gateway) == ("1", [])
 
 
-def test_a_restarted_gateway_remembers_the_newest_record(world: World) -> None:
+def test_a_replay_cannot_hide_a_newer_record_written_just_before(world: World) -> None:
+    gateway = world.gateway()
     first = world.publish(1, "1")
+    assert _serves(gateway) == ("1", [])
+    world.publish(2, "2")
+    world.replay(first, "1")  # re-put before the gateway's next poll saw #2
+    version, problems = _serves(gateway)
+    assert version == "2" and "re-put over record #2" in problems[0]
+
+
+def test_a_restarted_gateway_remembers_the_newest_record(world: World) -> None:
+    world.publish(1, "1")
     world.publish(2, "2")
     assert _serves(world.gateway()) == ("2", [])
     seen = json.loads((world.settings.state_dir / "gateway" / "serving-seq.json").read_text())
     assert seen["m"]["sequence"] == 2
-    world.replay(first, "1")
+    del world.bucket.versions[KEY][1]  # record #2 deleted from the bucket's history
+    world.aliases["champion"] = "1"
     version, problems = _serves(world.gateway())  # a new process: nothing served yet, nothing older
     assert version is None and "older than record #2" in problems[0]
     assert len(world.alerts) == 1
@@ -108,17 +122,18 @@ def test_a_sibling_of_the_same_sequence_is_refused(world: World) -> None:
     gateway = world.gateway()
     world.publish(1, "1")
     assert _serves(gateway) == ("1", [])
-    world.publish(1, "2")  # another record #1 (two writers at once, or a replayed sibling)
+    world.publish(1, "2")  # another record #1 (two writers at once)
     version, problems = _serves(gateway)
-    assert version == "1" and "record #1 of m (champion v2" in problems[0]
-    assert "differs from the record #1 already verified" in problems[0]
+    assert version == "1" and "two different serving records carry sequence #1" in problems[0]
+    world.publish(2, "2")  # the next record ends it
+    assert _serves(gateway) == ("2", [])
 
 
 def test_a_missing_record_after_one_was_seen_changes_nothing(world: World) -> None:
     gateway = world.gateway()
     world.publish(1, "1")
     assert _serves(gateway) == ("1", [])
-    world.bucket.delete_object(Bucket=world.settings.bucket, Key=KEY)
+    world.bucket.versions[KEY] = [None]  # every version gone
     world.aliases.clear()
     version, problems = _serves(gateway)
     assert version == "1" and "it is missing, but record #1 was verified" in problems[0]
@@ -134,21 +149,69 @@ def test_a_record_copied_from_another_model_or_without_sequence_is_refused(world
     record = ServingRecord.model_validate({**document["record"], "model": "n", "sequence": 5})
     write(world.bucket, world.settings.bucket, record, signing_key(world.settings, "serving"))
     world.replay(world.bucket.latest("serving/n.json"), "1")
-    version, problems = _serves(gateway)
-    assert version == "1" and "serving/m.json is signed for model 'n', not for 'm'" in problems[0]
     del document["record"]["sequence"]
     world.replay(json.dumps(document).encode(), "1")
-    version, problems = _serves(gateway)
-    assert version == "1" and "has no sequence" in problems[0] and "publish a new record" in problems[0]
+    assert _serves(gateway) == ("1", [])  # refused versions change nothing, and are not listed
+    reasons = sorted(alert["reason"] for alert in world.alerts)
+    assert len(reasons) == 2
+    assert "serving/m.json is signed for model 'n', not for 'm'" in reasons[0]
+    assert "has no sequence" in reasons[1] and "publish a new record" in reasons[1]
+    _serves(gateway)
+    assert len(world.alerts) == 2  # once per version
 
 
-def test_the_alias_must_still_agree_with_a_newer_record(world: World) -> None:
+def test_an_alias_moved_by_hand_changes_nothing_and_is_reported(world: World) -> None:
     gateway = world.gateway()
     world.publish(1, "1")
     assert _serves(gateway) == ("1", [])
     world.aliases["champion"] = "2"  # moved by hand, no record
     version, problems = _serves(gateway)
-    assert version == "1" and "the signed serving record names v1" in problems[0]
+    assert version == "1" and "the signed serving record #1 names v1" in problems[0]
+
+
+def test_a_record_is_served_before_the_alias_moves_without_a_false_alarm(world: World) -> None:
+    gateway = world.gateway()
+    world.publish(1, "1")
+    assert _serves(gateway) == ("1", [])
+    world.publish(2, "2")
+    world.aliases["champion"] = "1"  # the promotion writes the record first, then moves the alias
+    assert _serves(gateway) == ("2", [])
+    world.aliases["champion"] = "2"
+    assert _serves(gateway) == ("2", [])
+    assert world.alerts == []
+    world.publish(3, "3")
+    world.aliases["champion"] = "2"
+    assert _serves(gateway) == ("3", [])
+    version, problems = _serves(gateway)  # still behind a refresh later: reported
+    assert version == "3" and "champion points at v2" in problems[0]
+
+
+def test_a_challenger_that_does_not_verify_gets_no_traffic(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = world.gateway()
+    record = ServingRecord(
+        model="m",
+        champion="1",
+        challenger="5",
+        challenger_weight=50,
+        issued_at="2026-11-22T00:00:01+00:00",
+        issuer="test",
+        sequence=1,
+    )
+    write(world.bucket, world.settings.bucket, record, signing_key(world.settings, "serving"))
+    world.aliases.update(champion="1", challenger="5")
+
+    def load(self: ServingState, name: str, version: str) -> Slot:
+        if version == "5":
+            raise SignatureError("v5 has no release.sig")
+        return _slot(version)
+
+    monkeypatch.setattr(ServingState, "_load", load)
+    version, problems = _serves(gateway)
+    served = gateway.models["m"]
+    assert version == "1" and served.challenger is None and served.challenger_weight == 0
+    assert "challenger v5 refused: v5 has no release.sig; not serving it" in problems[0]
 
 
 def test_a_refusal_is_recorded_once_and_an_audit_failure_does_not_stop_serving(world: World) -> None:
@@ -186,7 +249,7 @@ def test_a_reader_sees_the_problems_of_the_last_finished_refresh_never_a_half_bu
     world.publish(1, "1")
     world.aliases["champion"] = "7"  # moved by hand: a refusal
     version, problems = _serves(gateway)
-    assert version is None and len(problems) == 1 and "champion points at v7" in problems[0]
+    assert version == "1" and len(problems) == 1 and "champion points at v7" in problems[0]
     entered, release = threading.Event(), threading.Event()
 
     def slow_alias(model: str, alias: str, url: str) -> str | None:
