@@ -39,6 +39,7 @@ from govdeploy.errors import GovdeployError, PolicyGateError, ValidationGateErro
 from govdeploy.release.approver import approval_token, submit
 from govdeploy.release.data import generate_credit_data
 from govdeploy.release.submission import submission_parameters, submission_token
+from govdeploy.serving import rollout
 from govdeploy.stack.manager import up
 from govdeploy.trust.audit_trail import verify_trail
 from govdeploy.trust.roots import load_roots
@@ -199,7 +200,7 @@ def _canary_release(
         got, detail = "champion", "every step passed: " + " → ".join(f"{w}%" for w in steps)
     else:
         got, detail = "rolled back", (state.message or str(state.name)).split("RolloutError: ")[-1]
-    champion = registry.alias_version(MODEL, registry.CHAMPION, settings.mlflow_url)
+    champion = rollout.serving_champion(settings, MODEL)
     served = Counter(a.version for a in traffic.answers if a.status == 200)
     detail += f"; champion now v{champion}; {len(traffic.answers)} requests, answered by " + ", ".join(
         f"v{v}: {n}" for v, n in sorted(served.items())
@@ -210,7 +211,7 @@ def _canary_release(
 def _drift_outcomes(settings: Settings, progress: Callable[[str], None]) -> list[StepResult]:
     """Shifted traffic → drift → retrain → a candidate paused for approval; collapse → rollback."""
     bench = _key(settings, "bench")
-    champion = registry.alias_version(MODEL, registry.CHAMPION, settings.mlflow_url)
+    champion = rollout.serving_champion(settings, MODEL)
     progress("drift: clients send shifted traffic (higher incomes and debt) through the gateway")
     since, start = time.time(), _now()
     send_rows(settings.gateway_url, bench, MODEL, _rows(settings, DRIFT_ROWS, seed=31, shift=0.5))
@@ -251,7 +252,7 @@ def _drift_outcomes(settings: Settings, progress: Callable[[str], None]) -> list
     )
     progress("the rollback automation returns serving to the previous verified champion")
     rolled = flow_runs.wait_for_run("rollback/rollback", since, timeout=180)
-    now_serving = registry.alias_version(MODEL, registry.CHAMPION, settings.mlflow_url)
+    now_serving = rollout.serving_champion(settings, MODEL)
     outcomes.append(
         StepResult(
             "automatic rollback",

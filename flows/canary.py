@@ -9,7 +9,6 @@ from prefect import flow
 from govdeploy.errors import RolloutError
 from tasks.audit import audit_event
 from tasks.canary import complete, observe_step, require_challenger, roll_back_canary
-from tasks.evaluation import current_champion
 from tasks.governance import load_config
 
 
@@ -19,54 +18,54 @@ def canary(model: str, version: str, bake_seconds: float | None = None) -> dict[
 
     Args:
         model: Registered model name.
-        version: The challenger version (the ``challenger`` alias must point at it).
+        version: The challenger version (the signed serving record must name it challenger).
         bake_seconds: Bake less than the policy's time per step (never longer).
     """
     version = str(version)
     # Stage 1: policy and the versions involved
     config = load_config(model)
     policy = config.policy.canary
-    require_challenger(model, version)
-    champion = current_champion(model)
+    champion = require_challenger(model, version)
     bake = min(float(policy.bake_seconds), bake_seconds or float(policy.bake_seconds))
     retention = config.policy.retention.audit_days
 
-    # Stage 2: traffic steps, each judged on live gateway metrics
-    steps = []
-    for weight in policy.steps:
-        verdict = observe_step(model, version, champion, weight, bake, policy)
-        steps.append({"weight": weight, "passed": verdict.passed, "reasons": verdict.reasons})
+    def audit(action: str, payload: dict[str, Any]) -> None:
         audit_event(
-            "canary.step",
-            steps[-1],
+            action,
+            payload,
             model=model,
             version=version,
             policy_digest=config.digest,
             retention_days=retention,
         )
-        if not verdict.passed:
-            # Stage 3a: automatic rollback
-            roll_back_canary(model, version, verdict.reasons)
-            audit_event(
-                "canary.rolled_back",
-                {"weight": weight, "reasons": verdict.reasons, "champion": champion},
-                model=model,
-                version=version,
-                policy_digest=config.digest,
-                retention_days=retention,
-            )
-            raise RolloutError(f"{model} v{version} rolled back at {weight}%: " + "; ".join(verdict.reasons))
+
+    # Stage 2: traffic steps, each judged on live gateway metrics; any failure inside a step sends
+    # all traffic back to the champion before the run ends
+    steps: list[dict[str, Any]] = []
+    try:
+        for weight in policy.steps:
+            verdict = observe_step(model, version, champion, weight, bake, policy)
+            steps.append({"weight": weight, "passed": verdict.passed, "reasons": verdict.reasons})
+            audit("canary.step", steps[-1])
+            if not verdict.passed:
+                break
+    except Exception as exc:
+        reason = f"canary step failed: {type(exc).__name__}: {exc}"
+        roll_back_canary(model, version, [reason])
+        audit(
+            "canary.aborted", {"reason": reason, "steps": [s["weight"] for s in steps], "champion": champion}
+        )
+        raise
+    if steps and not steps[-1]["passed"]:
+        # Stage 3a: automatic rollback
+        weight, reasons = steps[-1]["weight"], steps[-1]["reasons"]
+        roll_back_canary(model, version, reasons)
+        audit("canary.rolled_back", {"weight": weight, "reasons": reasons, "champion": champion})
+        raise RolloutError(f"{model} v{version} rolled back at {weight}%: " + "; ".join(reasons))
 
     # Stage 3b: the challenger becomes champion
     previous = complete(model, version)
-    audit_event(
-        "canary.promoted",
-        {"previous": previous, "steps": [s["weight"] for s in steps]},
-        model=model,
-        version=version,
-        policy_digest=config.digest,
-        retention_days=retention,
-    )
+    audit("canary.promoted", {"previous": previous, "steps": [s["weight"] for s in steps]})
     return {"model": model, "version": version, "champion": version, "previous": previous, "steps": steps}
 
 

@@ -90,8 +90,17 @@ def release(
     )
     approvals = wait_for_approvals(request, report, config, approval_timeout_seconds)
 
-    # Stage 6: signed promotion (release signature over the approved bytes, then the alias)
-    promoted = promote_version(request, approvals, report, config, canary)
+    # Stage 6: signed promotion (release signature over the approved bytes, then the signed serving
+    # record that commits it, announced first in the audit trail)
+    intent = audit_event(
+        "model.promoting",
+        {"approvers": [a.statement.approver for a in approvals], "artifact_digest": request.artifact_digest},
+        model=model,
+        version=version,
+        policy_digest=config.digest,
+        retention_days=config.policy.retention.audit_days,
+    )
+    promoted = promote_version(request, approvals, report, config, canary, str(intent.seq))
     audit_event(
         "model.promoted",
         {

@@ -19,7 +19,6 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from govdeploy.backends import registry
 from govdeploy.config.approvers import load_approvers
 from govdeploy.config.governance import Governance
 from govdeploy.config.settings import get_settings
@@ -208,11 +207,14 @@ def promote_version(
     report: GateReport,
     config: Governance,
     canary: bool = False,
+    intent: str | None = None,
 ) -> promotion.Promotion:
-    """Sign the approved artifacts and move the alias: ``challenger`` when a canary is asked for (by the
-    policy or the release) and a champion serves, else ``champion``."""
+    """Sign the approved artifacts, then serve them: as ``challenger`` when a canary is asked for (by
+    the policy or the release) and a champion serves, else as ``champion``. The signed serving record
+    (carrying ``intent``, the id of the audit record announcing the promotion) commits it; the
+    aliases follow."""
     settings = get_settings()
-    champion = registry.alias_version(request.model, registry.CHAMPION, settings.mlflow_url)
+    champion = rollout.serving_champion(settings, request.model)
     alias = approval.promotion_alias(config.policy, champion, request.version, canary)
     gate: dict[str, Any] = {
         "passed": report.passed,
@@ -229,7 +231,13 @@ def promote_version(
         roots=load_roots(settings),
         tracking_uri=settings.mlflow_url,
     )
-    rollout.publish(settings, promoted.model, settings.user)
+    record, previous = rollout.promote(
+        settings, promoted.model, promoted.version, alias, settings.user, audit_record=intent
+    )
+    promoted = promoted.model_copy(update={"previous": previous})
+    problem = rollout.sync_registry(settings, record)
+    if problem:
+        get_run_logger().warning("%s", problem)
     get_run_logger().info(
         "promoted %s v%s to %s (previous: %s)", promoted.model, promoted.version, alias, promoted.previous
     )

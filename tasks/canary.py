@@ -7,21 +7,26 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from govdeploy.backends import registry
 from govdeploy.config.policy import CanaryPolicy
 from govdeploy.config.settings import Settings, get_settings
 from govdeploy.errors import RolloutError
 from govdeploy.serving import gateway_client, rollout
 from govdeploy.serving.canary import StepVerdict, observe
 from govdeploy.trust.roots import load_roots
+from govdeploy.trust.serving_records import ServingRecord
 from tasks.artifacts import artifact_key
 
 
-def _apply_now(settings: Settings, model: str) -> None:
-    """Ask the gateway to reconcile with the registry at once instead of at its next poll."""
-    problem = gateway_client.reload(settings, model)
+def _apply_now(settings: Settings, record: ServingRecord) -> None:
+    """Move the registry's labels after the record, and ask the gateway to serve it at once instead
+    of at its next poll."""
+    logger = get_run_logger()
+    problem = rollout.sync_registry(settings, record)
     if problem:
-        get_run_logger().warning("%s", problem)
+        logger.warning("%s", problem)
+    problem = gateway_client.reload(settings, record.model)
+    if problem:
+        logger.warning("%s", problem)
 
 
 @task(cache_policy=NO_CACHE)
@@ -30,9 +35,7 @@ def observe_step(
 ) -> StepVerdict:
     """Send ``weight`` % to the challenger, bake, and judge the step's live traffic."""
     settings = get_settings()
-    rollout.set_weight(model, weight, settings.mlflow_url)
-    rollout.publish(settings, model, settings.user)
-    _apply_now(settings, model)
+    _apply_now(settings, rollout.set_weight(settings, model, challenger, weight, settings.user))
     verdict = observe(
         lambda: gateway_client.model_metrics(settings, model),
         weight,
@@ -54,13 +57,14 @@ def observe_step(
     return verdict
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def roll_back_canary(model: str, challenger: str, reasons: list[str]) -> None:
-    """Challenger weight 0 and alias removed; the gateway drops it at once; event for automations."""
+    """All traffic back to the champion and the challenger removed (one signed record); the gateway
+    drops it at once; an event for automations."""
     settings = get_settings()
-    rollout.abort_canary(model, settings.mlflow_url)
-    rollout.publish(settings, model, settings.user)
-    _apply_now(settings, model)
+    record = rollout.abort_canary(settings, model, settings.user)
+    if record is not None:
+        _apply_now(settings, record)
     emit_event(
         event="govdeploy.canary.rolled_back",
         resource={"prefect.resource.id": f"govdeploy.model.{model}.v{challenger}"},
@@ -70,11 +74,10 @@ def roll_back_canary(model: str, challenger: str, reasons: list[str]) -> None:
 
 @task(cache_policy=NO_CACHE)
 def complete(model: str, challenger: str) -> str | None:
-    """The challenger becomes champion; returns the previous champion (the rollback target)."""
+    """The challenger becomes champion; returns the previous champion."""
     settings = get_settings()
-    previous = rollout.complete_canary(model, challenger, settings.mlflow_url)
-    rollout.publish(settings, model, settings.user)
-    _apply_now(settings, model)
+    record, previous = rollout.complete_canary(settings, model, challenger, settings.user)
+    _apply_now(settings, record)
     return previous
 
 
@@ -82,19 +85,21 @@ def complete(model: str, challenger: str) -> str | None:
 def roll_back_champion(model: str) -> tuple[str, str]:
     """Return serving to the previous verified champion; returns (from, to)."""
     settings = get_settings()
-    moved = rollout.rollback(model, load_roots(settings), settings.mlflow_url)
-    rollout.publish(settings, model, settings.user)
-    _apply_now(settings, model)
-    return moved
+    record, current, target = rollout.rollback(settings, model, load_roots(settings), settings.user)
+    _apply_now(settings, record)
+    return current, target
 
 
 @task(cache_policy=NO_CACHE)
-def require_challenger(model: str, version: str) -> None:
-    """The canary runs only for the version the ``challenger`` alias points at."""
+def require_challenger(model: str, version: str) -> str:
+    """The canary runs only for the version the signed serving record names as challenger; returns
+    the serving champion it is compared with."""
     settings = get_settings()
-    current = registry.alias_version(model, rollout.CHALLENGER, settings.mlflow_url)
-    if current != version:
+    now = rollout.serving_now(settings, model)
+    if now is None or now.challenger != version or now.champion is None:
         raise RolloutError(
-            f"{model} v{version} is not the challenger (the alias points at {current or 'nothing'}); "
-            "promote it with the release flow and canary.enabled: true"
+            f"{model} v{version} is not the serving challenger (the serving record names "
+            f"{('v' + now.challenger) if now and now.challenger else 'none'}); promote it with the "
+            "release flow and canary.enabled: true"
         )
+    return now.champion

@@ -12,7 +12,7 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from govdeploy.backends import registry, tracking
+from govdeploy.backends import tracking
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.catalog import ModelSpec
 from govdeploy.config.governance import Governance
@@ -24,6 +24,7 @@ from govdeploy.monitoring.drift import DriftResult, compute_drift
 from govdeploy.monitoring.reports import evidently_performance_html, evidently_report_html
 from govdeploy.monitoring.window import Window, batch_keys, bucket_source, read_window, require_rows
 from govdeploy.release.reference import PREDICTION, read_reference
+from govdeploy.serving import rollout
 from govdeploy.trust.keys import master_key
 from govdeploy.trust.roots import load_roots
 from govdeploy.trust.versions import verified_directory
@@ -32,8 +33,8 @@ from tasks.artifacts import artifact_key
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def serving_version(model: str) -> str:
-    """The version the ``champion`` alias serves; a drift check needs one."""
-    version = registry.alias_version(model, registry.CHAMPION, get_settings().mlflow_url)
+    """The champion the signed serving record names; a drift check needs one."""
+    version = rollout.serving_champion(get_settings(), model)
     if version is None:
         raise DataError(
             f"no champion of {model!r} serves, so there is no traffic to check; release one first"

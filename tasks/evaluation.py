@@ -11,6 +11,7 @@ from govdeploy.config.governance import Governance
 from govdeploy.config.settings import get_settings
 from govdeploy.release import gate
 from govdeploy.release.evaluation import ModelEvaluation, evaluate_model
+from govdeploy.serving import rollout
 from govdeploy.trust.roots import load_roots
 from govdeploy.trust.signatures import Level
 from govdeploy.trust.versions import load_verified_model
@@ -26,8 +27,8 @@ def read_candidate(model: str, version: str) -> dict[str, str]:
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def current_champion(model: str) -> str | None:
-    """The version the ``champion`` alias points to, if any."""
-    return registry.alias_version(model, registry.CHAMPION, get_settings().mlflow_url)
+    """The champion the signed serving record names (the version serving), if any."""
+    return rollout.serving_champion(get_settings(), model)
 
 
 @task(cache_policy=NO_CACHE)

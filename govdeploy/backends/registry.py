@@ -126,49 +126,6 @@ def set_version_tags(name: str, version: str, tags: dict[str, str], tracking_uri
             client(tracking_uri).set_model_version_tag(name, version, key, value)
 
 
-def apply_release(name: str, version: str, release_tag: str, alias: str, tracking_uri: str) -> str | None:
-    """Tag a version as released and point ``alias`` at it, or leave both as they were.
-
-    The release evidence is one JSON tag, written before the alias moves; if either call fails the
-    tag and the alias are put back. Returns the version the alias pointed to before (the rollback
-    target), or None.
-    """
-    server = client(tracking_uri)
-    key = f"{TAG}release"
-    with registry_call(f"read model {name!r} version {version}", tracking_uri):
-        before_tag = dict(server.get_model_version(name, version).tags).get(key)
-    previous = alias_version(name, alias, tracking_uri)
-    try:
-        with registry_call(f"promote {name!r} version {version} to {alias!r}", tracking_uri):
-            server.set_model_version_tag(name, version, key, release_tag)
-            server.set_registered_model_alias(name, alias, version)
-    except RegistryError as exc:
-        _restore(server, name, version, key, before_tag, alias, previous)
-        raise RegistryError(f"{exc}; the tags and the {alias!r} alias were left as they were") from exc
-    return previous
-
-
-def _restore(
-    client: Any, name: str, version: str, key: str, tag: str | None, alias: str, previous: str | None
-) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        if tag is None:
-            client.delete_model_version_tag(name, version, key)
-        else:
-            client.set_model_version_tag(name, version, key, tag)
-        if previous is None:
-            client.delete_registered_model_alias(name, alias)
-        else:
-            client.set_registered_model_alias(name, alias, previous)
-    except (MlflowException, OSError) as exc:
-        raise RegistryError(
-            f"promotion of {name!r} v{version} failed and restoring its tag and alias failed too ({exc}); "
-            f"check alias {alias!r} (was {previous or 'unset'}) and tag {key!r} in MLflow"
-        ) from exc
-
-
 def model_tag(name: str, key: str, tracking_uri: str) -> str | None:
     """A tag of the registered model (not of a version), or None when the model or tag is missing."""
     from mlflow.exceptions import MlflowException

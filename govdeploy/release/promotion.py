@@ -1,9 +1,10 @@
-"""Signed promotion: after the approval quorum, sign the exact approved artifacts and move the alias.
+"""Signed promotion: after the approval quorum, sign the exact approved artifacts.
 
 Order matters for "nothing half-done": the artifacts are verified and compared with the approved
 digest, the approvals and the release signature are uploaded beside them (overwriting any from an
-earlier, failed attempt), and only then are the release tag and the alias changed, together, with
-both put back if either fails. Running it again after a failure is safe.
+earlier, failed attempt), and only then is the release evidence tagged. Nothing serves yet: the
+signed serving record (``serving.rollout.promote``) is the commit point, written after this, and the
+aliases follow it. Running it again after a failure is safe.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def promote(
     roots: TrustRoots,
     tracking_uri: str,
 ) -> Promotion:
-    """Sign the approved artifacts (release level), then tag the version and move ``alias``."""
+    """Sign the approved artifacts (release level) and tag the version's release evidence (for
+    ``alias``); ``previous`` is left for the serving record to tell."""
     signed = sign_release(
         request.model,
         request.version,
@@ -79,16 +81,14 @@ def promote(
         },
         sort_keys=True,
     )
-    previous = registry.apply_release(request.model, request.version, release_tag, alias, tracking_uri)
-    if previous is not None and previous != request.version and alias == registry.CHAMPION:
-        registry.set_version_tags(
-            request.model, request.version, {f"{registry.TAG}rollback_target": previous}, tracking_uri
-        )
+    registry.set_version_tags(
+        request.model, request.version, {f"{registry.TAG}release": release_tag}, tracking_uri
+    )
     return Promotion(
         model=request.model,
         version=request.version,
         alias=alias,
-        previous=previous,
+        previous=None,
         artifact_digest=signed.artifact_digest,
         signature_sha256=signed.signature_sha256,
         approvers=approvers,

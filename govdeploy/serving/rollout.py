@@ -1,88 +1,234 @@
-"""Moving traffic and aliases: canary steps, canary outcome, and rollback to a verified champion.
+"""Changes of serving state: promotion, canary steps and outcome, rollback to a verified champion.
 
-After each change, ``publish`` writes the signed serving record the gateway serves by, numbered one
-above every earlier record of the model.
+Each change is one signed serving record, written first: the record is the commit point and the
+only thing the gateway serves by. The registry's aliases (and the traffic tag shown in MLflow) are
+moved after it, for people; a failure there changes nothing served and the gateway reports the
+disagreement. What to return to on rollback is read from the signed history of records, never from
+a tag anyone with registry access can edit.
 """
 
 from __future__ import annotations
 
+import logging
+from itertools import pairwise
+
 from govdeploy.backends import registry
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import Settings
-from govdeploy.errors import RegistryError
+from govdeploy.errors import GovdeployError, RolloutError
 from govdeploy.trust import keys, serving_records
 from govdeploy.trust.roots import TrustRoots
-from govdeploy.trust.serving_records import ServingRecord
+from govdeploy.trust.serving_records import History, ServingRecord
 from govdeploy.trust.versions import verify_version
 
+log = logging.getLogger("govdeploy.rollout")
+
 TRAFFIC_TAG = "govdeploy.traffic.challenger"
-ROLLBACK_TAG = f"{registry.TAG}rollback_target"
 CHALLENGER = registry.CHALLENGER
+ENDS = (
+    "to end a canary: `govdeploy canary abort MODEL`; to stop serving a model at once: its gateway's "
+    "kill switch (POST /v1/models/MODEL/kill)"
+)
 
 
-def set_weight(model: str, weight: int, tracking_uri: str) -> None:
-    """Share of traffic (0-100) the gateway sends to the challenger."""
-    registry.set_model_tag(model, TRAFFIC_TAG, str(weight), tracking_uri)
+def history(settings: Settings, model: str) -> list[ServingRecord]:
+    """Every verified record of ``model``, oldest first (StorageError when the bucket cannot be read)."""
+    history = History(model, max_reads=1 << 30)
+    history.scan(s3_client(settings), settings.bucket, keys.trusted_keys(settings, "serving"))
+    records = {r.sequence: r for r in history.versions.values() if isinstance(r, ServingRecord)}
+    return [records[sequence] for sequence in sorted(records)]
 
 
-def abort_canary(model: str, tracking_uri: str) -> None:
-    """Challenger weight 0 first (the gateway drops it within a poll), then the alias."""
-    set_weight(model, 0, tracking_uri)
-    registry.delete_alias(model, CHALLENGER, tracking_uri)
+def serving_now(settings: Settings, model: str) -> ServingRecord | None:
+    """The newest signed serving record of ``model`` (what the gateways serve), or None."""
+    return serving_records.read(
+        s3_client(settings), settings.bucket, model, keys.trusted_keys(settings, "serving")
+    )
 
 
-def complete_canary(model: str, version: str, tracking_uri: str) -> str | None:
-    """The challenger becomes champion; the old champion is kept as its rollback target."""
-    previous = registry.alias_version(model, registry.CHAMPION, tracking_uri)
-    if previous is not None:
-        registry.set_version_tags(model, version, {ROLLBACK_TAG: previous}, tracking_uri)
-    registry.set_alias(model, registry.CHAMPION, version, tracking_uri)
-    abort_canary(model, tracking_uri)
-    return previous
+def serving_champion(settings: Settings, model: str) -> str | None:
+    """The champion the newest signed serving record names (what serves), or None."""
+    record = serving_now(settings, model)
+    return record.champion if record else None
 
 
-def rollback_target(model: str, tracking_uri: str) -> tuple[str, str]:
-    """(current champion, the verified version to return to)."""
-    current = registry.alias_version(model, registry.CHAMPION, tracking_uri)
-    if current is None:
-        raise RegistryError(f"model {model!r} has no champion to roll back from")
-    target = registry.version_tags(model, current, tracking_uri).get(ROLLBACK_TAG)
-    if not target:
-        raise RegistryError(
-            f"{model} v{current} records no previous champion ({ROLLBACK_TAG}); nothing to return to"
-        )
-    return current, target
-
-
-def rollback(model: str, roots: TrustRoots, tracking_uri: str) -> tuple[str, str]:
-    """Return serving to the previous champion, after re-verifying its release signature."""
-    current, target = rollback_target(model, tracking_uri)
-    verify_version(model, target, roots=roots, level="release", tracking_uri=tracking_uri)
-    abort_canary(model, tracking_uri)
-    registry.set_alias(model, registry.CHAMPION, target, tracking_uri)
-    return current, target
-
-
-def publish(settings: Settings, model: str, issuer: str, audit_record: str | None = None) -> ServingRecord:
-    """Write the signed serving record of the serving state the registry now holds.
-
-    Its sequence follows the highest of every record of ``model`` in the bucket; ``audit_record`` is
-    the id of the audit record of the decision, if the caller has one.
-    """
-    url = settings.mlflow_url
+def publish(
+    settings: Settings,
+    model: str,
+    *,
+    champion: str | None,
+    challenger: str | None,
+    weight: int,
+    action: str,
+    issuer: str,
+    audit_record: str | None = None,
+) -> ServingRecord:
+    """Sign and write the serving record of this state, numbered one above every earlier record."""
     client = s3_client(settings)
-    weight = registry.model_tag(model, TRAFFIC_TAG, url)
     record = ServingRecord(
         model=model,
-        champion=registry.alias_version(model, registry.CHAMPION, url),
-        challenger=registry.alias_version(model, CHALLENGER, url),
-        challenger_weight=int(weight) if weight and weight.isdigit() else 0,
+        champion=champion,
+        challenger=challenger,
+        challenger_weight=weight if challenger else 0,
         issued_at=serving_records.now(),
         issuer=issuer,
         sequence=serving_records.next_sequence(
             client, settings.bucket, model, keys.trusted_keys(settings, "serving")
         ),
         audit_record=audit_record,
+        action=action,
     )
     serving_records.write(client, settings.bucket, record, keys.signing_key(settings, "serving"))
     return record
+
+
+def sync_registry(settings: Settings, record: ServingRecord) -> str | None:
+    """Point the aliases (and the traffic tag) at what ``record`` serves; the problem, or None.
+
+    Never raises: the record already decided; a failure here only leaves labels behind, which the
+    gateway reports and the next change repairs."""
+    url, model = settings.mlflow_url, record.model
+    try:
+        registry.set_model_tag(model, TRAFFIC_TAG, str(record.challenger_weight), url)
+        if record.challenger is None:
+            registry.delete_alias(model, CHALLENGER, url)
+        else:
+            registry.set_alias(model, CHALLENGER, record.challenger, url)
+        if record.champion is not None:
+            registry.set_alias(model, registry.CHAMPION, record.champion, url)
+    except GovdeployError as exc:
+        log.error("%s: aliases not moved to serving record #%d: %s", model, record.sequence, exc)
+        return f"the registry's aliases of {model} do not follow serving record #{record.sequence} yet: {exc}"
+    return None
+
+
+def _require(record: ServingRecord | None, model: str) -> ServingRecord:
+    if record is None or record.champion is None:
+        raise RolloutError(f"{model} has no signed serving record with a champion; release one first")
+    return record
+
+
+def _require_challenger(record: ServingRecord | None, model: str, version: str) -> ServingRecord:
+    record = _require(record, model)
+    if record.challenger != version:
+        raise RolloutError(
+            f"{model} v{version} is not the serving challenger (serving record #{record.sequence} names "
+            f"{'v' + record.challenger if record.challenger else 'none'}); promote it with the release "
+            "flow and a canary first"
+        )
+    return record
+
+
+def promote(
+    settings: Settings, model: str, version: str, alias: str, issuer: str, audit_record: str | None = None
+) -> tuple[ServingRecord, str | None]:
+    """Serve a freshly signed release: as champion, or as challenger at weight 0 beside the champion.
+    Returns the record and the champion before it (the same on a retry of a promotion that wrote its
+    record: the champion the version replaced)."""
+    records = history(settings, model)
+    now = records[-1] if records else None
+    champion, challenger = (
+        (version, None) if alias == registry.CHAMPION else (_require(now, model).champion, version)
+    )
+    previous = next((r.champion for r in reversed(records) if r.champion != version), None)
+    if now is not None and (now.champion, now.challenger) == (champion, challenger):
+        return now, previous  # a retry: the record was written, only what follows it was not
+    record = publish(
+        settings,
+        model,
+        champion=champion,
+        challenger=challenger,
+        weight=0,
+        action="promotion",
+        issuer=issuer,
+        audit_record=audit_record,
+    )
+    return record, previous
+
+
+def set_weight(settings: Settings, model: str, version: str, weight: int, issuer: str) -> ServingRecord:
+    """Send ``weight`` % (0-100) of the traffic to challenger ``version``."""
+    now = _require_challenger(serving_now(settings, model), model, version)
+    return publish(
+        settings,
+        model,
+        champion=now.champion,
+        challenger=version,
+        weight=weight,
+        action="canary-step",
+        issuer=issuer,
+    )
+
+
+def abort_canary(settings: Settings, model: str, issuer: str) -> ServingRecord | None:
+    """All traffic back to the champion and the challenger removed; None when there was no canary."""
+    now = serving_now(settings, model)
+    if now is None or now.challenger is None:
+        return None
+    return publish(
+        settings,
+        model,
+        champion=now.champion,
+        challenger=None,
+        weight=0,
+        action="canary-abort",
+        issuer=issuer,
+    )
+
+
+def complete_canary(settings: Settings, model: str, version: str, issuer: str) -> tuple[ServingRecord, str]:
+    """Challenger ``version`` becomes champion; returns the record and the champion it replaced."""
+    now = _require_challenger(serving_now(settings, model), model, version)
+    previous = now.champion
+    assert previous is not None
+    record = publish(
+        settings,
+        model,
+        champion=version,
+        challenger=None,
+        weight=0,
+        action="canary-complete",
+        issuer=issuer,
+    )
+    return record, previous
+
+
+def rollback_target(records: list[ServingRecord], model: str) -> tuple[str, str]:
+    """(serving champion, the champion before it) from the signed history, oldest first.
+
+    Versions a rollback moved away from are never returned to, so a second rollback goes one
+    further back instead of back to the version rolled back from."""
+    now = _require(records[-1] if records else None, model)
+    current = now.champion
+    retired = {
+        before.champion
+        for before, after in pairwise(records)
+        if after.action == "rollback" and before.champion != after.champion
+    }
+    for record in reversed(records):
+        if record.champion not in (None, current) and record.champion not in retired:
+            assert current is not None and record.champion is not None
+            return current, record.champion
+    raise RolloutError(
+        f"{model} v{current} is the first champion in the signed serving history (or every earlier one "
+        f"was rolled back from), so there is no earlier verified champion to return to; {ENDS}"
+    )
+
+
+def rollback(
+    settings: Settings, model: str, roots: TrustRoots, issuer: str
+) -> tuple[ServingRecord, str, str]:
+    """Serve the previous champion again (re-verified: release signature and approvals) with no
+    challenger; returns the record, the version rolled back from and the one returned to."""
+    current, target = rollback_target(history(settings, model), model)
+    verify_version(model, target, roots=roots, level="release", tracking_uri=settings.mlflow_url)
+    record = publish(
+        settings,
+        model,
+        champion=target,
+        challenger=None,
+        weight=0,
+        action="rollback",
+        issuer=issuer,
+    )
+    return record, current, target

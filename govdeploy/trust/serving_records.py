@@ -53,6 +53,9 @@ class ServingRecord(BaseModel):
     sequence: int = Field(ge=1)
     # the id of the audit record of the decision this record carries out, if the caller has one
     audit_record: str | None = None
+    # what changed: promotion, canary-step, canary-abort, canary-complete, rollback (the history of a
+    # model's records is its signed changelog: rollback targets are read from it, not from tags)
+    action: str = "publish"
 
 
 def key_of(model: str) -> str:

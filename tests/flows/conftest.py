@@ -59,7 +59,7 @@ def version_tags(version: str) -> dict[str, str]:
 def promote_now(stack: Settings, candidate: dict[str, object], alias: str = "champion") -> None:
     """Promote a trained candidate with two signed approvals, without waiting on a release run."""
     from govdeploy.release.promotion import promote
-    from govdeploy.serving.rollout import publish
+    from govdeploy.serving import rollout
     from govdeploy.trust.approvals import ApprovalRequest, make_statement, parse_token, sign_statement
     from govdeploy.trust.keys import load_ed25519_private
 
@@ -86,4 +86,5 @@ def promote_now(stack: Settings, candidate: dict[str, object], alias: str = "cha
         roots=load_roots(stack),
         tracking_uri=stack.mlflow_url,
     )
-    publish(stack, MODEL, "test")
+    record, _ = rollout.promote(stack, MODEL, str(candidate["version"]), alias, "test")
+    assert rollout.sync_registry(stack, record) is None

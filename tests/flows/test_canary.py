@@ -16,6 +16,7 @@ from flows.canary import canary
 from flows.rollback import rollback
 from govdeploy.config.settings import Settings
 from govdeploy.errors import RolloutError
+from govdeploy.serving import rollout
 from govdeploy.trust.audit_trail import records
 from tests.flows.conftest import (
     MODEL,
@@ -84,7 +85,8 @@ def test_a_good_challenger_becomes_champion_and_rollback_returns(
     assert result["previous"] == champion["version"]
     client = mlflow.MlflowClient()
     assert client.get_model_version_by_alias(MODEL, "champion").version == better["version"]
-    assert version_tags(better["version"])["govdeploy.rollback_target"] == champion["version"]
+    record = rollout.serving_now(stack, MODEL)
+    assert record is not None and (record.champion, record.action) == (better["version"], "canary-complete")
     assert served_versions(stack) == {better["version"]}
 
     moved = rollback(model=MODEL, reason="test")
@@ -108,7 +110,12 @@ def test_a_release_with_a_canary_promotes_through_the_steps(
     assert release["alias"] == "challenger"  # promotion went to the canary, not straight to champion
     client = mlflow.MlflowClient()
     assert client.get_model_version_by_alias(MODEL, "champion").version == candidate["version"]
-    assert version_tags(candidate["version"])["govdeploy.rollback_target"] == before
+    record = rollout.serving_now(stack, MODEL)
+    assert record is not None and (record.champion, record.action) == (
+        candidate["version"],
+        "canary-complete",
+    )
+    assert rollout.rollback_target(rollout.history(stack, MODEL), MODEL) == (candidate["version"], before)
     steps = [r.payload["weight"] for r in records(stack, MODEL) if r.action == "canary.step"]
     assert steps[-4:] == [5, 25, 50, 100]
     assert traffic.statuses() == {200}

@@ -12,7 +12,7 @@ from mlflow.exceptions import MlflowException
 from flows.train import train
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import Settings
-from govdeploy.errors import ApprovalError, SignatureError
+from govdeploy.errors import ApprovalError, RolloutError, SignatureError
 from govdeploy.release.promotion import promote
 from govdeploy.release.submission import submission_parameters, submission_token
 from govdeploy.serving import rollout
@@ -73,12 +73,16 @@ def test_a_candidate_signature_renamed_to_release_does_not_make_a_champion(
             level="release",
             tracking_uri=stack.mlflow_url,
         )
+    # the rollback target comes from the signed serving history, never from a tag anyone can set
     mlflow.MlflowClient().set_model_version_tag(
         MODEL, released["version"], "govdeploy.rollback_target", unreleased["version"]
     )
-    with pytest.raises(SignatureError):
-        rollout.rollback(MODEL, load_roots(stack), stack.mlflow_url)
-    assert mlflow.MlflowClient().get_model_version_by_alias(MODEL, "champion").version == released["version"]
+    try:
+        _, target = rollout.rollback_target(rollout.history(stack, MODEL), MODEL)
+    except RolloutError:
+        target = None
+    assert target != unreleased["version"]
+    assert rollout.serving_champion(stack, MODEL) == released["version"]
 
 
 def test_approvals_are_re_checked_at_promotion_and_load(stack: Settings, released: dict[str, Any]) -> None:
