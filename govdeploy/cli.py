@@ -111,14 +111,20 @@ def _run_flow(name: str, **parameters: Any) -> Any:
         raise CommandFailed(name, exc) from exc
 
 
-def _champion(model: str) -> str | None:
-    from govdeploy.backends import registry
+def _serving(model: str) -> tuple[str | None, str | None]:
+    """(champion, challenger) the newest signed serving record names; (None, None) if unreadable."""
+    from govdeploy.serving import rollout
 
     _use_stack(get_settings())
     try:
-        return registry.alias_version(model, registry.CHAMPION, get_settings().mlflow_url)
+        record = rollout.serving_now(get_settings(), model)
     except GovdeployError:
-        return None
+        return None, None
+    return (record.champion, record.challenger) if record else (None, None)
+
+
+def _champion(model: str) -> str | None:
+    return _serving(model)[0]
 
 
 _FLOW_EXCEPTION = re.compile(r"^Flow run encountered an exception: [\w.]+: ")
@@ -275,22 +281,13 @@ def release(
 
     Runs on the served ``release`` deployment, with the server's policy and approver list.
     """
-    from govdeploy.backends import registry
-
     parameters = {"model": model, "version": version, "canary": canary}
     if data:
         parameters["data_path"] = str(data.resolve())
     run_id = _run_served("release/release", "release", parameters, timeout)
-    url = get_settings().mlflow_url
-    alias = next(
-        (
-            a
-            for a in (registry.CHAMPION, registry.CHALLENGER)
-            if registry.alias_version(model, a, url) == version
-        ),
-        None,
-    )
-    where = f"is {alias}" if alias else "is not serving (its canary was rolled back)"
+    champion, challenger = _serving(model)
+    role = "champion" if champion == version else "challenger" if challenger == version else None
+    where = f"is {role}" if role else "is not serving (its canary was rolled back)"
     console.print(f"[green]released[/green] {model} v{version}: it {where} (flow run {run_id})")
 
 
@@ -431,28 +428,19 @@ def audit_show(
     model: Annotated[str | None, typer.Option(help="Only records of this model.")] = None,
     reveal: Annotated[bool, typer.Option("--reveal", help="Decrypt sealed personal data.")] = False,
 ) -> None:
-    """Who did what, when, under which policy digest."""
-    from govdeploy.trust.audit_trail import records, unseal
+    """Who did what, when, under which policy digest. Every cell is plain text, never console
+    markup, with control characters shown as escapes."""
+    from rich.text import Text
+
+    from govdeploy.trust.audit_trail import records, show_row
 
     settings = get_settings()
     table = Table(title="govdeploy audit trail")
     for column in ("seq", "time", "actor", "action", "model", "policy", "details"):
         table.add_column(column, overflow="fold")
     try:
-        for r in records(settings, model):
-            details = ", ".join(f"{k}={v}" for k, v in r.payload.items() if k != "sealed" and v is not None)
-            if "sealed" in r.payload:
-                details += f", personal data: {unseal(settings, r) if reveal else '(sealed)'}"
-            version = f"{r.model} v{r.version}" if r.model else "-"
-            table.add_row(
-                str(r.seq),
-                r.time[:19],
-                r.actor,
-                r.action,
-                version,
-                (r.policy_digest or "-")[:12],
-                details[:300],
-            )
+        for record in records(settings, model):
+            table.add_row(*(Text(cell) for cell in show_row(settings, record, reveal)))
     except GovdeployError as exc:
         raise CommandFailed("audit show", exc) from exc
     console.print(table)

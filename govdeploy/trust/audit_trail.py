@@ -11,6 +11,7 @@ and the report says plainly when the endpoint is an emulator that enforces no Ob
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any, Literal
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.policy import load_policy
@@ -32,6 +33,7 @@ from govdeploy.trust.keys import load_ed25519_private, load_ed25519_public, mast
 
 DEFAULT_RETENTION_DAYS = 2555
 PROBE_PATH = "/moto-api/config"
+HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})  # unicode categories `printable` escapes
 
 EndpointKind = Literal["aws", "emulator", "unknown"]
 
@@ -56,7 +58,14 @@ def unseal(settings: Settings, record: AuditRecord) -> dict[str, Any] | None:
     sealed = record.payload.get("sealed")
     if not sealed:
         return None
-    plain = open_envelope(Envelope.model_validate(sealed), master_key(settings.keys_dir), record.id)
+    try:
+        envelope = Envelope.model_validate(sealed)
+    except ValidationError as exc:
+        raise AuditError(
+            f"record {record.seq} ({record.action}) holds no valid sealed envelope: the record was edited; "
+            "run 'govdeploy audit verify'"
+        ) from exc
+    plain = open_envelope(envelope, master_key(settings.keys_dir), record.id)
     data: dict[str, Any] = json.loads(plain)
     return data
 
@@ -194,3 +203,22 @@ def verify_trail(settings: Settings, now: datetime | None = None) -> VerifyRepor
 def records(settings: Settings, model: str | None = None) -> list[AuditRecord]:
     found = read_records(settings.audit_log_path)
     return [r for r in found if model is None or r.model == model]
+
+
+def printable(text: str) -> str:
+    """``text`` with control, format and line-separator characters shown as escapes (``\\x1b``):
+    what a record holds cannot move the cursor, restyle the terminal or reorder what is shown."""
+    return "".join(
+        ch.encode("unicode_escape").decode() if unicodedata.category(ch) in HIDDEN else ch for ch in text
+    )
+
+
+def show_row(settings: Settings, record: AuditRecord, reveal: bool) -> list[str]:
+    """One record as printable cells: seq, time, actor, action, model, policy, details."""
+    payload = record.payload
+    details = ", ".join(f"{k}={v}" for k, v in payload.items() if k != "sealed" and v is not None)
+    if "sealed" in payload:
+        details += f", personal data: {unseal(settings, record) if reveal else '(sealed)'}"
+    version = f"{record.model} v{record.version}" if record.model else "-"
+    cells = [str(record.seq), record.time[:19], record.actor, record.action, version]
+    return [printable(cell) for cell in (*cells, (record.policy_digest or "-")[:12], details[:300])]

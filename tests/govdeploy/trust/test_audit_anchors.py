@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from govdeploy.config.settings import Settings
+from govdeploy.errors import AuditError
 from govdeploy.stack import components, process
 from govdeploy.trust.anchors import anchor_key
 from govdeploy.trust.audit import ANCHOR_PREFIX, AuditLog, S3Anchors, verify
@@ -302,3 +303,29 @@ def test_the_cli_prints_warnings_and_fails_on_problems(settings: Settings) -> No
     )
     assert "is locked in GOVERNANCE mode, not COMPLIANCE" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_cli_names_a_torn_line_and_the_next_append_repairs_it_against_the_bucket(
+    settings: Settings,
+) -> None:
+    client, key = start_trail(settings)
+    offset = settings.audit_log_path.stat().st_size
+    with settings.audit_log_path.open("ab") as out:
+        out.write(b'{"seq":4,"id":"torn')  # the append crashed mid-line
+    result = govdeploy(settings, "audit", "verify")
+    assert result.returncode == 0, result.stderr
+    assert f"warning: line 4 (byte offset {offset}, 19 bytes, sha256 " in result.stdout
+    assert "audit trail intact: 3 records" in result.stdout
+
+    log = AuditLog(settings.audit_log_path, key, S3Anchors(client, settings.bucket, POLICY_DAYS))
+    assert log.append("event", "writer", {"n": 3}).seq == 5
+    result = govdeploy(settings, "audit", "verify")
+    assert result.returncode == 0, result.stderr
+    assert f"warning: record 4 (audit.repaired): a torn line of 19 bytes at byte offset {offset}" in (
+        result.stdout
+    )
+    assert "audit trail intact: 5 records" in result.stdout
+
+    settings.audit_log_path.write_bytes(settings.audit_log_path.read_bytes()[:-30])  # cut record 5
+    with pytest.raises(AuditError, match="anchors records up to 5 and the last complete record is 4"):
+        log.append("event", "writer", {"n": 4})
