@@ -11,10 +11,11 @@ Appends from several processes (the flows, the gateway) are serialised with ``fc
 chain never forks. A record is committed once its line ends with a newline. Appending always
 works whatever was written before:
 
-- every field is capped first (``bounded``): text too long is cut and marked with how many
-  characters were cut and the sha256 of the full value, deep or wide structures are summarised
-  the same way, so a record stays small and still proves what it saw;
-- the head is read backwards from the end of the file, whatever the length of its lines;
+- every field is capped first (``bounded``, ``govdeploy.trust.audit_bounds``): text too long is
+  cut and marked with how many characters were cut and the sha256 of the full value, deep or wide
+  structures are summarised the same way, so a record stays small and still proves what it saw;
+- the head is read backwards from the end of the file, whatever the length of its lines
+  (``govdeploy.trust.audit_file``);
 - a torn last line (unterminated: a crash mid-append) is copied to ``<log>.torn-<offset>-<sha>``,
   cut off, and an ``audit.repaired`` record saying what was found continues the chain from the
   last complete record. Only the unterminated last line counts as torn, and only when no anchor
@@ -26,17 +27,14 @@ from __future__ import annotations
 import base64
 import fcntl
 import hashlib
-import json
-import math
 import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -46,16 +44,12 @@ from govdeploy.errors import AuditError, GovdeployError
 from govdeploy.trust.anchors import ANCHOR_PREFIX as ANCHOR_PREFIX
 from govdeploy.trust.anchors import Anchor, AnchorStore, StoredAnchors, check_stored
 from govdeploy.trust.anchors import S3Anchors as S3Anchors
+from govdeploy.trust.audit_bounds import SENSITIVE_BYTES, bounded, cap_text
+from govdeploy.trust.audit_bounds import canonical as canonical
+from govdeploy.trust.audit_file import Tail, TornLine, read_lines, read_tail
 
 GENESIS = "0" * 64
 REPAIRED = "audit.repaired"
-FIELD_CHARS = 256  # actor, action, model, version, policy digest
-PAYLOAD_BYTES = 32_768  # canonical JSON of a payload, once capped
-SENSITIVE_BYTES = 8_192  # personal data, capped before it is sealed
-LEVELS = ((4096, 256, 8), (1024, 64, 6), (256, 16, 4), (64, 8, 3))  # (characters, items, depth)
-MAX_DEPTH, MAX_VALUES = 32, 100_000  # what is looked at in one payload at all
-CUT = "[cut]"  # the key that says what was cut from a mapping
-CHUNK = 65_536
 
 
 class AuditRecord(BaseModel):
@@ -76,152 +70,11 @@ class AuditRecord(BaseModel):
         return self.model_dump(exclude={"hash", "signature"})
 
 
-def canonical(data: Any) -> bytes:
-    """The canonical JSON bytes that are hashed and signed."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def record_hash(record: AuditRecord) -> str:
     return hashlib.sha256(canonical(record.body())).hexdigest()
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _utf8(text: str) -> str:
-    """``text`` with lone surrogates escaped, so that it encodes as UTF-8."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode()
-    return text
-
-
-def cap_text(text: str, limit: int = FIELD_CHARS) -> str:
-    """``text`` cut to ``limit`` characters, marked with what was cut and the sha256 of the whole."""
-    text = _utf8(text)
-    if len(text) <= limit:
-        return text
-    cut = len(text) - limit
-    return f"{text[:limit]}…[cut {cut} of {len(text)} characters; sha256 {_sha256(text.encode())}]"
-
-
-class _Plain:
-    """Any value as JSON types: valid UTF-8 text, finite floats, 64-bit integers, string keys."""
-
-    def __init__(self) -> None:
-        self.left = MAX_VALUES
-
-    def __call__(self, value: Any, path: tuple[int, ...] = ()) -> Any:
-        self.left -= 1
-        if value is None or isinstance(value, bool | str):
-            return _utf8(value) if isinstance(value, str) else value
-        if isinstance(value, int):
-            return value if value.bit_length() < 64 else hex(value)
-        if isinstance(value, float):
-            return value if math.isfinite(value) else str(value)
-        if not isinstance(value, Mapping | list | tuple | set | frozenset):
-            return _utf8(_text_of(value))
-        limit = "cycle" if id(value) in path else "depth" if len(path) >= MAX_DEPTH else ""
-        if limit or self.left < 0:
-            return f"[{type(value).__name__} not recorded: {limit or 'size'} limit]"
-        inner = (*path, id(value))
-        if isinstance(value, Mapping):
-            return {_utf8(_text_of(k)): self(v, inner) for k, v in value.items()}
-        return [self(v, inner) for v in value]
-
-
-def _text_of(value: Any) -> str:
-    try:
-        return str(value)
-    except Exception:  # a broken __str__ of a caller's object must not stop the record
-        return f"<{type(value).__name__}>"
-
-
-def _summary(value: dict[str, Any] | list[Any], what: str) -> str:
-    return f"[{what} of {len(value)} items; sha256 {_sha256(canonical(value))}]"
-
-
-def _fit(value: Any, chars: int, items: int, depth: int) -> Any:
-    if isinstance(value, str):
-        return cap_text(value, chars)
-    if not isinstance(value, dict | list):
-        return value
-    if depth == 0:
-        return _summary(value, f"{'object' if isinstance(value, dict) else 'list'} beyond the depth limit")
-    cut = f"cut {len(value) - items}" if len(value) > items else ""
-    if isinstance(value, list):
-        kept = [_fit(v, chars, items, depth - 1) for v in value[:items]]
-        return kept + ([_summary(value, f"{cut} of a list")] if cut else [])
-    fitted = {cap_text(k, chars): _fit(v, chars, items, depth - 1) for k, v in list(value.items())[:items]}
-    return fitted | ({CUT: _summary(value, f"{cut} of an object")} if cut else {})
-
-
-def bounded(data: Mapping[str, Any], budget: int = PAYLOAD_BYTES) -> dict[str, Any]:
-    """``data`` as JSON types within ``budget`` bytes of canonical JSON, cut as little as it takes:
-    long text cut, wide or deep structures summarised, each cut marked with the sha256 of what it
-    replaced; as a last resort the whole is replaced by its size and sha256."""
-    plain: dict[str, Any] = _Plain()(data)
-    if len(canonical(plain)) <= budget:
-        return plain
-    for chars, items, depth in LEVELS:
-        fitted: dict[str, Any] = _fit(plain, chars, items, depth)
-        if len(canonical(fitted)) <= budget:
-            return fitted
-    whole = canonical(plain)
-    return {CUT: f"[{len(whole)} bytes over the {budget}-byte limit; sha256 {_sha256(whole)}]"}
-
-
-class TornLine(BaseModel):
-    """An unterminated last line: an append that did not finish (or bytes added after the end)."""
-
-    offset: int  # where it starts, in bytes
-    length: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class _Tail:
-    start: int  # where the last complete line starts
-    last: bytes | None  # that line, without its newline
-    torn: TornLine | None
-
-
-def _line_start(handle: BinaryIO, end: int) -> int:
-    """The offset just after the last newline before ``end`` (0 if there is none)."""
-    position = end
-    while position > 0:
-        size = min(CHUNK, position)
-        position -= size
-        handle.seek(position)
-        found = handle.read(size).rfind(b"\n")
-        if found >= 0:
-            return position + found + 1
-    return 0
-
-
-def _tail(path: Path) -> _Tail:
-    """The last complete line and a torn line after it, read backwards: any line length works."""
-    if not path.exists():
-        return _Tail(0, None, None)
-    with path.open("rb") as handle:
-        size = handle.seek(0, os.SEEK_END)
-        handle.seek(max(size - 1, 0))
-        end = size if handle.read(1) in (b"\n", b"") else _line_start(handle, size)
-        torn = None
-        if end < size:
-            handle.seek(end)
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
-            torn = TornLine(offset=end, length=size - end, sha256=digest)
-        if end == 0:
-            return _Tail(0, None, torn)
-        start = _line_start(handle, end - 1)
-        handle.seek(start)
-        return _Tail(start, handle.read(end - 1 - start), torn)
-
-
-def _head(path: Path, tail: _Tail) -> AuditRecord | None:
+def _head(path: Path, tail: Tail) -> AuditRecord | None:
     if tail.last is None:
         return None
     try:
@@ -275,7 +128,7 @@ class AuditLog:
         try:
             entry = self._entry(action, actor, payload or {}, sensitive, model, version, policy_digest)
             with self._locked():
-                tail = _tail(self.path)
+                tail = read_tail(self.path)
                 last = self._repair(tail, tail.torn) if tail.torn else _head(self.path, tail)
                 record = self._chain(entry, last)
                 self._commit(record)
@@ -342,7 +195,7 @@ class AuditLog:
                 f"could not be stored ({exc}); the next append anchors it, check the bucket"
             ) from exc
 
-    def _repair(self, tail: _Tail, torn: TornLine) -> AuditRecord:
+    def _repair(self, tail: Tail, torn: TornLine) -> AuditRecord:
         """Quarantine the torn last line, cut it off and record ``audit.repaired``; the new head."""
         last = _head(self.path, tail)
         seq = last.seq if last else 0
@@ -370,25 +223,11 @@ class AuditLog:
         return record
 
 
-def _lines(path: Path) -> tuple[list[tuple[int, bytes]], TornLine | None]:
-    """(offset, line) of every complete line, and the torn last line if there is one. Only a
-    newline ends a line: text inside records may hold any other line separator."""
-    data = path.read_bytes() if path.exists() else b""
-    lines, offset = [], 0
-    for line in data.split(b"\n")[:-1]:
-        lines.append((offset, line))
-        offset += len(line) + 1
-    torn = None
-    if offset < len(data):
-        torn = TornLine(offset=offset, length=len(data) - offset, sha256=_sha256(data[offset:]))
-    return lines, torn
-
-
 def read_records(path: Path) -> list[AuditRecord]:
     """Every committed record of the log, in file order (for display; use ``verify`` to check
     them). A torn last line is not a record yet; any other line that is not one is an error."""
     found = []
-    for number, (offset, line) in enumerate(_lines(path)[0], start=1):
+    for number, (offset, line) in enumerate(read_lines(path)[0], start=1):
         try:
             found.append(AuditRecord.model_validate_json(line))
         except ValidationError as exc:
@@ -419,7 +258,7 @@ def verify(path: Path, public_key: ed25519.Ed25519PublicKey, anchors: list[Ancho
     An unterminated last line is torn (an append that did not finish): it is no record, so it is a
     warning, with its byte offset; records it cut off show as anchors without a record."""
     problems: list[str] = []
-    lines, torn = _lines(path)
+    lines, torn = read_lines(path)
     records: list[AuditRecord] = []
     for number, (_, line) in enumerate(lines, start=1):
         try:

@@ -18,19 +18,15 @@ from hypothesis import strategies as st
 
 from govdeploy.errors import AuditError
 from govdeploy.trust.audit import (
-    CUT,
-    PAYLOAD_BYTES,
     REPAIRED,
     Anchor,
     AuditLog,
     AuditRecord,
-    bounded,
-    canonical,
-    cap_text,
     read_records,
     record_hash,
     verify,
 )
+from govdeploy.trust.audit_bounds import CUT, PAYLOAD_BYTES, bounded, canonical, cap_text
 
 MEGABYTE = 1_000_000
 
