@@ -12,6 +12,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from govdeploy.backends import registry, tracking
@@ -20,7 +21,7 @@ from govdeploy.config.catalog import ModelSpec
 from govdeploy.config.governance import Governance
 from govdeploy.config.settings import get_settings
 from govdeploy.config.suites import Suite
-from govdeploy.errors import ApprovalError, GovdeployError
+from govdeploy.errors import GovdeployError
 from govdeploy.release import environment
 from govdeploy.release.data import dataset_digest, split_frame
 from govdeploy.release.reference import build_reference, write_reference
@@ -28,9 +29,11 @@ from govdeploy.release.training import fit
 from govdeploy.release.validation import ValidationReport
 from govdeploy.trust import versions
 from govdeploy.trust.keys import signing_key
+from govdeploy.trust.nonces import submission_nonces
 from govdeploy.trust.roots import load_roots
 from govdeploy.trust.signatures import Identity
 from govdeploy.trust.submissions import verify_submission
+from govdeploy.trust.validity import clip
 from govdeploy.trust.versions import SignedVersion
 from tasks.artifacts import artifact_key
 from tasks.audit import audit_event
@@ -76,14 +79,15 @@ def prove_submitter(
     model: str, parameters: dict[str, Any], submission: str | None, claimed: str | None, config: Governance
 ) -> Submitter:
     """The submitter of a training run: proven by a signed submission, or a claimed name that the
-    policy's ``approval.unproven_submission`` handles at release."""
+    policy's ``approval.unproven_submission`` handles at release. A verified submission is used up
+    by this run: the same token is refused (and recorded) in any other run."""
     settings = get_settings()
     logger = get_run_logger()
     if submission is None:
         name = claimed or settings.user
         logger.warning("submitter %r is claimed, not proven by a signed submission", name)
         return Submitter(name=name, proven=False)
-    approvals = config.policy.approval
+    run_id = str(flow_run.id) if flow_run.id else None
     try:
         person = verify_submission(
             submission,
@@ -91,20 +95,21 @@ def prove_submitter(
             parameters,
             load_approvers(settings.approvers_path),
             settings.keys_dir,
-            approvals.statement_expiry_minutes,
+            config.policy.approval.statement_expiry_minutes,
+            used=submission_nonces(settings.state_dir),
+            flow_run_id=run_id,
+            claimed=claimed,
         )
-        if claimed and claimed != person:
-            raise ApprovalError(f"the submission is signed by {person!r}, not by the claimed {claimed!r}")
     except GovdeployError as exc:  # a refused submission is an attempt: it leaves a record
         audit_event.fn(
             "submission.refused",
-            {"reason": str(exc), "claimed": claimed},
+            {"reason": str(exc), "claimed": clip(claimed) if claimed else None, "flow_run_id": run_id},
             model=model,
             actor="unverified",
             retention_days=config.policy.retention.audit_days,
         )
         raise
-    logger.info("submission by %s verified", person)
+    logger.info("submission by %s verified and used up by flow run %s", person, run_id)
     return Submitter(name=person, proven=True)
 
 

@@ -29,6 +29,10 @@ def pending_request(settings: Settings, flow_run_id: str, wait_seconds: float = 
         raise ApprovalError(
             f"{exc} on {settings.prefect_api_url}; only a paused release can be approved"
         ) from None
+    if not {"model", "version"} <= set(run.parameters):
+        raise ApprovalError(
+            f"flow run {flow_run_id} has no model and version parameters: it is not a release"
+        )
     model, version = str(run.parameters["model"]), str(run.parameters["version"])
     check = verify_version(
         model,

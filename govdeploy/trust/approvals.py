@@ -2,52 +2,68 @@
 
 An approval counts only as an Ed25519 signature, by a key from ``config/approvers.yaml``, over a
 canonical statement that binds the flow run, model, version, artifact digest, decision, reason,
-approver, nonce and expiry. The ledger refuses, with a plain reason, anything else: an unsigned or
-badly signed token, an unknown approver, a missing role, the submitter approving their own
-version, the same approver twice, a statement for another run, version or digest, an expired or a
-replayed statement.
+approver, nonce and expiry. The ledger refuses, with a plain reason, anything else: a malformed
+or oversized token, an unsigned or badly signed one, an unknown approver, a missing role, the
+submitter approving their own version, the same approver twice, a statement for another run,
+version or digest, a statement without time zone, issued in the future, expired or replayed.
+Refusing is all the ledger does with bad input: ``consider`` returns an ``Outcome`` for any text.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-import secrets
+import binascii
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from govdeploy.config.approvers import Approvers
 from govdeploy.config.policy import ApprovalPolicy
 from govdeploy.errors import ApprovalError, ConfigError, SignatureError
 from govdeploy.trust.audit import canonical
 from govdeploy.trust.keys import approver_keys
+from govdeploy.trust.validity import (
+    DEFAULT_CLOCK_SKEW_SECONDS,
+    Name,
+    Nonce,
+    Signature,
+    Timestamp,
+    check_window,
+    new_nonce,
+    new_window,
+    read_token,
+)
+from govdeploy.trust.validity import now_utc as now_utc  # the clock statements are checked against
 
 Decision = Literal["approve", "reject"]
+TOKEN_FIX = "create one with 'govdeploy approval-token' or 'govdeploy approve'"
 
 
 class ApprovalStatement(BaseModel):
-    flow_run_id: str
-    model: str
-    version: str
-    artifact_digest: str
+    model_config = ConfigDict(extra="forbid")
+
+    flow_run_id: Name
+    model: Name
+    version: Name
+    artifact_digest: Name
     decision: Decision
-    reason: str
-    approver: str
-    nonce: str
-    issued_at: str
-    expires_at: str
+    reason: Annotated[str, Field(max_length=2000)]
+    approver: Name
+    nonce: Nonce
+    issued_at: Timestamp
+    expires_at: Timestamp
 
 
 class SignedStatement(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     statement: ApprovalStatement
-    signature: str
+    signature: Signature
 
 
 class ApprovalRequest(BaseModel):
@@ -62,14 +78,10 @@ class ApprovalRequest(BaseModel):
     submission_proven: bool = True
 
 
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
 def make_statement(
     request: ApprovalRequest, approver: str, decision: Decision, reason: str, valid_minutes: int
 ) -> ApprovalStatement:
-    issued = now_utc()
+    issued_at, expires_at = new_window(valid_minutes)
     return ApprovalStatement(
         flow_run_id=request.flow_run_id,
         model=request.model,
@@ -78,9 +90,9 @@ def make_statement(
         decision=decision,
         reason=reason,
         approver=approver,
-        nonce=secrets.token_hex(16),
-        issued_at=issued.isoformat(timespec="seconds"),
-        expires_at=(issued + timedelta(minutes=valid_minutes)).isoformat(timespec="seconds"),
+        nonce=new_nonce(),
+        issued_at=issued_at,
+        expires_at=expires_at,
     )
 
 
@@ -91,11 +103,15 @@ def sign_statement(statement: ApprovalStatement, key: ed25519.Ed25519PrivateKey)
     return base64.urlsafe_b64encode(signed.model_dump_json().encode()).decode()
 
 
+def read_approval_token(token: str) -> SignedStatement:
+    """The signed statement a token carries (not yet verified); ApprovalError when it carries none."""
+    return read_token(token, SignedStatement, "approval token", TOKEN_FIX)
+
+
 def parse_token(token: str) -> SignedStatement | None:
     try:
-        raw = base64.urlsafe_b64decode(token.strip().encode())
-        return SignedStatement.model_validate(json.loads(raw))
-    except (ValueError, ValidationError):
+        return read_approval_token(token)
+    except ApprovalError:
         return None
 
 
@@ -122,6 +138,7 @@ class ApprovalLedger:
     # False when re-checking the approvals of a past release: a statement had to be unexpired when
     # it was collected (the release signature attests that), not when the release is loaded later
     check_expiry: bool = True
+    clock_skew_seconds: int = DEFAULT_CLOCK_SKEW_SECONDS
 
     def __post_init__(self) -> None:
         # every key loaded up front: a missing key file or one key under two ids fails the release
@@ -143,20 +160,19 @@ class ApprovalLedger:
         return [s.statement.approver for s in self.approved]
 
     def consider(self, token: str) -> Outcome:
-        signed = parse_token(token)
-        if signed is None:
-            return Outcome(
-                False,
-                "the input is not a signed approval token; create one with "
-                "'govdeploy approval-token' or 'govdeploy approve'",
-            )
+        """One attempt with any text: refused with the reason, or counted."""
+        try:
+            signed = read_approval_token(token)
+        except ApprovalError as exc:
+            return Outcome(False, str(exc))
         return self.consider_signed(signed)
 
     def consider_signed(self, signed: SignedStatement) -> Outcome:
-        refusal = self._refusal(signed)
         statement = signed.statement
-        if refusal:
-            return Outcome(False, refusal, statement.approver, statement.decision, signed)
+        try:
+            self.check(signed)
+        except ApprovalError as exc:
+            return Outcome(False, str(exc), statement.approver, statement.decision, signed)
         self.seen_nonces.add(statement.nonce)
         if statement.decision == "reject":
             return Outcome(
@@ -175,66 +191,63 @@ class ApprovalLedger:
             signed,
         )
 
-    def _refusal(self, signed: SignedStatement) -> str | None:
+    def check(self, signed: SignedStatement) -> None:
+        """ApprovalError naming the first reason why the statement does not count here and now."""
         statement = signed.statement
-        for check in (self._signature, self._replay, self._binding, self._expiry, self._duties):
-            reason = check(signed, statement)
-            if reason:
-                return reason
-        return None
+        self._signature(signed)
+        if statement.nonce in self.seen_nonces:
+            raise ApprovalError(
+                f"statement {statement.nonce[:8]}… of {statement.approver} was already used (replay)"
+            )
+        self._binding(statement)
+        check_window(
+            "statement",
+            statement.issued_at,
+            statement.expires_at,
+            self.policy.statement_expiry_minutes,
+            skew_seconds=self.clock_skew_seconds,
+            check_expiry=self.check_expiry,
+        )
+        self._duties(statement)
 
-    def _signature(self, signed: SignedStatement, statement: ApprovalStatement) -> str | None:
+    def _signature(self, signed: SignedStatement) -> None:
+        statement = signed.statement
         try:
             self.approvers.get(statement.approver)
         except ConfigError as exc:
-            return str(exc)
-        key = self.keys[statement.approver]
+            raise ApprovalError(str(exc)) from None
         try:
-            key.verify(base64.b64decode(signed.signature), canonical(statement.model_dump()))
-        except (InvalidSignature, ValueError):
-            return f"the signature does not verify with the registered key of approver {statement.approver!r}"
-        return None
+            signature = base64.b64decode(signed.signature, validate=True)
+            self.keys[statement.approver].verify(signature, canonical(statement.model_dump()))
+        except (InvalidSignature, binascii.Error, ValueError):
+            raise ApprovalError(
+                f"the signature does not verify with the registered key of approver {statement.approver!r}"
+            ) from None
 
-    def _replay(self, signed: SignedStatement, statement: ApprovalStatement) -> str | None:
-        if statement.nonce in self.seen_nonces:
-            return f"statement {statement.nonce[:8]}… of {statement.approver} was already used (replay)"
-        return None
-
-    def _binding(self, signed: SignedStatement, statement: ApprovalStatement) -> str | None:
+    def _binding(self, statement: ApprovalStatement) -> None:
         expected = self.request
         for name in ("flow_run_id", "model", "version", "artifact_digest"):
             given, wanted = getattr(statement, name), getattr(expected, name)
             if given != wanted:
-                return f"the statement is for {name} {given!r}, not {wanted!r}: it approves something else"
-        return None
+                raise ApprovalError(
+                    f"the statement is for {name} {given!r}, not {wanted!r}: it approves something else"
+                )
 
-    def _expiry(self, signed: SignedStatement, statement: ApprovalStatement) -> str | None:
-        try:
-            issued = datetime.fromisoformat(statement.issued_at)
-            expires = datetime.fromisoformat(statement.expires_at)
-        except ValueError:
-            return "the statement's issued_at/expires_at are not ISO timestamps"
-        if issued.tzinfo is None or expires.tzinfo is None:
-            return "the statement's issued_at/expires_at have no time zone; sign a new one"
-        if self.check_expiry and expires <= now_utc():
-            return f"the statement expired at {statement.expires_at}; sign a new one"
-        if expires - issued > timedelta(minutes=self.policy.statement_expiry_minutes):
-            limit = self.policy.statement_expiry_minutes
-            return f"the statement is valid for longer than the policy's {limit} minutes"
-        return None
-
-    def _duties(self, signed: SignedStatement, statement: ApprovalStatement) -> str | None:
+    def _duties(self, statement: ApprovalStatement) -> None:
         approver = statement.approver
         if approver == self.request.submitted_by:
             subject = f"{self.request.model} v{self.request.version}"
-            return f"{approver} submitted {subject} and cannot approve it (segregation of duties)"
+            raise ApprovalError(
+                f"{approver} submitted {subject} and cannot approve it (segregation of duties)"
+            )
         roles = self.approvers.get(approver).roles
         required = self.policy.required_roles
         if required and not set(roles) & set(required):
-            return f"approver {approver!r} has roles {roles}, none of the required {required}"
+            raise ApprovalError(f"approver {approver!r} has roles {roles}, none of the required {required}")
         if statement.decision == "approve" and self._same_person(approver):
-            return f"{approver} has already approved; the quorum of {self.required} needs distinct approvers"
-        return None
+            raise ApprovalError(
+                f"{approver} has already approved; the quorum of {self.required} needs distinct approvers"
+            )
 
     def _same_person(self, approver: str) -> bool:
         """Whether ``approver`` (by id, email or key) is one of those who approved already."""
@@ -263,6 +276,13 @@ def require_proven_submitter(request: ApprovalRequest, policy: ApprovalPolicy) -
         )
 
 
+class ApprovalsDocument(BaseModel):
+    """``approvals.json`` of a release, as far as re-checking its approvals needs it."""
+
+    request: ApprovalRequest
+    approvals: list[SignedStatement]
+
+
 def verify_release_approvals(
     document: bytes,
     request: ApprovalRequest,
@@ -275,14 +295,13 @@ def verify_release_approvals(
     approver list and policy; the approvers who count, or SignatureError when they are no quorum.
     """
     try:
-        parsed = json.loads(document)
-        recorded = ApprovalRequest.model_validate(parsed["request"])
-        statements = [SignedStatement.model_validate(item) for item in parsed["approvals"]]
-    except (ValueError, KeyError, TypeError, ValidationError):
+        parsed = ApprovalsDocument.model_validate_json(document)
+    except ValidationError:
         raise SignatureError(
             f"{request.model} v{request.version}: approvals.json is not an approvals document"
         ) from None
-    expected = request.model_copy(update={"flow_run_id": recorded.flow_run_id})
+    statements = parsed.approvals
+    expected = request.model_copy(update={"flow_run_id": parsed.request.flow_run_id})
     try:
         require_proven_submitter(expected, policy)
     except ApprovalError as exc:

@@ -6,6 +6,10 @@ with a nonce and an expiry. Training verifies it and records the proven person i
 candidate claims, so no tag edit or flow parameter changes who submitted a version, and the
 submitter can never count towards its approval quorum.
 
+A submission counts for one training run: its nonce is recorded as used (``trust/nonces.py``) once
+everything else verified, so the token, readable by anyone as a flow parameter, cannot be replayed
+by another run with the same parameters while it is unexpired.
+
 A candidate without a proven submitter (an automation-started retrain, or a free-text name) is
 handled by the policy's ``approval.unproven_submission``: ``refuse`` its release, or require
 ``extra_approval`` (one approver more than the quorum).
@@ -14,46 +18,73 @@ handled by the policy's ``approval.unproven_submission``: ``refuse`` its release
 from __future__ import annotations
 
 import base64
-import secrets
-from datetime import UTC, datetime, timedelta
+import binascii
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from govdeploy.config.approvers import Approvers
 from govdeploy.errors import ApprovalError, ConfigError
 from govdeploy.trust.audit import canonical
 from govdeploy.trust.keys import approver_public_key
+from govdeploy.trust.nonces import UsedNonces, new_use
+from govdeploy.trust.validity import (
+    DEFAULT_CLOCK_SKEW_SECONDS,
+    Name,
+    Nonce,
+    Signature,
+    Timestamp,
+    check_window,
+    new_nonce,
+    new_window,
+    read_token,
+    shown,
+)
+
+TOKEN_FIX = "create one with 'govdeploy train --key KEYFILE'"
+# a training parameter: a JSON scalar of bounded size
+Parameter = (
+    StrictBool
+    | Annotated[int, Field(ge=-(2**63), le=2**63)]
+    | Annotated[float, Field(allow_inf_nan=False)]
+    | Annotated[str, Field(max_length=4096)]
+    | None
+)
 
 
 class SubmissionStatement(BaseModel):
-    model: str
-    parameters: dict[str, Any]  # the training parameters, exactly as the flow runs them
-    submitted_by: str
-    nonce: str
-    issued_at: str
-    expires_at: str
+    model_config = ConfigDict(extra="forbid")
+
+    model: Name
+    # the training parameters, exactly as the flow runs them
+    parameters: Annotated[dict[Annotated[str, Field(max_length=64)], Parameter], Field(max_length=32)]
+    submitted_by: Name
+    nonce: Nonce
+    issued_at: Timestamp
+    expires_at: Timestamp
 
 
 class SignedSubmission(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     statement: SubmissionStatement
-    signature: str
+    signature: Signature
 
 
 def make_submission(
     model: str, parameters: dict[str, Any], submitted_by: str, valid_minutes: int
 ) -> SubmissionStatement:
-    issued = datetime.now(UTC)
+    issued_at, expires_at = new_window(valid_minutes)
     return SubmissionStatement(
         model=model,
         parameters=parameters,
         submitted_by=submitted_by,
-        nonce=secrets.token_hex(16),
-        issued_at=issued.isoformat(timespec="seconds"),
-        expires_at=(issued + timedelta(minutes=valid_minutes)).isoformat(timespec="seconds"),
+        nonce=new_nonce(),
+        issued_at=issued_at,
+        expires_at=expires_at,
     )
 
 
@@ -64,6 +95,11 @@ def sign_submission(statement: SubmissionStatement, key: ed25519.Ed25519PrivateK
     return base64.urlsafe_b64encode(signed.model_dump_json().encode()).decode()
 
 
+def read_submission(token: str) -> SignedSubmission:
+    """The signed submission a token carries (not yet verified); ApprovalError when it carries none."""
+    return read_token(token, SignedSubmission, "submission token", TOKEN_FIX)
+
+
 def verify_submission(
     token: str,
     model: str,
@@ -71,52 +107,52 @@ def verify_submission(
     approvers: Approvers,
     keys_dir: Path,
     max_minutes: int,
+    *,
+    used: UsedNonces,
+    flow_run_id: str | None,
+    claimed: str | None = None,
+    skew_seconds: int = DEFAULT_CLOCK_SKEW_SECONDS,
 ) -> str:
-    """The proven submitter of a training run; ApprovalError naming what does not hold."""
-    try:
-        signed = SignedSubmission.model_validate_json(base64.urlsafe_b64decode(token.strip().encode()))
-    except (ValueError, ValidationError):
+    """The proven submitter of the training run ``flow_run_id``; ApprovalError naming what does not
+    hold. A submission that holds is used up: the same token is refused for any other run."""
+    signed = read_submission(token)
+    statement = signed.statement
+    _check_signature(signed, approvers, keys_dir)
+    if claimed and claimed != statement.submitted_by:
         raise ApprovalError(
-            "the submission is not a signed submission token; create one with 'govdeploy train --key KEYFILE'"
-        ) from None
+            f"the submission is signed by {statement.submitted_by!r}, not by the claimed {shown(claimed)}"
+        )
+    _check_binding(statement, model, parameters)
+    check_window(
+        "submission", statement.issued_at, statement.expires_at, max_minutes, skew_seconds=skew_seconds
+    )
+    used.claim(statement.nonce, new_use(flow_run_id, statement.submitted_by, statement.expires_at))
+    return statement.submitted_by
+
+
+def _check_signature(signed: SignedSubmission, approvers: Approvers, keys_dir: Path) -> None:
     statement = signed.statement
     try:
         key = approver_public_key(approvers, statement.submitted_by, keys_dir)
     except ConfigError as exc:
         raise ApprovalError(f"submission by {statement.submitted_by!r} refused: {exc}") from None
     try:
-        key.verify(base64.b64decode(signed.signature), canonical(statement.model_dump()))
-    except (InvalidSignature, ValueError):
+        key.verify(base64.b64decode(signed.signature, validate=True), canonical(statement.model_dump()))
+    except (InvalidSignature, binascii.Error, ValueError):
         raise ApprovalError(
             f"the submission does not verify with the registered key of {statement.submitted_by!r}"
         ) from None
-    _check_binding(statement, model, parameters)
-    _check_time(statement, max_minutes)
-    return statement.submitted_by
 
 
 def _check_binding(statement: SubmissionStatement, model: str, parameters: dict[str, Any]) -> None:
     if statement.model != model:
         raise ApprovalError(f"the submission is for model {statement.model!r}, not {model!r}")
-    if canonical(statement.parameters) != canonical(parameters):
-        raise ApprovalError(
-            f"the submission signed the parameters {statement.parameters}, the run has {parameters}: "
-            "sign a submission for this run"
-        )
-
-
-def _check_time(statement: SubmissionStatement, max_minutes: int) -> None:
     try:
-        issued = datetime.fromisoformat(statement.issued_at)
-        expires = datetime.fromisoformat(statement.expires_at)
-    except ValueError:
-        raise ApprovalError("the submission's issued_at/expires_at are not ISO timestamps") from None
-    if issued.tzinfo is None or expires.tzinfo is None:
-        raise ApprovalError("the submission's issued_at/expires_at have no time zone; sign a new one")
-    now = datetime.now(UTC)
-    if expires <= now or issued > now + timedelta(minutes=5):
+        same = canonical(statement.parameters) == canonical(parameters)
+    except ValueError:  # a parameter that is no JSON text (e.g. a lone surrogate in a path)
+        same = False
+    if not same:
         raise ApprovalError(
-            f"the submission is not valid now (issued {issued}, expires {expires}); sign a new one"
+            f"the submission signed the parameters {shown(statement.parameters)}, the run has "
+            f"{shown(parameters)}: sign a submission for this run"
         )
-    if expires - issued > timedelta(minutes=max_minutes):
-        raise ApprovalError(f"the submission is valid for longer than the policy's {max_minutes} minutes")

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import base64
+import json
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from govdeploy.trust.approvals import (
 )
 from govdeploy.trust.audit import canonical
 from govdeploy.trust.keys import init_keys, load_ed25519_private
+from govdeploy.trust.validity import MAX_TOKEN_CHARS
 from tests.conftest import CONFIG_DIR
 
 REQUEST = ApprovalRequest(
@@ -127,9 +130,6 @@ def test_the_same_approver_twice_and_a_replay_are_refused(ledger: ApprovalLedger
 
 
 def test_an_edited_statement_no_longer_verifies(ledger: ApprovalLedger, keys_dir: Path) -> None:
-    import base64
-    import json
-
     signed = json.loads(base64.urlsafe_b64decode(token(keys_dir, "alice")))
     signed["statement"]["expires_at"] = (now_utc() + timedelta(days=30)).isoformat(timespec="seconds")
     forged = base64.urlsafe_b64encode(json.dumps(signed).encode()).decode()
@@ -229,3 +229,93 @@ def test_an_unproven_submitter_needs_one_more_approval_or_is_refused(keys_dir: P
         verify_release_approvals(_document(keys_dir, "alice", "bob"), unproven, refusing, approvers, keys_dir)
     with pytest.raises(ApprovalError, match="the policy refuses such releases"):
         require_proven_submitter(unproven, refusing)
+
+
+def _raw_token(keys_dir: Path, statement: dict[str, object], signer: str = "alice") -> str:
+    """A token over any statement document, signed with ``signer``'s real key."""
+    key = load_ed25519_private(keys_dir / "approvers" / f"{signer}.key")
+    signature = base64.b64encode(key.sign(canonical(statement))).decode()
+    return base64.urlsafe_b64encode(
+        json.dumps({"statement": statement, "signature": signature}).encode()
+    ).decode()
+
+
+def _statement(signer: str = "alice", **changes: object) -> dict[str, object]:
+    return {**make_statement(REQUEST, signer, "approve", "ok", 30).model_dump(), **changes}
+
+
+def _at(days: float = 0, minutes: float = 0) -> str:
+    return (now_utc() + timedelta(days=days, minutes=minutes)).isoformat(timespec="seconds")
+
+
+MALFORMED: list[tuple[Callable[[Path], str], str]] = [
+    (lambda k: "[" * 6500 + "]" * 6500, "not base64url text"),
+    (lambda k: base64.urlsafe_b64encode(b"[" * 4500 + b"]" * 4500).decode(), "recursion limit"),
+    (lambda k: base64.urlsafe_b64encode(b'{"a":' * 2000 + b"1" + b"}" * 2000).decode(), "recursion limit"),
+    (lambda k: "A" * (MAX_TOKEN_CHARS + 4), "over the limit"),
+    (lambda k: base64.urlsafe_b64encode(b"\xff\xfe\x00{}").decode(), "Invalid JSON"),
+    (lambda k: "\ud800" + token(k, "alice"), "not base64url text"),
+    (lambda k: token(k, "alice")[:-2] + "!=", "not base64url text"),
+    (lambda k: base64.urlsafe_b64encode(b"[1, 2]").decode(), "not a signed approval token"),
+    (lambda k: _raw_token(k, _statement(issued_at="2026-11-29T10:00:00")), "no time zone"),
+    (lambda k: _raw_token(k, _statement(expires_at="2099-11-29T10:00:00")), "no time zone"),
+    (lambda k: _raw_token(k, _statement(issued_at=_at(30), expires_at=_at(30, 30))), "in the future"),
+    (lambda k: _raw_token(k, _statement(issued_at=_at(0, 5), expires_at=_at(0, 30))), "in the future"),
+    (lambda k: _raw_token(k, _statement(issued_at="0001-01-01T00:00:00+14:00")), "out of range"),
+    (lambda k: _raw_token(k, _statement(expires_at="soon")), "not an ISO timestamp"),
+    (
+        lambda k: _raw_token(k, _statement(issued_at=_at(0, 1), expires_at=_at(0, 0.5))),
+        "before it was issued",
+    ),
+    (lambda k: _raw_token(k, _statement(reason="x" * 5000)), "statement.reason"),
+    (lambda k: _raw_token(k, _statement(approver="a" * 1000)), "statement.approver"),
+    (lambda k: _raw_token(k, _statement(decision="maybe")), "statement.decision"),
+    (lambda k: _raw_token(k, _statement(version=3)), "statement.version"),
+    (lambda k: _raw_token(k, _statement(nonce="zz")), "statement.nonce"),
+    (lambda k: _raw_token(k, _statement(quorum=1)), "Extra inputs are not permitted"),
+    (lambda k: _raw_token(k, _statement(), signer="bob"), "does not verify"),
+    (lambda k: _raw_token(k, _statement("mallory")), "approver 'mallory' is unknown"),
+    (lambda k: _raw_token(k, _statement("erin"), signer="erin"), "none of the required ['risk-officer']"),
+    (lambda k: _raw_token(k, _statement("dana"), signer="dana"), "segregation of duties"),
+    # the signed bytes changed in transit ("run-1" becomes "rfoo1"): the signature covers other bytes
+    (lambda k: token(k, "alice")[:40] + "Zm9v" + token(k, "alice")[44:], "does not verify"),
+]
+
+
+@pytest.mark.parametrize(("make", "reason"), MALFORMED)
+def test_malformed_statements_are_refused_with_a_reason(
+    ledger: ApprovalLedger, keys_dir: Path, make: Callable[[Path], str], reason: str
+) -> None:
+    outcome = ledger.consider(make(keys_dir))
+    assert not outcome.accepted
+    assert reason in outcome.reason
+    assert ledger.approved == [] and ledger.seen_nonces == set()
+
+
+def test_a_statement_within_the_clock_skew_counts(ledger: ApprovalLedger, keys_dir: Path) -> None:
+    ahead = _statement(issued_at=_at(0, 1), expires_at=_at(0, 31))
+    assert ledger.consider(_raw_token(keys_dir, ahead)).accepted
+
+
+def test_the_clock_skew_is_the_ledgers_setting(keys_dir: Path) -> None:
+    policy = ApprovalPolicy(quorum=2, required_roles=["risk-officer"])
+    approvers = load_approvers(CONFIG_DIR / "approvers.yaml")
+    strict = ApprovalLedger(REQUEST, policy, approvers, keys_dir, clock_skew_seconds=0)
+    ahead = _raw_token(keys_dir, _statement(issued_at=_at(0, 1), expires_at=_at(0, 31)))
+    outcome = strict.consider(ahead)
+    assert not outcome.accepted and "0 s of clock skew allowed" in outcome.reason
+
+
+def test_whitespace_around_and_inside_a_pasted_token_is_ignored(
+    ledger: ApprovalLedger, keys_dir: Path
+) -> None:
+    good = token(keys_dir, "alice")
+    wrapped = "\n".join(good[i : i + 76] for i in range(0, len(good), 76))
+    assert ledger.consider(f"  {wrapped}\n").accepted
+
+
+def test_a_tampered_approvals_document_is_refused_not_a_crash(keys_dir: Path) -> None:
+    approvers = load_approvers(CONFIG_DIR / "approvers.yaml")
+    for document in (b"[" * 50_000 + b"]" * 50_000, b"\xff", b'{"request": 1, "approvals": []}'):
+        with pytest.raises(SignatureError, match="not an approvals document"):
+            verify_release_approvals(document, REQUEST, RELEASE_RULES, approvers, keys_dir)
