@@ -123,7 +123,11 @@ def wait_for_approvals(
     retention = config.policy.retention.audit_days
     try:  # an approver list that cannot count, or a release the policy refuses, leaves a record
         ledger = ApprovalLedger(
-            request, config.policy.approval, load_approvers(settings.approvers_path), settings.keys_dir
+            request,
+            config.policy.approval,
+            load_approvers(settings.approvers_path),
+            settings.keys_dir,
+            clock_skew_seconds=config.policy.approval.clock_skew_seconds,
         )
         require_proven_submitter(request, config.policy.approval)
     except GovdeployError as exc:

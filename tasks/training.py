@@ -99,6 +99,7 @@ def prove_submitter(
             used=submission_nonces(settings.state_dir),
             flow_run_id=run_id,
             claimed=claimed,
+            skew_seconds=config.policy.approval.clock_skew_seconds,
         )
     except GovdeployError as exc:  # a refused submission is an attempt: it leaves a record
         audit_event.fn(

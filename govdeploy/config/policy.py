@@ -83,6 +83,8 @@ class ApprovalPolicy(StrictModel):
     # a candidate whose submitter is not proven by a signed submission: refuse its release, or
     # require one approver more than the quorum
     unproven_submission: Literal["refuse", "extra_approval"] = "extra_approval"
+    # how far in the future a statement or submission may be dated (clocks of signers drift)
+    clock_skew_seconds: Annotated[int, Field(ge=0, le=600)] = 120
 
 
 class CanaryPolicy(StrictModel):
