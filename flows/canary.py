@@ -6,10 +6,23 @@ from typing import Any
 
 from prefect import flow
 
+from govdeploy.backends.locks import model_change
+from govdeploy.config.governance import Governance
 from govdeploy.errors import RolloutError
 from tasks.audit import audit_event
-from tasks.canary import complete, observe_step, require_challenger, roll_back_canary
-from tasks.governance import load_config
+from tasks.canary import (
+    alert_orphan,
+    complete,
+    find_orphan,
+    observe_step,
+    require_challenger,
+    require_champion,
+    roll_back_canary,
+)
+from tasks.governance import catalogued_models, load_config
+
+# how long a change waits for the one before it (a canary holds the lock for all its steps)
+CHANGE_WAIT_SECONDS = 900.0
 
 
 @flow(name="canary", log_prints=True)
@@ -22,8 +35,13 @@ def canary(model: str, version: str, bake_seconds: float | None = None) -> dict[
         bake_seconds: Bake less than the policy's time per step (never longer).
     """
     version = str(version)
-    # Stage 1: policy and the versions involved
+    # Stage 1: policy and the versions involved; one change of the model's serving at a time
     config = load_config(model)
+    with model_change(model, "canary", CHANGE_WAIT_SECONDS):
+        return _steps(model, version, bake_seconds, config)
+
+
+def _steps(model: str, version: str, bake_seconds: float | None, config: Governance) -> dict[str, Any]:
     policy = config.policy.canary
     champion = require_challenger(model, version)
     bake = min(float(policy.bake_seconds), bake_seconds or float(policy.bake_seconds))
@@ -67,6 +85,57 @@ def canary(model: str, version: str, bake_seconds: float | None = None) -> dict[
     previous = complete(model, version)
     audit("canary.promoted", {"previous": previous, "steps": [s["weight"] for s in steps]})
     return {"model": model, "version": version, "champion": version, "previous": previous, "steps": steps}
+
+
+@flow(name="canary-abort", log_prints=True)
+def canary_abort(model: str, reason: str = "requested") -> dict[str, Any]:
+    """End a canary at once: all traffic back to the champion, the challenger removed.
+
+    Not serialised with other changes: it is the brake. A canary run still live fails at its next
+    step (its challenger is gone) and records that.
+
+    Args:
+        model: Registered model name.
+        reason: Why, for the audit trail.
+    """
+    config = load_config(model)
+    champion = require_champion(model)
+    ended = roll_back_canary(model, None, [reason])
+    if ended is not None:
+        audit_event(
+            "canary.aborted",
+            {"reason": reason, "champion": champion},
+            model=model,
+            version=ended,
+            policy_digest=config.digest,
+            retention_days=config.policy.retention.audit_days,
+        )
+    return {"model": model, "aborted": ended, "champion": champion}
+
+
+@flow(name="canary-watch", log_prints=True)
+def canary_watch() -> list[dict[str, Any]]:
+    """End every orphaned canary: a challenger with traffic that no live canary run judges (its run
+    crashed, or its process died mid-step). Scheduled every minute by ``flows/serve.py``."""
+    ended = []
+    for model in catalogued_models():
+        config = load_config(model)
+        found = find_orphan(model, config.policy.canary)
+        if found is None:
+            continue
+        challenger, reason = found
+        roll_back_canary(model, challenger, [reason])
+        audit_event(
+            "canary.orphaned",
+            {"reason": reason},
+            model=model,
+            version=challenger,
+            policy_digest=config.digest,
+            retention_days=config.policy.retention.audit_days,
+        )
+        alert_orphan(model, reason)
+        ended.append({"model": model, "version": challenger, "reason": reason})
+    return ended
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ from typing import Any
 
 from prefect import flow
 
+from flows.canary import CHANGE_WAIT_SECONDS
 from flows.canary import canary as run_canary
+from govdeploy.backends.locks import model_change
 from govdeploy.errors import ValidationGateError
 from govdeploy.release.gate import decide, require_pass, validation_only
 from tasks.approval import approval_request, promote_version, wait_for_approvals
@@ -92,15 +94,19 @@ def release(
 
     # Stage 6: signed promotion (release signature over the approved bytes, then the signed serving
     # record that commits it, announced first in the audit trail)
-    intent = audit_event(
-        "model.promoting",
-        {"approvers": [a.statement.approver for a in approvals], "artifact_digest": request.artifact_digest},
-        model=model,
-        version=version,
-        policy_digest=config.digest,
-        retention_days=config.policy.retention.audit_days,
-    )
-    promoted = promote_version(request, approvals, report, config, canary, str(intent.seq))
+    with model_change(model, "promotion", CHANGE_WAIT_SECONDS):
+        intent = audit_event(
+            "model.promoting",
+            {
+                "approvers": [a.statement.approver for a in approvals],
+                "artifact_digest": request.artifact_digest,
+            },
+            model=model,
+            version=version,
+            policy_digest=config.digest,
+            retention_days=config.policy.retention.audit_days,
+        )
+        promoted = promote_version(request, approvals, report, config, canary, str(intent.seq))
     audit_event(
         "model.promoted",
         {

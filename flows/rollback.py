@@ -6,6 +6,8 @@ from typing import Any
 
 from prefect import flow
 
+from flows.canary import CHANGE_WAIT_SECONDS
+from govdeploy.backends.locks import model_change
 from tasks.audit import audit_event
 from tasks.canary import roll_back_champion
 from tasks.governance import load_config
@@ -20,7 +22,8 @@ def rollback(model: str, reason: str = "requested") -> dict[str, Any]:
         reason: Why, for the audit trail.
     """
     config = load_config(model)
-    current, target = roll_back_champion(model)
+    with model_change(model, "rollback", CHANGE_WAIT_SECONDS):
+        current, target = roll_back_champion(model)
     audit_event(
         "rollback",
         {"from": current, "to": target, "reason": reason},

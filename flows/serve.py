@@ -15,7 +15,7 @@ from prefect.client.schemas.schedules import CronSchedule
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 
-from flows.canary import canary
+from flows.canary import canary, canary_abort, canary_watch
 from flows.drift import drift
 from flows.release import release
 from flows.retrain import retrain
@@ -73,6 +73,16 @@ def deployments() -> list[Any]:
             name="canary",
             description="Canary a promoted challenger through the gateway.",
             parameters={"model": "credit-risk"},
+        ),
+        canary_abort.to_deployment(
+            name="canary-abort",
+            description="End a canary at once: all traffic back to the champion.",
+            parameters={"model": "credit-risk"},
+        ),
+        canary_watch.to_deployment(
+            name="canary-watch",
+            description="Every minute: end any canary whose challenger has traffic no live run judges.",
+            interval=60,
         ),
         rollback.to_deployment(
             name="rollback",

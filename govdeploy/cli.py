@@ -446,17 +446,42 @@ def audit_show(
     console.print(table)
 
 
-@app.command()
+canary_app = typer.Typer(
+    help="Canary releases: `govdeploy canary --model M --version V` runs one; `canary abort` ends one.",
+    invoke_without_command=True,
+)
+app.add_typer(canary_app, name="canary")
+
+
+@canary_app.callback()
 def canary(
-    model: Annotated[str, typer.Option(help="Registered model name.")],
-    version: Annotated[str, typer.Option(help="The promoted challenger version.")],
+    context: typer.Context,
+    model: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
+    version: Annotated[str | None, typer.Option(help="The promoted challenger version.")] = None,
 ) -> None:
     """Run the canary of a promoted challenger through the gateway (rollback on breach).
 
     Runs on the served ``canary`` deployment.
     """
+    if context.invoked_subcommand is not None:
+        return
+    if not model or not version:
+        raise typer.BadParameter("give --model and --version (or a command: abort)")
     run_id = _run_served("canary/canary", "canary", {"model": model, "version": version}, 4 * 3600)
     console.print(f"[green]champion[/green] {model} v{_champion(model)} (flow run {run_id})")
+
+
+@canary_app.command("abort")
+def canary_abort(
+    model: Annotated[str, typer.Option(help="Registered model name.")],
+    reason: Annotated[str, typer.Option(help="Why, for the audit trail.")] = "aborted from the CLI",
+) -> None:
+    """End a canary at once: all traffic back to the champion, the challenger removed (signed record,
+    audit record). Runs on the served ``canary-abort`` deployment."""
+    run_id = _run_served("canary-abort/canary-abort", "canary abort", {"model": model, "reason": reason}, 600)
+    champion, challenger = _serving(model)
+    what = "no challenger serves" if challenger is None else f"challenger v{challenger} still serves"
+    console.print(f"[green]canary ended[/green] {model}: champion v{champion}, {what} (flow run {run_id})")
 
 
 @app.command()

@@ -7,9 +7,11 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
+from govdeploy.backends import flow_runs
 from govdeploy.config.policy import CanaryPolicy
 from govdeploy.config.settings import Settings, get_settings
 from govdeploy.errors import RolloutError
+from govdeploy.monitoring.alerts import post_alert
 from govdeploy.serving import gateway_client, rollout
 from govdeploy.serving.canary import StepVerdict, observe
 from govdeploy.trust.roots import load_roots
@@ -58,18 +60,22 @@ def observe_step(
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def roll_back_canary(model: str, challenger: str, reasons: list[str]) -> None:
+def roll_back_canary(model: str, challenger: str | None, reasons: list[str]) -> str | None:
     """All traffic back to the champion and the challenger removed (one signed record); the gateway
-    drops it at once; an event for automations."""
+    drops it at once; an event for automations. Returns the challenger removed (None: there was no
+    canary)."""
     settings = get_settings()
-    record = rollout.abort_canary(settings, model, settings.user)
-    if record is not None:
-        _apply_now(settings, record)
+    aborted = rollout.abort_canary(settings, model, settings.user)
+    if aborted is None:
+        return None
+    record, challenger = aborted
+    _apply_now(settings, record)
     emit_event(
         event="govdeploy.canary.rolled_back",
         resource={"prefect.resource.id": f"govdeploy.model.{model}.v{challenger}"},
         payload={"model": model, "version": challenger, "reasons": reasons},
     )
+    return challenger
 
 
 @task(cache_policy=NO_CACHE)
@@ -103,3 +109,32 @@ def require_challenger(model: str, version: str) -> str:
             "release flow and canary.enabled: true"
         )
     return now.champion
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def find_orphan(model: str, policy: CanaryPolicy) -> tuple[str, str] | None:
+    """(challenger, why) when ``model``'s challenger has traffic no live canary run judges, or None."""
+    settings = get_settings()
+    record = rollout.serving_now(settings, model)
+    if record is None or record.challenger is None or record.challenger_weight == 0:
+        return None
+    live = flow_runs.live_runs("canary", {"model": model, "version": record.challenger})
+    reason = rollout.orphaned(record, bool(live), stale_after_seconds=3 * policy.bake_seconds + 120)
+    return (record.challenger, reason) if reason else None
+
+
+@task(cache_policy=NO_CACHE)
+def alert_orphan(model: str, reason: str) -> None:
+    """Alert that an orphaned canary was ended (or could not be)."""
+    settings = get_settings()
+    alert = {"event": "govdeploy.canary.orphaned", "model": model, "reason": reason}
+    get_run_logger().error("%s; alert %s", reason, post_alert(settings.alert_webhook, alert))
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def require_champion(model: str) -> str:
+    """The champion the signed serving record names; RolloutError when none serves."""
+    champion = rollout.serving_champion(get_settings(), model)
+    if champion is None:
+        raise RolloutError(f"{model} has no serving champion; release one first")
+    return champion

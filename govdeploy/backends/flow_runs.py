@@ -6,11 +6,20 @@ from __future__ import annotations
 from typing import Any, cast
 from uuid import UUID
 
+import httpx
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-from prefect.client.schemas.objects import FlowRun, State
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.deployments import run_deployment
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectNotFound, PrefectException
 from prefect.flow_runs import resume_flow_run
 
 from govdeploy.errors import GovdeployError
@@ -116,3 +125,24 @@ def wait_for_run(deployment: str, since: float, state: str | None = None, timeou
             f"within {timeout:.0f} s"
         )
     return found
+
+
+def live_runs(flow_name: str, parameters: dict[str, Any]) -> list[FlowRun]:
+    """Runs of flow ``flow_name`` not yet ended (scheduled, pending, running, paused) whose
+    parameters include ``parameters``; GovdeployError when the Prefect API cannot be read."""
+    ended = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
+    try:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(not_any_=ended))
+                ),
+            )
+    except (PrefectException, httpx.HTTPError, OSError) as exc:
+        raise GovdeployError(f"the runs of flow {flow_name!r} could not be read from Prefect: {exc}") from exc
+    return [
+        run
+        for run in runs
+        if all(str(run.parameters.get(key)) == str(value) for key, value in parameters.items())
+    ]

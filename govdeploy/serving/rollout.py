@@ -10,6 +10,7 @@ a tag anyone with registry access can edit.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from itertools import pairwise
 
 from govdeploy.backends import registry
@@ -160,12 +161,13 @@ def set_weight(settings: Settings, model: str, version: str, weight: int, issuer
     )
 
 
-def abort_canary(settings: Settings, model: str, issuer: str) -> ServingRecord | None:
-    """All traffic back to the champion and the challenger removed; None when there was no canary."""
+def abort_canary(settings: Settings, model: str, issuer: str) -> tuple[ServingRecord, str] | None:
+    """All traffic back to the champion and the challenger removed; returns the record and the
+    challenger it removed, None when there was no canary."""
     now = serving_now(settings, model)
     if now is None or now.challenger is None:
         return None
-    return publish(
+    record = publish(
         settings,
         model,
         champion=now.champion,
@@ -174,6 +176,7 @@ def abort_canary(settings: Settings, model: str, issuer: str) -> ServingRecord |
         action="canary-abort",
         issuer=issuer,
     )
+    return record, now.challenger
 
 
 def complete_canary(settings: Settings, model: str, version: str, issuer: str) -> tuple[ServingRecord, str]:
@@ -191,6 +194,24 @@ def complete_canary(settings: Settings, model: str, version: str, issuer: str) -
         issuer=issuer,
     )
     return record, previous
+
+
+def orphaned(record: ServingRecord | None, live: bool, stale_after_seconds: float) -> str | None:
+    """Why the canary ``record`` describes has nobody judging it (no live canary run, or no step
+    for longer than a step can take), or None: a challenger with traffic must always be watched."""
+    if record is None or record.challenger is None or record.challenger_weight == 0:
+        return None
+    what = (
+        f"challenger v{record.challenger} of {record.model} has {record.challenger_weight} % of the "
+        f"traffic (serving record #{record.sequence})"
+    )
+    if not live:
+        return f"{what} but no canary run of it is live"
+    age = (datetime.now(UTC) - datetime.fromisoformat(record.issued_at)).total_seconds()
+    if age > stale_after_seconds:
+        limit = f"a step takes at most {stale_after_seconds:.0f} s"
+        return f"{what} but its canary has not moved for {age:.0f} s ({limit})"
+    return None
 
 
 def rollback_target(records: list[ServingRecord], model: str) -> tuple[str, str]:

@@ -193,6 +193,8 @@ DEPLOYMENTS = (
     "train/train",
     "release/release",
     "canary/canary",
+    "canary-abort/canary-abort",
+    "canary-watch/canary-watch",
     "rollback/rollback",
     "retrain/retrain",
     "drift/drift",

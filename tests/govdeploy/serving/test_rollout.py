@@ -107,8 +107,9 @@ def test_abort_returns_all_traffic_to_the_champion(world: tuple[Settings, FakeBu
     _publish(config, "1", challenger="2", weight=50)
     aborted = rollout.abort_canary(config, "m", "dana")
     assert aborted is not None
-    assert (aborted.champion, aborted.challenger, aborted.challenger_weight) == ("1", None, 0)
-    assert aborted.action == "canary-abort"
+    record, removed = aborted
+    assert (record.champion, record.challenger, record.challenger_weight, removed) == ("1", None, 0, "2")
+    assert record.action == "canary-abort"
 
 
 def test_rollback_reads_its_target_from_the_signed_history(
@@ -144,3 +145,25 @@ def test_a_rollback_target_that_does_not_verify_is_refused(
         rollout.rollback(config, "m", None, "dana")  # type: ignore[arg-type]
     assert rollout.serving_champion(config, "m") == "2"
     assert len(bucket.versions["serving/m.json"]) == 2  # nothing written
+
+
+def test_a_challenger_with_traffic_and_nobody_judging_it_is_orphaned() -> None:
+    record = serving_records.ServingRecord(
+        model="m",
+        champion="1",
+        challenger="2",
+        challenger_weight=25,
+        issued_at=serving_records.now(),
+        issuer="dana",
+        sequence=4,
+    )
+    assert rollout.orphaned(record, live=True, stale_after_seconds=300) is None
+    reason = rollout.orphaned(record, live=False, stale_after_seconds=300)
+    assert reason == (
+        "challenger v2 of m has 25 % of the traffic (serving record #4) but no canary run of it is live"
+    )
+    old = record.model_copy(update={"issued_at": "2026-01-01T00:00:00+00:00"})
+    stuck = rollout.orphaned(old, live=True, stale_after_seconds=300)
+    assert stuck is not None and "has not moved for" in stuck and "at most 300 s" in stuck
+    assert rollout.orphaned(record.model_copy(update={"challenger_weight": 0}), False, 300) is None
+    assert rollout.orphaned(None, False, 300) is None

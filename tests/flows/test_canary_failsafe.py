@@ -1,0 +1,122 @@
+"""A canary never leaves an unjudged challenger serving: a step that fails, a canary nobody runs any
+more, an abort by hand; and changes of one model wait for each other."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+import pytest
+
+from flows.canary import canary, canary_abort, canary_watch
+from govdeploy.backends.locks import model_change
+from govdeploy.config.settings import Settings
+from govdeploy.errors import GovdeployError, RolloutError
+from govdeploy.serving import rollout
+from govdeploy.trust.audit_trail import records
+from tasks import canary as canary_tasks
+from tests.flows.conftest import MODEL, promote_now, train_as
+from tests.flows.test_canary import served_versions
+from tests.flows.test_gateway import key
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def champion(stack: Settings) -> dict[str, Any]:
+    first = train_as("dana", model=MODEL, rows=2000, seed=60)
+    promote_now(stack, first)
+    _reload(stack)
+    return first
+
+
+def _reload(stack: Settings) -> dict[str, Any]:
+    url = f"{stack.gateway_url}/v1/models/{MODEL}/reload"
+    return httpx.post(url, headers=key(stack, "deployer"), timeout=60).json()
+
+
+def _challenger_at(stack: Settings, champion: dict[str, Any], seed: int, weight: int) -> str:
+    """A promoted challenger with ``weight`` % of the traffic and no canary run judging it."""
+    candidate = train_as("dana", model=MODEL, rows=2000, seed=seed)
+    promote_now(stack, candidate, alias="challenger")
+    rollout.set_weight(stack, MODEL, candidate["version"], weight, "test")
+    info = _reload(stack)
+    assert info["challenger"] == candidate["version"], info
+    return str(candidate["version"])
+
+
+def _actions(stack: Settings, version: str) -> list[str]:
+    return [r.action for r in records(stack, MODEL) if r.version == version]
+
+
+def test_a_failing_step_returns_all_traffic_to_the_champion(
+    stack: Settings, champion: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    candidate = train_as("dana", model=MODEL, rows=2000, seed=61)
+    promote_now(stack, candidate, alias="challenger")
+
+    def unreadable(settings: Settings, model: str) -> dict[str, Any]:
+        raise GovdeployError("gateway metrics unreadable (the gateway restarted)")
+
+    monkeypatch.setattr(canary_tasks.gateway_client, "model_metrics", unreadable)
+    with pytest.raises(GovdeployError, match="gateway metrics unreadable"):
+        canary(model=MODEL, version=candidate["version"], bake_seconds=1)
+    record = rollout.serving_now(stack, MODEL)
+    assert record is not None
+    assert (record.champion, record.challenger, record.challenger_weight, record.action) == (
+        champion["version"],
+        None,
+        0,
+        "canary-abort",
+    )
+    assert served_versions(stack) == {champion["version"]}
+    assert _actions(stack, candidate["version"])[-1] == "canary.aborted"
+    aborted = [r for r in records(stack, MODEL) if r.action == "canary.aborted"][-1]
+    assert "gateway metrics unreadable" in aborted.payload["reason"]
+
+
+def test_an_orphaned_canary_is_ended_by_the_watch(stack: Settings, champion: dict[str, Any]) -> None:
+    orphan = _challenger_at(stack, champion, seed=62, weight=25)
+    ended = canary_watch()
+    assert [e["version"] for e in ended] == [orphan]
+    assert "no canary run of it is live" in ended[0]["reason"]
+    record = rollout.serving_now(stack, MODEL)
+    assert record is not None and record.challenger is None and record.champion == champion["version"]
+    assert _actions(stack, orphan)[-1] == "canary.orphaned"
+    assert canary_watch() == []  # nothing left to end
+
+
+def test_abort_ends_a_canary_by_hand(stack: Settings, champion: dict[str, Any]) -> None:
+    challenger = _challenger_at(stack, champion, seed=63, weight=50)
+    result = canary_abort(model=MODEL, reason="incident 7")
+    assert result == {"model": MODEL, "aborted": challenger, "champion": champion["version"]}
+    assert _reload(stack)["challenger"] is None
+    assert _actions(stack, challenger)[-1] == "canary.aborted"
+    assert canary_abort(model=MODEL, reason="again")["aborted"] is None  # nothing to end
+
+
+def test_changes_of_one_model_wait_for_each_other(stack: Settings) -> None:
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with model_change("lock-test", "canary", timeout_seconds=30):
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(30)
+        with (
+            pytest.raises(RolloutError, match="another change of lock-test"),
+            model_change("lock-test", "rollback", timeout_seconds=2),
+        ):
+            pass
+        with model_change("other-model", "rollback", timeout_seconds=5):
+            pass  # another model is not held up
+    finally:
+        release.set()
+        holder.join(30)
+    with model_change("lock-test", "rollback", timeout_seconds=10):
+        pass  # free again once the first change ended
