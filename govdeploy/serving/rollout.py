@@ -25,6 +25,11 @@ from govdeploy.trust.versions import verify_version
 log = logging.getLogger("govdeploy.rollout")
 
 TRAFFIC_TAG = "govdeploy.traffic.challenger"
+
+
+class KEEP:
+    """``publish(killed=KEEP)``: the kill switch as the newest record has it."""
+
 CHALLENGER = registry.CHALLENGER
 ENDS = (
     "to end a canary: `govdeploy canary abort MODEL`; to stop serving a model at once: its gateway's "
@@ -63,9 +68,17 @@ def publish(
     action: str,
     issuer: str,
     audit_record: str | None = None,
+    killed: str | type[KEEP] | None = KEEP,
 ) -> ServingRecord:
-    """Sign and write the serving record of this state, numbered one above every earlier record."""
+    """Sign and write the serving record of this state, numbered one above every earlier record.
+
+    The kill switch stays as the newest record has it unless ``killed`` is given: a promotion or a
+    canary step while a model is shut down keeps it shut down."""
     client = s3_client(settings)
+    if killed is KEEP:
+        now = serving_now(settings, model)
+        killed = now.killed if now else None
+    assert killed is None or isinstance(killed, str)
     record = ServingRecord(
         model=model,
         champion=champion,
@@ -78,9 +91,27 @@ def publish(
         ),
         audit_record=audit_record,
         action=action,
+        killed=killed,
     )
     serving_records.write(client, settings.bucket, record, keys.signing_key(settings, "serving"))
     return record
+
+
+def switch(settings: Settings, model: str, reason: str | None, issuer: str) -> ServingRecord:
+    """The kill switch: a record that shuts every version of ``model`` down (``reason``) or, with
+    None, lets the versions it names answer again. Durable and shared: every gateway, also after
+    a restart, follows it."""
+    now = serving_now(settings, model)
+    return publish(
+        settings,
+        model,
+        champion=now.champion if now else None,
+        challenger=now.challenger if now else None,
+        weight=now.challenger_weight if now else 0,
+        action="kill" if reason is not None else "revive",
+        issuer=issuer,
+        killed=reason,
+    )
 
 
 def sync_registry(settings: Settings, record: ServingRecord) -> str | None:

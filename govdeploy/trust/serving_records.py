@@ -56,6 +56,8 @@ class ServingRecord(BaseModel):
     # what changed: promotion, canary-step, canary-abort, canary-complete, rollback (the history of a
     # model's records is its signed changelog: rollback targets are read from it, not from tags)
     action: str = "publish"
+    # set by a deployer's kill switch: no version of the model answers while it is set (the reason)
+    killed: str | None = None
 
 
 def key_of(model: str) -> str:

@@ -59,13 +59,17 @@ class ServedModel:
     champion: Slot | None = None
     challenger: Slot | None = None
     challenger_weight: int = 0
+    # the kill switch as the newest signed serving record has it (durable, shared by every gateway)
     killed: str | None = None
+    # a kill this gateway could not make durable (the record could not be written): it holds here
+    # until a deployer revives the model
+    local_kill: str | None = None
     problems: list[str] = field(default_factory=list)
 
     def unavailable(self) -> str | None:
         """Why this model cannot answer now (kill switch, no verified champion), or None."""
-        if self.killed:
-            return f"model {self.name} is shut down by a deployer: {self.killed}"
+        if self.killed or self.local_kill:
+            return f"model {self.name} is shut down by a deployer: {self.killed or self.local_kill}"
         if self.champion is None:
             reason = "; ".join(self.problems) or "no champion is promoted"
             return f"model {self.name} has no verified champion ({reason})"
@@ -304,4 +308,5 @@ class ServingState:
         with self.lock:
             served.champion, served.challenger = champion, challenger
             served.challenger_weight = record.challenger_weight if challenger else 0
+            served.killed = record.killed
         self._check_aliases(served, record, previous)

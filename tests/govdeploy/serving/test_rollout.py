@@ -167,3 +167,24 @@ def test_a_challenger_with_traffic_and_nobody_judging_it_is_orphaned() -> None:
     assert stuck is not None and "has not moved for" in stuck and "at most 300 s" in stuck
     assert rollout.orphaned(record.model_copy(update={"challenger_weight": 0}), False, 300) is None
     assert rollout.orphaned(None, False, 300) is None
+
+
+def test_the_kill_switch_holds_through_later_changes_until_revived(
+    world: tuple[Settings, FakeBucket, Registry],
+) -> None:
+    config, _, _ = world
+    _publish(config, "1", challenger="2", weight=25)
+    killed = rollout.switch(config, "m", "incident 42", "deployer")
+    assert (killed.killed, killed.action, killed.challenger, killed.challenger_weight) == (
+        "incident 42",
+        "kill",
+        "2",
+        25,
+    )
+    step = rollout.set_weight(config, "m", "2", 50, "dana")  # a canary step while shut down
+    assert step.killed == "incident 42"
+    revived = rollout.switch(config, "m", None, "deployer")
+    assert (revived.killed, revived.action, revived.challenger_weight) == (None, "revive", 50)
+    assert rollout.abort_canary(config, "m", "dana") is not None
+    now = rollout.serving_now(config, "m")
+    assert now is not None and now.killed is None

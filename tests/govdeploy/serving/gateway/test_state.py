@@ -267,3 +267,29 @@ def test_a_reader_sees_the_problems_of_the_last_finished_refresh_never_a_half_bu
         release.set()
         background.join(10)
     assert gateway.models["m"].problems == problems
+
+
+def test_the_kill_switch_is_in_the_signed_record_and_survives_a_restart(world: World) -> None:
+    world.publish(1, "1")
+    killed = ServingRecord(
+        model="m",
+        champion="1",
+        challenger=None,
+        challenger_weight=0,
+        issued_at="2026-11-22T00:00:02+00:00",
+        issuer="deployer",
+        sequence=2,
+        action="kill",
+        killed="incident 42",
+    )
+    write(world.bucket, world.settings.bucket, killed, signing_key(world.settings, "serving"))
+    gateway = world.gateway()
+    gateway.refresh()
+    reason = gateway.models["m"].unavailable()
+    assert reason is not None and "incident 42" in reason
+    restarted = world.gateway()  # a new process reads the same record
+    restarted.refresh()
+    assert restarted.models["m"].unavailable() == reason
+    world.replay(world.bucket.versions[KEY][0] or b"", "1")  # an earlier record, not killed, re-put
+    restarted.refresh()
+    assert restarted.models["m"].unavailable() == reason

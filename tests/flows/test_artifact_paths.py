@@ -1,0 +1,46 @@
+"""Artifact names are bucket keys anyone with bucket access chooses: a name that climbs out of the
+download directory (``..``) is refused before anything is written outside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from govdeploy.backends.storage import s3_client
+from govdeploy.config.settings import Settings
+from govdeploy.errors import GovdeployError
+from govdeploy.trust.roots import load_roots
+from govdeploy.trust.versions import verify_version
+from tests.flows.conftest import MODEL, train_as
+from tests.flows.test_tampering_and_faults import prefix
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize("name", ["../../../../escape-{n}.txt", "model/../../../escape-{n}.txt"])
+def test_an_artifact_name_with_dot_dot_is_refused_and_writes_nothing_outside(
+    stack: Settings, name: str
+) -> None:
+    candidate = train_as("dana", model=MODEL, rows=2000, seed=81)
+    client, key_prefix = s3_client(stack), prefix(candidate["version"])
+    escaped = name.format(n=candidate["version"])
+    client.put_object(Bucket=stack.bucket, Key=key_prefix + escaped, Body=b"not from training")
+    before = _escaped()
+    try:
+        with pytest.raises(GovdeployError):
+            verify_version(
+                MODEL,
+                candidate["version"],
+                roots=load_roots(stack),
+                level="candidate",
+                tracking_uri=stack.mlflow_url,
+            )
+    finally:
+        client.delete_object(Bucket=stack.bucket, Key=key_prefix + escaped)
+    assert _escaped() == before
+
+
+def _escaped() -> set[Path]:
+    """Files named like the escaping artifact anywhere a climb out of the download could land."""
+    return {p for root in (Path("/"), Path("/tmp")) for p in root.glob("escape-*.txt")}
