@@ -11,6 +11,7 @@ import getpass
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +42,19 @@ class Settings(BaseSettings):
         description="Identity recorded as submitter of what this process trains or releases.",
     )
     start_timeout: float = Field(default=90.0, gt=0, description="Seconds a server may take.")
+    dependency_timeout_seconds: int = Field(
+        default=20,
+        ge=1,
+        description="Connect and read timeout of one request to MLflow or S3; with the retries, a dead "
+        "dependency fails a call within seconds instead of minutes.",
+    )
+    dependency_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries of a failed request to MLflow, S3 or Prefect (short backoff) before the call "
+        "fails; operators' MLFLOW_HTTP_REQUEST_*, AWS_MAX_ATTEMPTS and PREFECT_CLIENT_MAX_RETRIES win.",
+    )
     candidate_key: Path | None = Field(
         default=None, description="PEM private key that signs candidates (default: <keys>/candidate.key)."
     )
@@ -62,6 +76,58 @@ class Settings(BaseSettings):
     batch_max_rows: int = Field(default=64, gt=0, description="Rows the gateway scores in one model call.")
     batch_max_wait_ms: float = Field(default=2.0, ge=0, description="How long a batch waits for more rows.")
     refresh_seconds: float = Field(default=2.0, gt=0, description="How often the gateway polls the registry.")
+    refresh_max_missed: int = Field(
+        default=5,
+        ge=1,
+        description="The gateway's health check fails when no serving-state refresh succeeded for this "
+        "many refresh periods, or the last one failed.",
+    )
+    io_log_failure: Literal["refuse", "degrade"] = Field(
+        default="refuse",
+        description="When I/O records cannot be written (or the writer falls behind): 'refuse' answers "
+        "predictions 503; 'degrade' answers them without durable records. Both alert.",
+    )
+    io_log_max_queued: int = Field(
+        default=20_000,
+        gt=0,
+        description="I/O records waiting to be written before predictions are refused; records of other "
+        "responses may use as many again, beyond which they are lost (counted and alerted).",
+    )
+    io_log_stall_seconds: float = Field(
+        default=10.0, gt=0, description="An I/O record waiting this long to be written: the log is stalled."
+    )
+    io_backlog_max_batches: int = Field(
+        default=500, ge=0, description="More I/O log batches waiting to be shipped: the gateway is unhealthy."
+    )
+    io_backlog_max_age_seconds: float = Field(
+        default=900.0, gt=0, description="An I/O log batch waiting this long to be shipped: it is unhealthy."
+    )
+    io_ship_retry_max_seconds: float = Field(
+        default=60.0, gt=0, description="Longest wait between two tries to ship an I/O log batch."
+    )
+    max_control_body_bytes: int = Field(
+        default=16_384, gt=0, description="Larger bodies to kill, revive, reload and the read routes get 413."
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A request body not received within this time gets 408."
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="A connection without complete request headers in time is closed."
+    )
+    keep_alive_seconds: int = Field(
+        default=5, gt=0, description="Idle keep-alive connections of the gateway are closed after this."
+    )
+    anonymous_rate_limit_per_minute: int = Field(
+        default=60, gt=0, description="Requests without a valid API key, per client address (then 429)."
+    )
+    rows_per_rate_limit_request: int = Field(
+        default=100,
+        gt=0,
+        description="A prediction or feedback costs one request of the rate limit per this many rows.",
+    )
+    gateway_docs: bool = Field(
+        default=False, description="Serve /docs and /openapi.json, without a key (development only)."
+    )
 
     @field_validator("host")
     @classmethod

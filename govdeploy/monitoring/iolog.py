@@ -1,15 +1,27 @@
 """Durable, batched, encrypted I/O logging of the model-serving gateway.
 
-Request handlers ``submit`` one ``IORecord`` per request; the call only appends to an in-memory
-queue. One background thread writes the queue in batches: one file per batch, sealed for its bucket
-key (``govdeploy.monitoring.iorecords``) and written atomically (``.partial``, fsync,
+Request handlers ``submit`` one ``IORecord`` per response; the call only appends to a bounded
+in-memory queue. One background thread writes the queue in batches: one file per batch, sealed for
+its bucket key (``govdeploy.monitoring.iorecords``) and written atomically (``.partial``, fsync,
 ``os.replace``, fsync of the directory). A batch that cannot be written goes back to the front of
-the queue and is retried under the same sequence number; ``close`` writes what is still queued.
-Records written therefore equal records submitted, under load and on shutdown.
+the queue and is retried under the same sequence number; ``close`` writes what is still queued. A
+record that cannot be serialised is written as a record that says so; it never blocks the others.
+Records written therefore equal records submitted, under load, on faults and on shutdown.
+
+The writer knows whether it can keep its promise: ``refusal`` says why a prediction must not be
+answered now (the local spool cannot be written, checked also by a probe while idle; the queue holds
+``max_queued`` records; the oldest record has waited ``stall_seconds``), and ``problems`` adds what
+an operator must see (records lost, the shipping backlog too large or too old). The gateway answers
+503 while there is a refusal, unless its policy is ``degrade``; each problem is alerted once.
+Records of responses not gated by ``refusal`` (refusals, access errors) may use a reserve of as many
+again; beyond ``2 * max_queued`` a record is lost, counted in ``lost``, logged and alerted.
 
 Every writer (one per gateway process; a restart is a new writer) has a random id of 16 hex
-characters and numbers its batches 1, 2, 3, ... Shipping keeps the writer's order: a batch that
-could not be shipped is retried, oldest first, after the next write and on ``close``.
+characters and numbers its batches 1, 2, 3, ... Shipping is ``ShipBacklog``'s: a batch written
+locally gets a ``.unshipped`` marker beside it (created before the batch, so a crash cannot leave a
+batch that nobody ships) and is uploaded, oldest first, by its own thread, retried with backoff
+until the bucket has it: the same sealed bytes under the same key. A new writer on the same
+directory ships the batches its predecessors left behind.
 """
 
 from __future__ import annotations
@@ -24,18 +36,26 @@ from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 from govdeploy.errors import GovdeployError
 from govdeploy.monitoring.iorecords import (
+    BATCH_SUFFIX,
     PARTIAL_SUFFIX,
     WRITER_HEX,
     IORecord,
     batch_key,
     batch_name,
+    batch_time,
     encode_batch,
 )
 
 logger = logging.getLogger(__name__)
+
+UNSHIPPED_SUFFIX = ".unshipped"  # marker beside a batch the bucket does not have yet
+PROBE_NAME = ".probe"
+Alert = Callable[[str], None]
+FailurePolicy = Literal["refuse", "degrade"]
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -55,12 +75,16 @@ def _discard(path: Path) -> None:
         logger.warning("could not remove %s after its write failed (%s)", path, exc)
 
 
+def _make_dir(directory: Path) -> None:
+    """Create ``directory`` (and its parents) durably."""
+    if not directory.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        _fsync_dir(directory.parent)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically and durably: ``.partial``, fsync, ``os.replace``."""
-    created = not path.parent.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if created:
-        _fsync_dir(path.parent.parent)
+    _make_dir(path.parent)
     partial = path.with_name(path.name + PARTIAL_SUFFIX)
     try:
         with open(partial, "wb") as handle:
@@ -74,12 +98,232 @@ def _write_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def _marker(path: Path) -> Path:
+    return path.with_name(path.name + UNSHIPPED_SUFFIX)
+
+
+class Alarms:
+    """Problems raised once each (logged as errors and handed to ``alert``) until cleared."""
+
+    def __init__(self, alert: Alert | None) -> None:
+        self.alert = alert
+        self.raised: set[str] = set()
+
+    def raise_once(self, key: str, message: str) -> None:
+        if key in self.raised:
+            return
+        self.raised.add(key)
+        logger.error("%s", message)
+        if self.alert is not None:
+            try:
+                self.alert(message)
+            except Exception:  # an alert channel's failure must not stop the I/O log
+                logger.exception("could not alert: %s", message)
+
+    def clear(self, key: str, message: str) -> None:
+        if key in self.raised:
+            self.raised.discard(key)
+            logger.warning("%s", message)
+
+
+class ShipBacklog:
+    """Batches written locally and not yet in the bucket: durable on disk, shipped by one thread.
+
+    ``mark`` a batch before writing it, ``add`` it once written (or ``unmark`` it if the write
+    failed). Failed uploads are retried, oldest first, after ``retry_min`` seconds, doubling up to
+    ``retry_max``; a restart finds the markers (``load``) and ships those batches again.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        shipper: Callable[[Path], None],
+        alarms: Alarms,
+        *,
+        retry_min: float = 0.5,
+        retry_max: float = 60.0,
+    ) -> None:
+        self.directory, self.shipper, self.alarms = directory, shipper, alarms
+        self.retry_min, self.retry_max = retry_min, retry_max
+        self._paths: deque[Path] = deque()
+        self._known: set[Path] = set()
+        self._cond = threading.Condition()
+        self._ship_lock = threading.Lock()
+        self._delay = retry_min
+        self._next_try = 0.0
+        self._stopping = False
+        self._loaded = False
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+        self.shipped = 0
+
+    @property
+    def size(self) -> int:
+        """Number of batches waiting to be shipped."""
+        return len(self._paths)
+
+    def oldest_age(self) -> float:
+        """Seconds since the oldest waiting batch was written (0 when none waits)."""
+        with self._cond:
+            oldest = self._paths[0] if self._paths else None
+        if oldest is None:
+            return 0.0
+        return max(0.0, (datetime.now(UTC) - batch_time(oldest.parent.name, oldest.name)).total_seconds())
+
+    def load(self) -> None:
+        """Queue the batches earlier writers left unshipped (once); drop markers of batches never written.
+
+        Not while a batch of this writer is being written (its marker is there before its batch)."""
+        with self._cond:
+            if self._loaded:
+                return
+            self._loaded = True
+        try:
+            found = sorted(self.directory.glob(f"*/*{BATCH_SUFFIX}{UNSHIPPED_SUFFIX}"), key=_order)
+        except OSError as exc:
+            logger.error("could not list the unshipped I/O log batches of %s: %s", self.directory, exc)
+            return
+        paths = [marker.with_name(marker.name.removesuffix(UNSHIPPED_SUFFIX)) for marker in found]
+        for path in paths:
+            if not path.exists():
+                _discard(_marker(path))
+        waiting = [path for path in paths if path.exists()]
+        with self._cond:
+            fresh = [path for path in waiting if path not in self._known]
+            self._paths.extendleft(reversed(fresh))
+            self._known.update(fresh)
+            self._cond.notify_all()
+        if fresh:
+            logger.warning(
+                "%d I/O log batches of earlier writers wait to be shipped from %s", len(fresh), fresh[0]
+            )
+
+    @staticmethod
+    def mark(path: Path) -> None:
+        """Leave the durable marker of ``path`` before the batch is written (made durable with it)."""
+        _make_dir(path.parent)
+        _marker(path).touch()
+
+    @staticmethod
+    def unmark(path: Path) -> None:
+        _discard(_marker(path))
+
+    def add(self, path: Path) -> None:
+        """Queue a durably written batch for shipping, after those that wait already."""
+        with self._cond:
+            if path not in self._known:
+                self._known.add(path)
+                self._paths.append(path)
+            self._cond.notify_all()
+
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="govdeploy-iolog-ship", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        """Stop the thread, try once more to ship what waits; what is left waits on disk for a restart."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        self.ship(ignore_backoff=True)
+        if self._paths:
+            logger.error(
+                "%d I/O log batches of %s were not shipped, from %s on (%s): they stay on local disk and "
+                "are shipped when the gateway starts again; until then drift windows lack their records",
+                self.size,
+                self.directory,
+                self._paths[0],
+                self.last_error,
+            )
+
+    def ship(self, *, ignore_backoff: bool = False) -> None:
+        """Ship the waiting batches oldest first; a failure backs off and leaves the rest waiting."""
+        with self._ship_lock:
+            while (path := self._head(ignore_backoff)) is not None:
+                if not self._ship_one(path):
+                    return
+
+    def _head(self, ignore_backoff: bool) -> Path | None:
+        with self._cond:
+            if not self._paths or not (ignore_backoff or time.monotonic() >= self._next_try):
+                return None
+            return self._paths[0]
+
+    def _ship_one(self, path: Path) -> bool:
+        if path.exists():
+            try:
+                self.shipper(path)
+            except Exception as exc:
+                self._failed(path, exc)
+                return False
+        else:
+            logger.error("I/O log batch %s vanished from local disk before it was shipped", path)
+        self.unmark(path)
+        with self._cond:
+            self._paths.popleft()
+            self._known.discard(path)
+            self._delay, self._next_try, self.last_error = self.retry_min, 0.0, None
+            self.shipped += 1
+        self.alarms.clear("ship", f"I/O log batches are shipped again from {self.directory}")
+        return True
+
+    def _failed(self, path: Path, exc: Exception) -> None:
+        with self._cond:
+            delay = self._delay
+            self._next_try = time.monotonic() + delay
+            self._delay = min(self.retry_max, delay * 2)
+            self.last_error = f"{type(exc).__name__}: {exc}"
+        logger.warning(
+            "could not ship I/O log batch %s (%s); %d batches wait on local disk, retried in %.1fs",
+            path,
+            exc,
+            self.size,
+            delay,
+        )
+        self.alarms.raise_once(
+            "ship",
+            f"I/O log batches cannot be shipped to the bucket ({self.last_error}); they wait on local "
+            f"disk in {self.directory} and are retried until the bucket takes them",
+        )
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not self._due():
+                    self._cond.wait(self._wait())
+                if self._stopping:
+                    return
+            try:
+                self.ship()
+            except Exception:  # the thread never dies: the backlog is retried
+                logger.exception("shipping I/O log batches crashed; retrying")
+                with self._cond:
+                    self._next_try = time.monotonic() + self.retry_max
+
+    def _due(self) -> bool:
+        return bool(self._paths) and time.monotonic() >= self._next_try
+
+    def _wait(self) -> float | None:
+        return max(0.01, self._next_try - time.monotonic()) if self._paths else None
+
+
+def _order(path: Path) -> tuple[str, str]:
+    return path.parent.name, path.name
+
+
 class IOLogWriter:
-    """Queue of I/O records, written in encrypted batches by one background thread.
+    """Bounded queue of I/O records, written in encrypted batches by one background thread.
 
     ``submit`` never blocks on disk. ``flush`` writes the queue synchronously, at most
-    ``batch_size`` records per file; ``close`` writes what is left and stops the thread. The batches
-    are numbered 1, 2, ... under the writer's random ``writer_id`` (see the module's docstring).
+    ``batch_size`` records per file, and tries to ship; ``close`` writes what is left and stops the
+    threads. The batches are numbered 1, 2, ... under the writer's random ``writer_id`` (see the
+    module's docstring). ``refusal`` and ``problems`` say what a caller and an operator must know.
     """
 
     def __init__(
@@ -90,27 +334,51 @@ class IOLogWriter:
         batch_size: int = 500,
         flush_interval: float = 0.2,
         shipper: Callable[[Path], None] | None = None,
+        max_queued: int = 20_000,
+        stall_seconds: float = 10.0,
+        on_failure: FailurePolicy = "refuse",
+        backlog_max: int = 500,
+        backlog_max_age: float = 900.0,
+        probe_interval: float = 5.0,
+        ship_retry_min: float = 0.5,
+        ship_retry_max: float = 60.0,
+        alert: Alert | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise GovdeployError(f"batch_size must be at least 1, got {batch_size}")
-        if flush_interval <= 0:
-            raise GovdeployError(f"flush_interval must be positive, got {flush_interval}")
+        if batch_size < 1 or max_queued < 1:
+            raise GovdeployError(
+                f"batch_size and max_queued must be at least 1, got {batch_size}, {max_queued}"
+            )
+        if min(flush_interval, stall_seconds, probe_interval) <= 0:
+            raise GovdeployError(
+                f"flush_interval, stall_seconds and probe_interval must be positive, got "
+                f"{flush_interval}, {stall_seconds}, {probe_interval}"
+            )
         self.directory = Path(directory)
-        self.batch_size = batch_size
-        self.flush_interval = flush_interval
-        self.shipper = shipper
+        self.batch_size, self.flush_interval, self.max_queued = batch_size, flush_interval, max_queued
+        self.stall_seconds, self.on_failure, self.probe_interval = stall_seconds, on_failure, probe_interval
+        self.backlog_max, self.backlog_max_age = backlog_max, backlog_max_age
+        self.alarms = Alarms(alert)
+        self.backlog = (
+            None
+            if shipper is None
+            else ShipBacklog(
+                self.directory, shipper, self.alarms, retry_min=ship_retry_min, retry_max=ship_retry_max
+            )
+        )
         self._master_key = master_key
         self.writer_id = secrets.token_hex(WRITER_HEX // 2)
         self._sequence = 0  # of the last batch written
         self._last_day: str | None = None  # of the last batch written
-        self._unshipped: deque[Path] = deque()
-        self._queue: deque[IORecord] = deque()
+        self._queue: deque[tuple[float, IORecord]] = deque()  # (monotonic time submitted, record)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._flush_lock = threading.Lock()
         self._closed = False
         self._stopping = False
         self._written = 0
+        self._lost = 0
+        self._write_error: str | None = None  # why the last write (or probe) of the spool failed
+        self._last_check = time.monotonic()  # of the last successful write or probe
         self._last_time: datetime | None = None
         self._thread: threading.Thread | None = None
 
@@ -119,6 +387,11 @@ class IOLogWriter:
         """Number of records durably written so far."""
         with self._lock:
             return self._written
+
+    @property
+    def lost(self) -> int:
+        """Number of records dropped because the queue was over twice its bound."""
+        return self._lost
 
     @property
     def sequence(self) -> int:
@@ -132,7 +405,7 @@ class IOLogWriter:
             return len(self._queue)
 
     def start(self) -> None:
-        """Start the one background thread that flushes batches; a second call does nothing."""
+        """Start the background threads (writing, shipping); a second call does nothing."""
         with self._lock:
             if self._closed:
                 raise GovdeployError(f"the I/O log writer of {self.directory} is closed; create a new one")
@@ -140,27 +413,101 @@ class IOLogWriter:
                 return
             self._thread = threading.Thread(target=self._run, name="govdeploy-iolog", daemon=True)
         atexit.register(self.close)
+        if self.backlog is not None:
+            with self._flush_lock:
+                self.backlog.load()
+            self.backlog.start()
         self._thread.start()
         logger.info("I/O log writer %s writes its batches to %s", self.writer_id, self.directory)
 
     def submit(self, record: IORecord) -> None:
-        """Queue one record for writing; thread-safe and non-blocking."""
+        """Queue one record for writing; thread-safe and non-blocking.
+
+        Over twice ``max_queued`` records waiting, the record is lost: counted, logged and alerted.
+        """
         with self._lock:
             if self._closed:
                 raise GovdeployError(
                     f"I/O record {record.id} submitted after the writer of {self.directory} was closed"
                 )
-            self._queue.append(record)
-            if len(self._queue) >= self.batch_size:
-                self._wake.notify()
+            if len(self._queue) < 2 * self.max_queued:
+                self._queue.append((time.monotonic(), record))
+                if len(self._queue) >= self.batch_size:
+                    self._wake.notify()
+                return
+            self._lost += 1
+        logger.error(
+            "I/O record %s (%s, %s) lost: %d records wait to be written to %s",
+            record.id,
+            record.route,
+            record.status,
+            2 * self.max_queued,
+            self.directory,
+        )
+        self.alarms.raise_once("lost", f"I/O records are being lost: the queue of {self.directory} is full")
+
+    def refusal(self) -> str | None:
+        """Why a prediction must not be answered now (its record might not be written), or None.
+
+        Cheap enough for every request. Always None under the ``degrade`` policy (``problems``
+        still names the fault, and it is alerted).
+        """
+        return None if self.on_failure == "degrade" else self._fault()
+
+    def problems(self) -> list[str]:
+        """What keeps the I/O log from being healthy now, whatever the policy; empty when healthy."""
+        found = [fault] if (fault := self._fault()) else []
+        if fault and self.on_failure == "degrade":
+            found.append("predictions are answered although their records may not be written (degrade)")
+        if self._lost:
+            found.append(f"{self._lost} I/O records were lost because the queue was full")
+        if self._thread is not None and not self._thread.is_alive() and not self._closed:
+            found.append("the I/O log writer thread is not running")
+        if self.backlog is not None:
+            found += self._backlog_problems(self.backlog)
+        return found
+
+    def _fault(self) -> str | None:
+        """The first reason records may not be written: closed, spool unwritable, queue full, stalled."""
+        if self._closed:
+            return "the I/O log is closed: the gateway is stopping"
+        if self._write_error is not None:
+            return f"I/O records cannot be written to {self.directory}: {self._write_error}"
+        queue = self._queue
+        if len(queue) >= self.max_queued:
+            return f"the I/O log queue is full: {len(queue)} records wait to be written"
+        try:
+            waited = time.monotonic() - queue[0][0]
+        except IndexError:  # emptied meanwhile
+            return None
+        if waited > self.stall_seconds:
+            return f"the I/O log is stalled: a record has waited {waited:.1f}s to be written"
+        return None
+
+    def _backlog_problems(self, backlog: ShipBacklog) -> list[str]:
+        found = []
+        if backlog.size > self.backlog_max:
+            found.append(f"{backlog.size} I/O log batches wait to be shipped (more than {self.backlog_max})")
+        age = backlog.oldest_age()
+        if age > self.backlog_max_age:
+            found.append(f"an I/O log batch has waited {age:.0f}s to be shipped ({backlog.last_error})")
+        return found
 
     def flush(self) -> None:
-        """Synchronously write whatever is queued now, ``batch_size`` records per file.
+        """Synchronously write whatever is queued now, ``batch_size`` records per file, then try to
+        ship the backlog now (whatever its backoff).
 
         If a batch cannot be written, its records go back to the front of the queue and
         GovdeployError is raised; the next flush retries them.
         """
+        self._write_queued()
+        if self.backlog is not None:
+            self.backlog.ship(ignore_backoff=True)
+
+    def _write_queued(self) -> None:
         with self._flush_lock:
+            if self.backlog is not None:
+                self.backlog.load()
             with self._lock:
                 remaining = len(self._queue)
             while remaining > 0:
@@ -170,14 +517,14 @@ class IOLogWriter:
                 if not batch:
                     return
                 remaining -= len(batch)
-                path = self._write(batch)
-                self._ship(path)
+                self._write(batch)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Refuse new records, write everything still queued and stop the thread; idempotent.
+        """Refuse new records, write everything still queued and stop the threads; idempotent.
 
-        Raise GovdeployError if records could still not be written after ``timeout`` seconds;
-        they stay queued and a later ``close`` retries them.
+        Raise GovdeployError, after logging how many records are lost if the process ends now, if
+        records could still not be written after ``timeout`` seconds; they stay queued and a later
+        ``close`` retries them.
         """
         deadline = time.monotonic() + timeout
         with self._lock:
@@ -187,10 +534,24 @@ class IOLogWriter:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()))
+        failure = self._drain(deadline)
+        if self.backlog is not None:
+            self.backlog.stop(max(0.0, deadline - time.monotonic()))
+        if failure is not None and self.pending:
+            message = (
+                f"{self.pending} I/O log records could not be written to {self.directory} ({failure}); "
+                "they are lost if the process ends now: fix the directory and call close() again"
+            )
+            logger.critical("%s", message)
+            raise GovdeployError(message) from failure
+        atexit.unregister(self.close)
+
+    def _drain(self, deadline: float) -> GovdeployError | None:
+        """Write what is queued, retrying until ``deadline``; the last failure if records are left."""
         failure: GovdeployError | None = None
         while self.pending:
             try:
-                self.flush()
+                self._write_queued()
                 failure = None
             except GovdeployError as exc:
                 failure = exc
@@ -198,13 +559,7 @@ class IOLogWriter:
                 if left <= 0:
                     break
                 time.sleep(min(self.flush_interval, left))
-        self._ship_last()
-        if failure is not None and self.pending:
-            raise GovdeployError(
-                f"{self.pending} I/O log records could not be written to {self.directory} ({failure}); "
-                "they are still queued: fix the directory and call close() again"
-            ) from failure
-        atexit.unregister(self.close)
+        return failure
 
     def _next_name(self) -> tuple[str, str]:
         """Day directory and file name of the next batch; times strictly increase within the writer."""
@@ -214,7 +569,7 @@ class IOLogWriter:
         self._last_time = now
         return batch_name(now, self.writer_id, self._sequence + 1, self._last_day)
 
-    def _write(self, batch: list[IORecord]) -> Path:
+    def _write(self, batch: list[tuple[float, IORecord]]) -> Path:
         """Write one batch durably and count it; on failure put it back at the front of the queue.
 
         The sequence advances only with a batch written: a failed one leaves no file (also not one
@@ -223,68 +578,76 @@ class IOLogWriter:
         day, name = self._next_name()
         path = self.directory / day / name
         try:
-            _write_atomic(path, encode_batch(batch, self._master_key, batch_key(day, name)))
+            if self.backlog is not None:
+                self.backlog.mark(path)
+            _write_atomic(
+                path, encode_batch([record for _, record in batch], self._master_key, batch_key(day, name))
+            )
         except Exception as exc:
-            _discard(path)
-            with self._lock:
-                self._queue.extendleft(reversed(batch))
+            self._write_failed(path, batch, exc)
             raise GovdeployError(
                 f"could not write an I/O log batch of {len(batch)} records to {path}: {exc}; "
                 "the records stay queued and are retried on the next flush"
             ) from exc
         self._sequence, self._last_day = self._sequence + 1, day
+        self._writable()
+        if self.backlog is not None:
+            self.backlog.add(path)
         with self._lock:
             self._written += len(batch)
         return path
 
-    def _ship(self, path: Path) -> None:
-        """Hand a durably written batch to the shipper, after those that could not be shipped yet."""
-        if self.shipper is None:
+    def _write_failed(self, path: Path, batch: list[tuple[float, IORecord]], exc: Exception) -> None:
+        _discard(path)
+        if self.backlog is not None:
+            self.backlog.unmark(path)
+        with self._lock:
+            self._queue.extendleft(reversed(batch))
+        self._unwritable(f"{type(exc).__name__}: {exc}")
+
+    def _unwritable(self, reason: str) -> None:
+        self._write_error = reason
+        self.alarms.raise_once(
+            "write",
+            f"I/O records cannot be written to {self.directory} ({reason}); predictions are "
+            + (
+                "answered without durable records (policy degrade)"
+                if self.on_failure == "degrade"
+                else "refused"
+            ),
+        )
+
+    def _writable(self) -> None:
+        self._write_error = None
+        self._last_check = time.monotonic()
+        self.alarms.clear("write", f"I/O records are written to {self.directory} again")
+
+    def _probe(self) -> None:
+        """While idle, check that the spool can still be written: a small file written, synced, removed."""
+        probe = self.directory / PROBE_NAME
+        try:
+            _write_atomic(probe, b"probe")
+            probe.unlink()
+        except Exception as exc:
+            _discard(probe)
+            self._last_check = time.monotonic()
+            self._unwritable(f"probe failed: {type(exc).__name__}: {exc}")
             return
-        self._unshipped.append(path)
-        self._ship_unshipped()
-
-    def _ship_unshipped(self) -> None:
-        """Ship the waiting batches oldest first; a failure only logs: the rest wait for the next try."""
-        while self.shipper is not None and self._unshipped:
-            path = self._unshipped[0]
-            try:
-                self.shipper(path)
-            except Exception as exc:
-                logger.warning(
-                    "could not ship I/O log batch %s (%s); it stays on local disk, %d batches wait and "
-                    "are retried after the next write or on close (or copy them to the bucket as "
-                    "iolog/<day>/<name>)",
-                    path,
-                    exc,
-                    len(self._unshipped),
-                )
-                return
-            self._unshipped.popleft()
-
-    def _ship_last(self) -> None:
-        """On close: a last try to ship the waiting batches; those left are named for an operator."""
-        with self._flush_lock:
-            self._ship_unshipped()
-            if self._unshipped:
-                logger.error(
-                    "%d I/O log batches of writer %s were not shipped, from %s on: drift windows lack "
-                    "their records until they are copied to the bucket as iolog/<day>/<name>",
-                    len(self._unshipped),
-                    self.writer_id,
-                    self._unshipped[0],
-                )
+        self._writable()
 
     def _run(self) -> None:
-        """Background loop: flush when a batch is full, every ``flush_interval``, and on stop."""
+        """Background loop: flush when a batch is full, every ``flush_interval``, and on stop; probe
+        the spool while idle."""
         while True:
             with self._lock:
                 self._wake.wait_for(
                     lambda: self._stopping or len(self._queue) >= self.batch_size, self.flush_interval
                 )
-                stopping = self._stopping
+                stopping, idle = self._stopping, not self._queue
             try:
-                self.flush()
+                self._write_queued()
+                if idle and time.monotonic() - self._last_check >= self.probe_interval:
+                    self._probe()
             except Exception:
                 logger.warning("I/O log flush failed; retrying", exc_info=True)
                 with self._lock:

@@ -10,6 +10,11 @@ The whole bucket key is bound as associated data when a batch is sealed, so a ba
 to another day, name, writer or sequence does not open, and a reader can tell from the keys alone
 which batches of a writer must exist (``BatchId``; the drift window refuses gaps). Personal data in
 inputs is tokenised by the caller with ``mask_pii`` before a record is built.
+
+A record that cannot be serialised (a lone surrogate in a string, a value JSON has no form for) is
+never dropped and never blocks its batch: ``record_line`` writes it as a record with the same id,
+time, route, status and principal whose ``error`` names the failure, its payload escaped (or dropped
+when even that does not serialise).
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +114,90 @@ def mask_pii(row: dict[str, Any], pii_fields: Iterable[str], secret: bytes) -> d
     }
 
 
+def batch_time(day: str, name: str) -> datetime:
+    """When batch ``name`` of ``day`` was written, as its name says (UTC)."""
+    return datetime.strptime(day + name[:12], "%Y%m%d%H%M%S%f").replace(tzinfo=UTC)
+
+
+def _escaped(value: Any) -> Any:
+    """``value`` with every string (keys too) made encodable: unencodable characters become ``\\uXXXX``."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_escaped(str(key)): _escaped(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escaped(item) for item in value]
+    return value
+
+
+def _number(value: Any, kind: type[int] | type[float]) -> Any:
+    """``value`` if it is a finite ``kind`` (JSON has a form for it), else 0 of that kind."""
+    return value if type(value) is kind and math.isfinite(value) else kind(0)
+
+
+def unserialisable(record: IORecord, failure: Exception, *, keep_payload: bool = True) -> IORecord:
+    """The record that says ``record`` could not be serialised: same id, time, kind, model, version,
+    principal, route, status and latency (text escaped); ``error`` names the failure; its inputs,
+    outputs and labels escaped if ``keep_payload``, else dropped."""
+    texts = ("id", "time", "kind", "model", "version", "principal", "route")
+    reason = _escaped(f"{type(failure).__name__}: {failure}")
+    previous = f"; the response's error was {_escaped(record.error)}" if record.error else ""
+    kept = "escaped" if keep_payload else "dropped"
+    return IORecord.model_construct(
+        **{name: _escaped(getattr(record, name)) for name in texts},
+        status=_number(record.status, int),
+        latency_ms=_number(record.latency_ms, float),
+        error=f"I/O record not serialisable ({reason}); its payload was {kept}{previous}",
+        **{
+            name: _escaped(getattr(record, name)) if keep_payload else None
+            for name in ("inputs", "outputs", "labels")
+        },
+    )
+
+
+def _encode_all(value: Any) -> None:
+    """Raise UnicodeEncodeError if a string in ``value`` (keys too) has no UTF-8 form."""
+    if isinstance(value, str):
+        value.encode("utf-8")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _encode_all(key)
+            _encode_all(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _encode_all(item)
+
+
+def _line(record: IORecord) -> str:
+    """``record`` as one JSON line; raises if it cannot be serialised or encoded as UTF-8.
+
+    The serialiser writes a key's lone surrogate as U+FFFD without a word: a line with U+FFFD is
+    checked against the record, so that a record is never changed silently."""
+    line = record.model_dump_json() + "\n"
+    line.encode("utf-8")
+    if "\ufffd" in line:
+        _encode_all(record.model_dump())
+    return line
+
+
+def record_line(record: IORecord) -> str:
+    """One JSON line of ``record``, always UTF-8 encodable; a record that cannot be serialised becomes
+    the record that says so (``unserialisable``), its payload escaped, or dropped if need be."""
+    try:
+        return _line(record)
+    except Exception as exc:
+        failure = exc
+    try:
+        return _line(unserialisable(record, failure))
+    except Exception:
+        return _line(unserialisable(record, failure, keep_payload=False))
+
+
 def encode_batch(records: list[IORecord], master_key: bytes, key: str) -> bytes:
-    """The bytes of a batch file: the sealed JSON lines of ``records``, bound to its bucket ``key``."""
-    plaintext = "".join(record.model_dump_json() + "\n" for record in records).encode()
+    """The bytes of a batch file: the sealed JSON lines of ``records``, bound to its bucket ``key``.
+
+    Every record gets a line: one that cannot be serialised is written as ``record_line`` says."""
+    plaintext = "".join(record_line(record) for record in records).encode()
     return json.dumps(seal(plaintext, master_key, key).model_dump()).encode()
 
 

@@ -22,7 +22,7 @@ from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import Settings
 from govdeploy.monitoring.iorecords import read_batches
 from govdeploy.polling import poll
-from govdeploy.serving.rollout import publish
+from govdeploy.serving.rollout import publish, serving_now
 from govdeploy.stack import process
 from govdeploy.trust.keys import master_key
 from govdeploy.trust.serving_records import ServingRecord
@@ -157,9 +157,12 @@ def test_kill_switch_answers_503_until_revived(stack: Settings, served: dict[str
         f"{stack.gateway_url}/v1/models/{MODEL}/kill", json={"reason": "incident 42"}, headers=deployer
     )
     assert killed.status_code == 200 and killed.json()["available"] is False
+    record = serve_state(stack)
+    assert (record.killed, record.action, record.issuer) == ("incident 42", "kill", "deployer")
     response = predict(stack, {"inputs": ROW})
     assert response.status_code == 503 and "incident 42" in response.json()["detail"]
     assert httpx.post(f"{stack.gateway_url}/v1/models/{MODEL}/revive", headers=deployer).status_code == 200
+    assert serve_state(stack).killed is None
     assert predict(stack, {"inputs": ROW}).status_code == 200
 
 
@@ -287,6 +290,12 @@ def extra_gateway(tmp_path: Path, env: dict[str, str]) -> Iterator[GatewayProces
     finally:
         child.send_signal(signal.SIGTERM)
         handle.exit_code = child.wait(timeout=30)
+
+
+def serve_state(stack: Settings) -> ServingRecord:
+    record = serving_now(stack, MODEL)
+    assert record is not None
+    return record
 
 
 def serve(stack: Settings, champion: str) -> ServingRecord:

@@ -3,13 +3,15 @@
 API keys are never stored: the configuration holds only their SHA-256 digests, inline
 (``key_sha256``) or in a file relative to the keys directory (``key_sha256_file``; ``govdeploy keys
 init`` creates development keys). ``KeyRing`` maps a presented key to its principal, comparing
-digests in constant time; ``RateLimiter`` enforces each principal's requests per minute.
+digests in constant time; ``RateLimiter`` enforces each principal's requests per minute, and a
+limit per client address on requests without a valid key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import threading
 import time
@@ -132,6 +134,7 @@ def _configured_digest(principal_id: str, spec: PrincipalSpec, keys_dir: Path) -
 
 
 _EPSILON = 1e-9
+MAX_ADDRESSES = 100_000  # client addresses tracked at once (requests without a valid key)
 
 
 @dataclass
@@ -141,34 +144,108 @@ class _TokenBucket:
 
 
 class RateLimiter:
-    """Token bucket per principal: capacity = rate_limit_per_minute/60 * burst_seconds (burst_seconds=1.0
-    default, at least 1 token), refill continuous."""
+    """Token buckets, per principal and per client address of requests without a valid key.
 
-    def __init__(self, burst_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    Capacity = per-minute limit / 60 * burst seconds (``burst_seconds``, 1.0 by default, for
+    principals; ``address_burst_seconds``, 10.0, for client addresses; at least one token); the
+    refill is continuous. A request needs one token. A heavier request (a batch of many
+    rows) pays the rest of its cost with ``charge`` once its size is known: the bucket may go into
+    debt, and the principal's next requests wait until it refilled. A refusal says how many seconds
+    to wait (``Retry-After``).
+
+    At most ``max_addresses`` client addresses are tracked: buckets that refilled are forgotten
+    first (at most one sweep a second), and while every tracked address is still limited a new one
+    is refused as well.
+    """
+
+    def __init__(
+        self,
+        burst_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_addresses: int = MAX_ADDRESSES,
+        address_burst_seconds: float = 10.0,
+    ) -> None:
         if not burst_seconds > 0:
             raise ValueError(f"burst_seconds must be positive, got {burst_seconds!r}")
+        if not address_burst_seconds > 0:
+            raise ValueError(f"address_burst_seconds must be positive, got {address_burst_seconds!r}")
         self._burst_seconds = burst_seconds
+        self._address_burst = address_burst_seconds
         self._clock = clock
         self._buckets: dict[str, _TokenBucket] = {}
+        self._addresses: dict[str, _TokenBucket] = {}
+        self._max_addresses = max_addresses
+        self._swept = -math.inf  # when the addresses were last swept for idle ones
         self._lock = threading.Lock()
+
+    def _capacity(self, per_minute: int, burst_seconds: float | None = None) -> float:
+        return max(1.0, per_minute / 60 * (burst_seconds or self._burst_seconds))
 
     def capacity(self, principal: Principal) -> float:
         """The most requests ``principal`` may make at once."""
-        return max(1.0, principal.rate_limit_per_minute / 60 * self._burst_seconds)
+        return self._capacity(principal.rate_limit_per_minute)
+
+    def _refilled(
+        self, bucket: _TokenBucket, per_minute: int, now: float, burst: float | None = None
+    ) -> _TokenBucket:
+        elapsed = max(0.0, now - bucket.updated)
+        bucket.tokens = min(self._capacity(per_minute, burst), bucket.tokens + elapsed * per_minute / 60)
+        bucket.updated = max(bucket.updated, now)
+        return bucket
+
+    def _take(self, bucket: _TokenBucket, per_minute: int, now: float, burst: float | None = None) -> float:
+        """Take one token: 0.0, or the seconds until the bucket holds one again."""
+        self._refilled(bucket, per_minute, now, burst)
+        if bucket.tokens < 1.0 - _EPSILON:  # tolerate rounding of the continuous refill
+            return (1.0 - bucket.tokens) * 60 / per_minute
+        bucket.tokens -= 1.0
+        return 0.0
+
+    def admit(self, principal: Principal) -> float:
+        """Take one request of ``principal``: 0.0 when admitted, else the seconds to wait."""
+        per_minute = principal.rate_limit_per_minute
+        with self._lock:
+            now = self._clock()
+            bucket = self._buckets.setdefault(principal.id, _TokenBucket(self._capacity(per_minute), now))
+            return self._take(bucket, per_minute, now)
 
     def allow(self, principal: Principal) -> bool:
         """Take one token from the principal's bucket; False when it is empty."""
-        capacity = self.capacity(principal)
-        per_second = principal.rate_limit_per_minute / 60
+        return self.admit(principal) == 0.0
+
+    def charge(self, principal: Principal, cost: float) -> None:
+        """Take ``cost`` more tokens from an admitted request of ``principal`` (the bucket may owe them)."""
+        if cost <= 0:
+            return
         with self._lock:
             now = self._clock()
-            bucket = self._buckets.get(principal.id)
+            bucket = self._buckets.setdefault(
+                principal.id, _TokenBucket(self._capacity(principal.rate_limit_per_minute), now)
+            )
+            self._refilled(bucket, principal.rate_limit_per_minute, now).tokens -= cost
+
+    def admit_address(self, address: str, per_minute: int) -> float:
+        """Take one request without a valid key from ``address``: 0.0, or the seconds to wait."""
+        with self._lock:
+            now = self._clock()
+            bucket = self._addresses.get(address)
             if bucket is None:
-                bucket = self._buckets[principal.id] = _TokenBucket(tokens=capacity, updated=now)
-            elapsed = max(0.0, now - bucket.updated)
-            bucket.tokens = min(capacity, bucket.tokens + elapsed * per_second)
-            bucket.updated = max(bucket.updated, now)
-            if bucket.tokens < 1.0 - _EPSILON:  # tolerate rounding of the continuous refill
-                return False
-            bucket.tokens -= 1.0
-            return True
+                if len(self._addresses) >= self._max_addresses:
+                    self._forget_idle(per_minute, now)
+                if len(self._addresses) >= self._max_addresses:
+                    return 60 / per_minute
+                capacity = self._capacity(per_minute, self._address_burst)
+                bucket = self._addresses[address] = _TokenBucket(capacity, now)
+            return self._take(bucket, per_minute, now, self._address_burst)
+
+    def _forget_idle(self, per_minute: int, now: float) -> None:
+        """Forget the addresses whose buckets refilled (once a second at most)."""
+        if now - self._swept < 1.0:
+            return
+        self._swept = now
+        burst = self._address_burst
+        full = self._capacity(per_minute, burst) - _EPSILON
+        buckets = self._addresses.items()
+        idle = [a for a, b in buckets if self._refilled(b, per_minute, now, burst).tokens >= full]
+        for address in idle:
+            del self._addresses[address]

@@ -1,30 +1,54 @@
 """The gateway ASGI app: ``uvicorn govdeploy.serving.gateway.main:app`` (``govdeploy gateway``).
 
 Every response but the health check becomes one I/O record (access and predictions alike), written
-durably in encrypted batches: after a burst or a SIGTERM, records == responses.
+durably in encrypted batches: after a burst or a SIGTERM, records == responses. Whatever a request
+holds, its answer carries its request id (``X-Request-Id``; in JSON errors also ``request_id``),
+and what the gateway cannot handle gets a 4xx naming the problem: a body longer than its route's
+limit gets 413 before anyone reads it (``max_body_bytes`` for predictions and feedback,
+``max_control_body_bytes`` elsewhere), a body that trickles in 408. An unexpected failure is still
+answered (500 with the request id) and recorded.
 
-Its request id (``X-Request-Id``, the record's id) is minted by ``RequestIds``: bound to the
-principal once the API key authenticated, so that only that principal may send its ground truth.
+Its request id (the record's id) is minted by ``RequestIds``: bound to the principal once the API key
+authenticated, so that only that principal may send its ground truth.
+
+``/docs`` and ``/openapi.json`` answer 404 unless ``GOVDEPLOY_GATEWAY_DOCS`` turns them on.
+
+``HeaderDeadline`` is the HTTP protocol to run the app with (uvicorn
+``--http govdeploy.serving.gateway.main:HeaderDeadline``): it closes connections that do not send
+complete request headers within ``header_timeout_seconds``, which uvicorn alone never does.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.telemetry import TelemetryConfig
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from govdeploy.config.settings import Settings, get_settings
 from govdeploy.monitoring.iorecords import IORecord
+from govdeploy.serving.gateway.api.deps import GatewayDep
 from govdeploy.serving.gateway.api.routes import models, ops
+from govdeploy.serving.gateway.inputs import shown
+from govdeploy.serving.gateway.metrics import route_kind
 from govdeploy.serving.gateway.parts import Gateway, build_gateway
 from govdeploy.trust.keys import master_key
 from govdeploy.trust.request_ids import RequestIds
+
+log = logging.getLogger("govdeploy.gateway")
+LARGE_BODY_ROUTES = frozenset({"predict", "feedback"})
 
 
 def _record(
@@ -33,6 +57,7 @@ def _record(
     io = state["io"]
     model, version = io.get("model"), io.get("version")
     latency = time.perf_counter() - started
+    gateway.metrics.responses.labels(route_kind(path), str(status)).inc()
     if io.get("kind") == "predict":
         gateway.metrics.requests.labels(model, version or "-", str(status)).inc()
         gateway.metrics.latency.labels(model, version or "-").observe(latency)
@@ -57,8 +82,44 @@ def _record(
     )
 
 
+def error_body(detail: Any, request_id: str | None) -> bytes:
+    """The JSON of an error answer (ASCII: it can always be encoded, whatever the detail holds)."""
+    return json.dumps({"detail": detail, "request_id": request_id}, default=str).encode("ascii")
+
+
+def _declared_length(scope: Scope) -> int | None:
+    """The Content-Length of a request, if it has a readable one (the body is counted anyway)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit():
+            return int(value) if len(value) < 19 else 2**63
+    return None
+
+
+class _Body:
+    """The ``receive`` of one request: at most ``limit`` body bytes (413), each part in time (408)."""
+
+    def __init__(self, receive: Receive, limit: int, timeout: float) -> None:
+        self.receive, self.limit, self.timeout = receive, limit, timeout
+        self.size, self.complete = 0, False
+
+    async def __call__(self) -> Message:
+        if self.complete:  # only a disconnect can come now: wait for it as long as it takes
+            return await self.receive()
+        try:
+            message = await asyncio.wait_for(self.receive(), self.timeout)
+        except TimeoutError:
+            raise HTTPException(408, f"request body not received within {self.timeout:g} s") from None
+        if message["type"] == "http.request":
+            self.size += len(message.get("body", b""))
+            self.complete = not message.get("more_body", False)
+            if self.size > self.limit:
+                raise HTTPException(413, f"body exceeds the limit of {self.limit} bytes")
+        return message
+
+
 class RecordEveryResponse:
-    """ASGI middleware: one I/O record per response (the health check aside), X-Request-Id header."""
+    """ASGI middleware: one I/O record per response (the health check aside), X-Request-Id header,
+    bodies capped before the app (and authentication) sees them, every failure answered."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -68,25 +129,86 @@ class RecordEveryResponse:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        gateway: Gateway = scope["app"].state.gateway
         state = scope.setdefault("state", {})
         request_ids: RequestIds = scope["app"].state.request_ids
         state.update(request_id=request_ids.mint(None), io={})  # bound to the caller by api.deps
-        status = 500
+        status, responded = 500, False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
                 message.setdefault("headers", []).append((b"x-request-id", state["request_id"].encode()))
             await send(message)
 
+        settings = gateway.settings
+        large = route_kind(scope["path"]) in LARGE_BODY_ROUTES
+        limit = settings.max_body_bytes if large else settings.max_control_body_bytes
+        declared = _declared_length(scope)
         try:
-            await self.app(scope, receive, send_with_id)
+            if declared is not None and declared > limit:
+                detail = f"body of {declared} bytes exceeds the limit of {limit}"
+                state["io"]["error"] = detail
+                await _answer(send_with_id, 413, detail, state["request_id"])
+                return
+            await self.app(scope, _Body(receive, limit, settings.body_timeout_seconds), send_with_id)
         except Exception as exc:
             state["io"]["error"] = type(exc).__name__
-            raise
+            log.exception("%s %s failed", scope["method"], shown(scope["path"]))
+            if responded:
+                raise
+            await _answer(send_with_id, 500, "internal error; quote the request id", state["request_id"])
         finally:
-            _record(scope["app"].state.gateway, state, scope["method"], scope["path"], status, started)
+            _record(gateway, state, scope["method"], scope["path"], status, started)
+
+
+async def _answer(send: Send, status: int, detail: str, request_id: str) -> None:
+    body = error_body(detail, request_id)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """An HTTPException (the routes' and Starlette's 404/405) as JSON with the request id."""
+    assert isinstance(exc, StarletteHTTPException)
+    body = error_body(exc.detail, _request_id(request))
+    return Response(body, exc.status_code, headers=exc.headers, media_type="application/json")
+
+
+async def invalid_request(request: Request, exc: Exception) -> Response:
+    """A request FastAPI could not bind to its route: 422 naming the first problem."""
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    where = ".".join(str(part) for part in first.get("loc", ())) or "request"
+    detail = f"{shown(where)}: {first.get('msg', 'is invalid')}"
+    return Response(error_body(detail, _request_id(request)), 422, media_type="application/json")
+
+
+docs = APIRouter(include_in_schema=False)
+
+
+def _docs_on(gateway: Gateway) -> None:
+    if not gateway.settings.gateway_docs:
+        raise HTTPException(404, "Not Found")
+
+
+@docs.get("/openapi.json")
+async def openapi(request: Request, gateway: GatewayDep) -> Response:
+    _docs_on(gateway)
+    return Response(json.dumps(request.app.openapi()), media_type="application/json")
+
+
+@docs.get("/docs")
+async def swagger(gateway: GatewayDep) -> Response:
+    _docs_on(gateway)
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="govdeploy gateway")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -110,11 +232,63 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "logs": False,
         "operation_spans": False,
     }
-    app = FastAPI(title="govdeploy gateway", lifespan=lifespan, telemetry=no_telemetry)
+    app = FastAPI(
+        title="govdeploy gateway",
+        lifespan=lifespan,
+        telemetry=no_telemetry,
+        openapi_url=None,  # served by the docs router, when the settings turn it on
+        docs_url=None,
+        redoc_url=None,
+    )
     app.add_middleware(RecordEveryResponse)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
     app.include_router(models.router)
     app.include_router(ops.router)
+    app.include_router(docs)
     return app
+
+
+class HeaderDeadline(HttpToolsProtocol):
+    """uvicorn's httptools protocol that closes a connection whose request line and headers are not
+    complete ``header_timeout_seconds`` after it opened or after its previous response (uvicorn
+    times out only idle keep-alive connections; a slowly sent body gets 408 from the app)."""
+
+    timeout: float | None = None  # seconds; None: the settings' header_timeout_seconds
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        pipelined = bool(self.pipeline)  # its headers are complete already
+        super().on_response_complete()
+        if not pipelined and not self.transport.is_closing():
+            self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        timeout = self.timeout or get_settings().header_timeout_seconds
+        self._deadline = self.loop.call_later(timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
 
 
 app = create_app()

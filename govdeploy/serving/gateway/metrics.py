@@ -1,13 +1,41 @@
-"""Prometheus metrics of the gateway, per model and version."""
+"""Prometheus metrics of the gateway, per model and version.
+
+Label values come only from known names, never from what a client sent: model names of the
+catalog, versions that verified, the model's input fields (``inputs.metric_field`` puts every other
+field under ``other``), a fixed set of route kinds (``route_kind``) and HTTP status codes.
+"""
 
 from __future__ import annotations
 
+import re
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+MODEL_ACTIONS = frozenset({"predict", "feedback", "kill", "revive", "reload"})
+_MODEL_ROUTE = re.compile(r"/v1/models/[^/]+(?:/(?P<action>[^/]+))?/?")
+_OPS_ROUTES = {"/metrics": "metrics", "/healthz": "healthz", "/docs": "docs", "/openapi.json": "docs"}
+
+
+def route_kind(path: str) -> str:
+    """The metric label of a request path: a model action, info, metrics, healthz, docs or other."""
+    found = _MODEL_ROUTE.fullmatch(path)
+    if found is None:
+        return _OPS_ROUTES.get(path, "other")
+    action = found["action"]
+    if action is None:
+        return "info"
+    return action if action in MODEL_ACTIONS else "other"
 
 
 class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.responses = Counter(
+            "govdeploy_responses",
+            "Responses of every route (refusals included) by route kind and status.",
+            ["route", "status"],
+            registry=self.registry,
+        )
         self.requests = Counter(
             "govdeploy_requests",
             "Prediction requests by outcome.",

@@ -1,4 +1,9 @@
-"""The gateway's parts, built once per process from settings and config."""
+"""The gateway's parts, built once per process from settings and config.
+
+``Gateway.problems`` is what ``/healthz`` reports: the I/O log's (records that cannot be written,
+a stalled or full queue, records lost, a shipping backlog too large or too old) and the serving
+state's refresh (the last one failed, or none succeeded for ``refresh_max_missed`` periods).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +22,10 @@ from govdeploy.config.catalog import load_catalog
 from govdeploy.config.policy import load_policy
 from govdeploy.config.settings import Settings
 from govdeploy.errors import GovdeployError
-from govdeploy.monitoring.alerts import AlertNotifier
+from govdeploy.monitoring.alerts import AlertNotifier, post_alert
 from govdeploy.monitoring.anomalies import AnomalyMonitor
 from govdeploy.monitoring.iolog import IOLogWriter
+from govdeploy.serving import rollout
 from govdeploy.serving.gateway.access import KeyRing, RateLimiter, load_access
 from govdeploy.serving.gateway.metrics import GatewayMetrics
 from govdeploy.serving.gateway.state import ServingState
@@ -26,6 +33,34 @@ from govdeploy.trust.audit_trail import audit_log
 from govdeploy.trust.keys import master_key
 
 log = logging.getLogger("govdeploy.gateway")
+IOLOG_EVENT = "govdeploy.gateway.iolog"
+
+
+@dataclass
+class RefreshHealth:
+    """When the serving state's refresh last succeeded and failed (monotonic seconds), and why."""
+
+    started: float = field(default_factory=time.monotonic)
+    succeeded_at: float | None = None
+    failed_at: float | None = None
+    error: str | None = None
+    failures: int = 0
+
+    def succeeded(self) -> None:
+        self.succeeded_at, self.error = time.monotonic(), None
+
+    def failed(self, exc: BaseException) -> None:
+        self.failed_at, self.error = time.monotonic(), f"{type(exc).__name__}: {exc}"
+        self.failures += 1
+
+    def problem(self, period: float, max_missed: int) -> str | None:
+        """Why the refresh is unhealthy: the last one failed, or none succeeded for ``max_missed`` periods."""
+        if self.error is not None:
+            return f"the last refresh of the serving state failed: {self.error}"
+        since = time.monotonic() - (self.succeeded_at if self.succeeded_at is not None else self.started)
+        if since > period * max_missed:
+            return f"no refresh of the serving state succeeded for {since:.0f}s"
+        return None
 
 
 @dataclass
@@ -40,30 +75,50 @@ class Gateway:
     monitor: AnomalyMonitor
     notifier: AlertNotifier
     stopping: threading.Event = field(default_factory=threading.Event)
+    refresh_health: RefreshHealth = field(default_factory=RefreshHealth)
 
     def start(self) -> None:
         self.writer.start()
         self.notifier.start()
-        self.state.refresh()
+        self.refresh()
         threading.Thread(target=self._poll, name="registry-poll", daemon=True).start()
+
+    def refresh(self) -> None:
+        """Refresh the serving state once, recording when it succeeded or failed, and why."""
+        try:
+            self.state.refresh()
+        except BaseException as exc:
+            self.refresh_health.failed(exc)
+            raise
+        self.refresh_health.succeeded()
 
     def _poll(self) -> None:
         while not self.stopping.wait(self.settings.refresh_seconds):
             try:
-                self.state.refresh()
+                self.refresh()
             except GovdeployError as exc:  # the registry is down: keep serving what is verified
                 log.warning("registry refresh failed, serving state unchanged: %s", exc)
             except Exception:  # any other failure: log it and poll again; the thread never dies
                 log.exception("registry refresh crashed, serving state unchanged")
 
+    def problems(self) -> list[str]:
+        """Why the gateway is not healthy now (I/O log, serving-state refresh); empty when it is."""
+        found = self.writer.problems()
+        refresh = self.refresh_health.problem(self.settings.refresh_seconds, self.settings.refresh_max_missed)
+        return found + ([refresh] if refresh else [])
+
     async def stop(self) -> None:
-        """Safe shutdown: stop polling, let batches finish, flush every I/O record."""
+        """Safe shutdown: stop polling, let batches finish, flush every I/O record (or say loudly how
+        many are lost)."""
         self.stopping.set()
         for served in self.state.models.values():
             for slot in (served.champion, served.challenger):
                 if slot is not None:
                     await slot.batcher.stop()
-        await asyncio.to_thread(self.writer.close)
+        try:
+            await asyncio.to_thread(self.writer.close)
+        except GovdeployError as exc:  # logged by the writer with the count; alert before exiting
+            post_alert(self.settings.alert_webhook, {"event": IOLOG_EVENT, "reason": str(exc)})
         await asyncio.to_thread(self.notifier.close)
 
     def observe(
@@ -82,6 +137,16 @@ class Gateway:
     def audit(self, action: str, actor: str, model: str, payload: dict[str, object]) -> None:
         audit_log(self.settings).append(action, actor, dict(payload), model=model)
 
+    def switch(self, model: str, reason: str | None, issuer: str) -> str | None:
+        """Write the kill switch (``reason``, None to revive) into the model's signed serving record
+        and apply it here; the problem when it could not be written."""
+        try:
+            rollout.switch(self.settings, model, reason, issuer)
+        except GovdeployError as exc:
+            return str(exc)
+        self.state.refresh()
+        return None
+
 
 def _shipper(settings: Settings, root: Path) -> Callable[[Path], None]:
     client = s3_client(settings)
@@ -93,15 +158,44 @@ def _shipper(settings: Settings, root: Path) -> Callable[[Path], None]:
     return ship
 
 
+def _iolog_alert(settings: Settings) -> Callable[[str], None]:
+    """Alert an I/O log problem to the webhook, off the writer's threads (never raises)."""
+
+    def deliver(reason: str) -> None:
+        outcome = post_alert(settings.alert_webhook, {"event": IOLOG_EVENT, "reason": reason})
+        log.error("I/O log alert: %s; webhook: %s", reason, outcome)
+
+    def alert(reason: str) -> None:
+        threading.Thread(target=deliver, args=(reason,), name="iolog-alert", daemon=True).start()
+
+    return alert
+
+
+def build_writer(settings: Settings, master: bytes) -> IOLogWriter:
+    """The I/O log writer of a gateway process, as its settings say, shipping to the bucket."""
+    iolog_dir = settings.state_dir / "iolog"
+    return IOLogWriter(
+        iolog_dir,
+        master,
+        shipper=_shipper(settings, iolog_dir),
+        max_queued=settings.io_log_max_queued,
+        stall_seconds=settings.io_log_stall_seconds,
+        on_failure=settings.io_log_failure,
+        backlog_max=settings.io_backlog_max_batches,
+        backlog_max_age=settings.io_backlog_max_age_seconds,
+        ship_retry_max=settings.io_ship_retry_max_seconds,
+        alert=_iolog_alert(settings),
+    )
+
+
 def build_gateway(settings: Settings) -> Gateway:
     catalog = load_catalog(settings.models_path)
     master = master_key(settings.keys_dir)
-    iolog_dir = settings.state_dir / "iolog"
     return Gateway(
         settings=settings,
         keys=KeyRing.from_config(load_access(settings.access_path), settings.keys_dir),
         limiter=RateLimiter(),
-        writer=IOLogWriter(iolog_dir, master, shipper=_shipper(settings, iolog_dir)),
+        writer=build_writer(settings, master),
         state=ServingState(
             settings,
             {name: frozenset(spec.pii_columns) for name, spec in catalog.models.items()},

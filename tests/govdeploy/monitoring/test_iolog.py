@@ -127,7 +127,10 @@ def test_failing_shipper_loses_nothing(tmp_path: Path, caplog: pytest.LogCapture
             writer.submit(record())
         writer.close()
     assert writer.written == 25 and len(read_batches(tmp_path, MASTER)) == 25
-    assert len(shipped) >= 3 and all(path.exists() for path in shipped)
+    batches = batch_files(tmp_path)
+    assert shipped and set(shipped) == {batches[0]}  # oldest first, retried with backoff
+    assert writer.backlog is not None and writer.backlog.size == len(batches) >= 3
+    assert len(list(tmp_path.glob("*/*.unshipped"))) == len(batches)  # durable: a restart ships them
     assert "s3 is down" in caplog.text
 
 

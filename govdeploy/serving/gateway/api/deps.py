@@ -1,11 +1,14 @@
 """Dependencies of the gateway's routes: the gateway, its request ids and the authenticated principal.
 
 They are ``async``: FastAPI runs plain ``def`` dependencies in a thread pool, which costs more than
-the checks themselves on the prediction path.
+the checks themselves on the prediction path. No route reads its body before its caller is known:
+a request is authenticated (401, or 429 per client address for too many without a valid key),
+then rate limited (429 with ``Retry-After``), then checked for the role (403).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -32,6 +35,21 @@ async def get_request_ids(request: Request) -> RequestIds:
 RequestIdsDep = Annotated[RequestIds, Depends(get_request_ids)]
 
 
+def too_many(wait: float, detail: str) -> HTTPException:
+    """429 saying how many whole seconds to wait (``Retry-After``)."""
+    return HTTPException(429, detail, headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+
+def _refuse_anonymous(request: Request, gateway: Gateway) -> HTTPException:
+    """401, or 429 once the client address sent too many requests without a valid key."""
+    address = request.client.host if request.client else "unknown"
+    per_minute = gateway.settings.anonymous_rate_limit_per_minute
+    wait = gateway.limiter.admit_address(address, per_minute)
+    if wait:
+        return too_many(wait, f"too many requests without a valid API key from {address} ({per_minute}/min)")
+    return HTTPException(401, "missing or invalid API key (header X-API-Key)")
+
+
 def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits a valid API key holding one of ``roles``, within its rate limit."""
 
@@ -39,18 +57,27 @@ def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
         gateway: Gateway = request.app.state.gateway
         principal = gateway.keys.authenticate(x_api_key)
         if principal is None:
-            raise HTTPException(401, "missing or invalid API key (header X-API-Key)")
+            raise _refuse_anonymous(request, gateway)
         request.state.principal = principal.id
         # from now on the request id says whom it answered (see RequestIds): feedback checks it
         request_ids: RequestIds = request.app.state.request_ids
         request.state.request_id = request_ids.rebind(request.state.request_id, principal.id)
+        wait = gateway.limiter.admit(principal)
+        if wait:
+            raise too_many(wait, f"rate limit of {principal.rate_limit_per_minute}/min exceeded")
         if not principal.roles & set(roles):
             raise HTTPException(403, f"principal {principal.id} lacks role {' or '.join(roles)}")
-        if not gateway.limiter.allow(principal):
-            raise HTTPException(429, f"rate limit of {principal.rate_limit_per_minute}/min exceeded")
         return principal
 
     return check
+
+
+def charge_rows(request: Request, principal: Principal, rows: int) -> None:
+    """Charge the rest of a request of ``rows`` rows to its principal's rate limit (one request per
+    ``rows_per_rate_limit_request`` rows, rounded up; the first was taken on admission)."""
+    gateway: Gateway = request.app.state.gateway
+    cost = math.ceil(rows / gateway.settings.rows_per_rate_limit_request)
+    gateway.limiter.charge(principal, cost - 1)
 
 
 PredictCaller = Annotated[Principal, Depends(require("predict"))]

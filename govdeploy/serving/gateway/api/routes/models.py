@@ -1,15 +1,21 @@
-"""Predictions and deployment controls of one served model."""
+"""Predictions and deployment controls of one served model.
+
+Bodies are read only after the caller is authenticated (``api.deps``), capped in size, and parsed
+by ``inputs.parse_json``. A prediction client that gets 503 learns only whether the model is shut
+down (with the deployer's reason) or has nothing verified to serve; what failed verification is for
+auditors and deployers (``GET /v1/models/{name}``, and the answers of kill, revive and reload).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
+from govdeploy.monitoring.alerts import post_alert
 from govdeploy.monitoring.iorecords import mask_pii
 from govdeploy.serving.gateway.api.deps import (
     DeployerCaller,
@@ -17,8 +23,16 @@ from govdeploy.serving.gateway.api.deps import (
     PredictCaller,
     ReaderCaller,
     RequestIdsDep,
+    charge_rows,
 )
-from govdeploy.serving.gateway.inputs import InputError, feedback_labels, validate_rows
+from govdeploy.serving.gateway.inputs import (
+    InputError,
+    feedback_labels,
+    metric_field,
+    parse_json,
+    shown,
+    validate_rows,
+)
 from govdeploy.serving.gateway.parts import Gateway
 from govdeploy.serving.gateway.state import ServedModel, Slot
 from govdeploy.trust.request_ids import RequestIds
@@ -29,8 +43,17 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 def served_model(gateway: Gateway, name: str) -> ServedModel:
     served = gateway.state.models.get(name)
     if served is None:
-        raise HTTPException(404, f"unknown model {name!r}")
+        raise HTTPException(404, f"unknown model {shown(name)!r}")
     return served
+
+
+def public_reason(served: ServedModel) -> str | None:
+    """Why the model cannot answer, as its prediction clients are told (no verification details)."""
+    if served.killed or served.local_kill:
+        return f"model {served.name} is shut down by a deployer: {served.killed or served.local_kill}"
+    if served.champion is None:
+        return f"model {served.name} has no verified version to serve"
+    return None
 
 
 async def read_capped(request: Request, limit: int) -> bytes:
@@ -61,21 +84,21 @@ async def predict(name: str, request: Request, caller: PredictCaller) -> Respons
     gateway: Gateway = request.app.state.gateway
     served = served_model(gateway, name)
     request.state.io.update(kind="predict", model=name)
-    reason = served.unavailable()
+    reason = public_reason(served) or gateway.writer.refusal()  # no answer without its record
     if reason:
         raise HTTPException(503, reason)
     raw = await read_capped(request, gateway.settings.max_body_bytes)
     slot, fallback = served.pick()
+    schema = slot.verified.input_types
     try:
-        body = json.loads(raw)
         rows = validate_rows(
-            body, slot.verified.input_types, served.passthrough, gateway.settings.max_rows_per_request
+            parse_json(raw), schema, served.passthrough, gateway.settings.max_rows_per_request
         )
-    except json.JSONDecodeError as exc:
-        raise HTTPException(422, f"body is not JSON: {exc.msg}") from None
     except InputError as exc:
-        gateway.metrics.anomalies.labels(name, exc.field).inc()
+        field = metric_field(exc.field, frozenset(schema) | served.passthrough)
+        gateway.metrics.anomalies.labels(name, field).inc()
         raise HTTPException(422, str(exc)) from None
+    charge_rows(request, caller, len(rows))
     io = request.state.io
     io.update(
         inputs=[mask_pii(row, served.passthrough, gateway.token_secret) for row in rows],
@@ -150,13 +173,15 @@ async def feedback(
     gateway: Gateway = request.app.state.gateway
     served_model(gateway, name)
     request.state.io.update(kind="feedback", model=name)
+    refusal = gateway.writer.refusal()  # labels are only taken when their record can be written
+    if refusal:
+        raise HTTPException(503, refusal)
     raw = await read_capped(request, gateway.settings.max_body_bytes)
     try:
-        labels = feedback_labels(json.loads(raw), gateway.settings.max_rows_per_request)
-    except json.JSONDecodeError as exc:
-        raise HTTPException(422, f"body is not JSON: {exc.msg}") from None
+        labels = feedback_labels(parse_json(raw), gateway.settings.max_rows_per_request)
     except InputError as exc:
         raise HTTPException(422, str(exc)) from None
+    charge_rows(request, caller, len(labels))
     foreign = not_issued_to(request_ids, labels, caller.id)
     if foreign is not None:
         detail = f"request_id {foreign} was not issued to {caller.id}; label only your own predictions"
@@ -177,7 +202,8 @@ class ServingInfo(BaseModel):
     problems: list[str]
 
 
-def serving_info(gateway: Gateway, name: str) -> ServingInfo:
+def serving_info(gateway: Gateway, name: str, details: bool = True) -> ServingInfo:
+    """The serving state of a model; without ``details`` (a prediction client) only the short reason."""
     served = served_model(gateway, name)
     return ServingInfo(
         model=name,
@@ -185,33 +211,68 @@ def serving_info(gateway: Gateway, name: str) -> ServingInfo:
         challenger=served.challenger.version if served.challenger else None,
         challenger_weight=served.challenger_weight,
         available=served.unavailable() is None,
-        reason=served.unavailable(),
-        problems=served.problems,
+        reason=served.unavailable() if details else public_reason(served),
+        problems=list(served.problems) if details else [],
     )
 
 
 @router.get("/{name}")
 async def info(name: str, gateway: GatewayDep, caller: ReaderCaller) -> ServingInfo:
-    return serving_info(gateway, name)
+    return serving_info(gateway, name, details=bool(caller.roles & {"auditor", "deployer"}))
 
 
 class KillRequest(BaseModel):
-    reason: str = Field(min_length=3)
+    reason: str = Field(min_length=3, max_length=500)
+
+
+async def kill_request(request: Request, gateway: Gateway) -> KillRequest:
+    """The body of a kill, read only now that the deployer is authenticated."""
+    raw = await read_capped(request, gateway.settings.max_control_body_bytes)
+    try:
+        return KillRequest.model_validate(parse_json(raw))
+    except InputError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        raise HTTPException(
+            422, f'{where}: {error["msg"]}; send {{"reason": "<why, 3 to 500 characters>"}}'
+        ) from None
 
 
 @router.post("/{name}/kill")
-async def kill(name: str, body: KillRequest, gateway: GatewayDep, caller: DeployerCaller) -> ServingInfo:
-    """Kill switch: the model answers 503 with the reason until revived."""
+async def kill(name: str, request: Request, gateway: GatewayDep, caller: DeployerCaller) -> ServingInfo:
+    """Kill switch: the model answers 503 with the reason until revived. Body: ``{"reason": "..."}``.
+
+    It holds on this gateway at once; written into the signed serving record, it holds on every
+    gateway and across restarts. If the record cannot be written, this gateway keeps it, the
+    answer lists why, and an alert is raised."""
     served = served_model(gateway, name)
-    served.killed = body.reason
-    await asyncio.to_thread(gateway.audit, "deployment.killed", caller.id, name, {"reason": body.reason})
-    return serving_info(gateway, name)
+    body = await kill_request(request, gateway)
+    served.local_kill = body.reason
+    problem = await asyncio.to_thread(gateway.switch, name, body.reason, caller.id)
+    if problem is None and served.killed == body.reason:
+        served.local_kill = None  # the record holds it now
+    payload = {"reason": body.reason, "durable": problem is None, "problem": problem}
+    await asyncio.to_thread(gateway.audit, "deployment.killed", caller.id, name, payload)
+    info = serving_info(gateway, name)
+    if problem is not None:
+        post_alert(gateway.settings.alert_webhook, {"event": "govdeploy.gateway.kill_not_durable", **payload})
+        info.problems.append(
+            f"the kill holds on this gateway only (not written to the serving record): {problem}"
+        )
+    return info
 
 
 @router.post("/{name}/revive")
 async def revive(name: str, gateway: GatewayDep, caller: DeployerCaller) -> ServingInfo:
+    """End the kill switch, in the signed serving record first: a revive that cannot be written
+    changes nothing (503), since every other gateway would still follow the kill."""
     served = served_model(gateway, name)
-    served.killed = None
+    problem = await asyncio.to_thread(gateway.switch, name, None, caller.id)
+    if problem is not None:
+        raise HTTPException(503, f"model {name} stays shut down: the revive could not be recorded: {problem}")
+    served.local_kill = None
     await asyncio.to_thread(gateway.audit, "deployment.revived", caller.id, name, {})
     return serving_info(gateway, name)
 
