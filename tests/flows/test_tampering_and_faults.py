@@ -18,8 +18,9 @@ from mlflow.exceptions import MlflowException
 from govdeploy.backends import registry
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import Settings
-from govdeploy.errors import RegistryError, SignatureError
+from govdeploy.errors import RegistryError, SignatureError, StorageError
 from govdeploy.release.promotion import promote
+from govdeploy.serving import rollout
 from govdeploy.trust.approvals import (
     ApprovalRequest,
     SignedStatement,
@@ -175,11 +176,16 @@ def _approvals(stack: Settings, request: ApprovalRequest) -> list[SignedStatemen
     return signed
 
 
-def test_promotion_faults_leave_tags_and_aliases_and_a_retry_completes(
+def test_promotion_faults_change_nothing_served_and_a_retry_completes(
     stack: Settings, pair: tuple[dict[str, Any], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Faults at each point of a promotion: before its signed serving record nothing serves the new
+    version; after it, the record serves and only the aliases lag until a retry moves them."""
     first, second = pair
     client = mlflow.MlflowClient()
+    start = rollout.publish(
+        stack, MODEL, champion=first["version"], challenger=None, weight=0, action="test", issuer="test"
+    )
     client.set_registered_model_alias(MODEL, "champion", first["version"])
     request = ApprovalRequest(
         flow_run_id="run-x",
@@ -192,8 +198,8 @@ def test_promotion_faults_leave_tags_and_aliases_and_a_retry_completes(
     approvals = _approvals(stack, request)
     before = version_tags(second["version"])
 
-    def attempt() -> Any:
-        return promote(
+    def attempt() -> tuple[Any, str | None, str | None]:
+        promote(
             request,
             approvals,
             {"passed": True},
@@ -202,34 +208,49 @@ def test_promotion_faults_leave_tags_and_aliases_and_a_retry_completes(
             roots=load_roots(stack),
             tracking_uri=stack.mlflow_url,
         )
+        record, previous = rollout.promote(stack, MODEL, second["version"], "champion", "test")
+        return record, previous, rollout.sync_registry(stack, record)
 
-    def unchanged() -> None:
+    def nothing_served() -> None:
+        assert rollout.serving_now(stack, MODEL) == start
         assert client.get_model_version_by_alias(MODEL, "champion").version == first["version"]
-        assert version_tags(second["version"]) == before
 
     with monkeypatch.context() as patch:  # the S3 upload of the release signature fails
         patch.setattr(registry, "upload_model_files", _raise(RegistryError("S3 endpoint unreachable")))
         with pytest.raises(RegistryError, match="S3 endpoint unreachable"):
             attempt()
-    unchanged()
-    with monkeypatch.context() as patch:  # MLflow fails while the alias moves
-        patch.setattr(
-            mlflow.MlflowClient,
-            "set_registered_model_alias",
-            _fail_once(mlflow.MlflowClient.set_registered_model_alias, MlflowException("registry down")),
-        )
-        with pytest.raises(RegistryError, match="left as they were"):
-            attempt()
-    unchanged()
+    nothing_served()
+    assert version_tags(second["version"]) == before
     with monkeypatch.context() as patch:  # MLflow fails on the release tag
         patch.setattr(
             mlflow.MlflowClient,
             "set_model_version_tag",
             _fail_once(mlflow.MlflowClient.set_model_version_tag, MlflowException("registry down")),
         )
-        with pytest.raises(RegistryError, match="left as they were"):
+        with pytest.raises(RegistryError, match="registry down"):
             attempt()
-    unchanged()
+    nothing_served()
+    assert version_tags(second["version"]) == before
+    with monkeypatch.context() as patch:  # S3 fails between the release signature and the record
+        patch.setattr(rollout.serving_records, "write", _raise(StorageError("S3 endpoint unreachable")))
+        with pytest.raises(StorageError, match="S3 endpoint unreachable"):
+            attempt()
+    nothing_served()
+    with monkeypatch.context() as patch:  # MLflow fails while the aliases follow the record
+        patch.setattr(
+            mlflow.MlflowClient,
+            "set_registered_model_alias",
+            _raise(MlflowException("registry down")),
+        )
+        record, previous, problem = attempt()
+    assert problem is not None and "do not follow serving record" in problem
+    assert (record.champion, record.sequence, previous) == (
+        second["version"],
+        start.sequence + 1,
+        first["version"],
+    )
+    assert rollout.serving_now(stack, MODEL) == record  # the record serves the new version
+    assert client.get_model_version_by_alias(MODEL, "champion").version == first["version"]  # lagging
     with pytest.raises(SignatureError, match="not the approved"):  # the approved bytes changed
         promote(
             request.model_copy(update={"artifact_digest": "0" * 64}),
@@ -240,13 +261,10 @@ def test_promotion_faults_leave_tags_and_aliases_and_a_retry_completes(
             roots=load_roots(stack),
             tracking_uri=stack.mlflow_url,
         )
-    unchanged()
 
-    done = attempt()
-    assert done.previous == first["version"]
+    again, previous, problem = attempt()  # the retry writes no second record, and moves the aliases
+    assert (again, previous, problem) == (record, first["version"], None)
     assert client.get_model_version_by_alias(MODEL, "champion").version == second["version"]
-    again = attempt()  # idempotent
-    assert again.previous == second["version"]
     assert json.loads(version_tags(second["version"])["govdeploy.release"])["approvers"] == ["alice", "bob"]
     verify_version(
         MODEL,
@@ -255,7 +273,6 @@ def test_promotion_faults_leave_tags_and_aliases_and_a_retry_completes(
         level="release",
         tracking_uri=stack.mlflow_url,
     )
-    client.delete_registered_model_alias(MODEL, "champion")
 
 
 def _raise(error: Exception) -> Any:
