@@ -74,6 +74,17 @@ class GatewayMetrics:
             ["model", "version", "kind"],
             registry=self.registry,
         )
+        self.serving_refusals = Counter(
+            "govdeploy_serving_refusals",
+            "Serving records or versions the gateway refused (each refusal once).",
+            ["model"],
+            registry=self.registry,
+        )
+        self.refresh_failures = Counter(
+            "govdeploy_serving_refresh_failures",
+            "Refreshes of the serving state that failed (the last verified state kept serving).",
+            registry=self.registry,
+        )
         self.challenger_errors = Counter(
             "govdeploy_challenger_errors",
             "Challenger failures answered by the champion.",

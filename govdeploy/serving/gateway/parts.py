@@ -16,7 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from govdeploy.backends import events
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.catalog import load_catalog
 from govdeploy.config.policy import load_policy
@@ -89,6 +91,7 @@ class Gateway:
             self.state.refresh()
         except BaseException as exc:
             self.refresh_health.failed(exc)
+            self.metrics.refresh_failures.inc()
             raise
         self.refresh_health.succeeded()
 
@@ -188,9 +191,28 @@ def build_writer(settings: Settings, master: bytes) -> IOLogWriter:
     )
 
 
+def _refusal_recorder(settings: Settings, metrics: GatewayMetrics) -> Callable[[str, dict[str, Any]], None]:
+    """What a refused serving record or version leaves (once per refusal): a metric, a Prefect event
+    automations can react to, and an audit record (the audit failure is the caller's to log)."""
+
+    def record(model: str, payload: dict[str, Any]) -> None:
+        metrics.serving_refusals.labels(model).inc()
+        outcome = events.emit(
+            "govdeploy.gateway.refused",
+            {"prefect.resource.id": f"govdeploy.model.{model}"},
+            [],
+            dict(payload),
+        )
+        log.info("%s refusal: %s", model, outcome)
+        audit_log(settings).append("serving.refused", "gateway", dict(payload), model=model)
+
+    return record
+
+
 def build_gateway(settings: Settings) -> Gateway:
     catalog = load_catalog(settings.models_path)
     master = master_key(settings.keys_dir)
+    metrics = GatewayMetrics()
     return Gateway(
         settings=settings,
         keys=KeyRing.from_config(load_access(settings.access_path), settings.keys_dir),
@@ -201,11 +223,9 @@ def build_gateway(settings: Settings) -> Gateway:
             {name: frozenset(spec.pii_columns) for name, spec in catalog.models.items()},
             settings.batch_max_rows,
             settings.batch_max_wait_ms / 1000,
-            audit=lambda model, payload: audit_log(settings).append(
-                "serving.refused", "gateway", dict(payload), model=model
-            ),
+            audit=_refusal_recorder(settings, metrics),
         ),
-        metrics=GatewayMetrics(),
+        metrics=metrics,
         token_secret=hmac.new(master, b"govdeploy-io-tokens", hashlib.sha256).digest(),
         monitor=AnomalyMonitor(load_policy(settings.policy_path).alerts),
         notifier=AlertNotifier(settings.alert_webhook),
