@@ -19,25 +19,33 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.parametrize("name", ["../../../../escape-{n}.txt", "model/../../../escape-{n}.txt"])
-def test_an_artifact_name_with_dot_dot_is_refused_and_writes_nothing_outside(
-    stack: Settings, name: str
-) -> None:
+def test_an_artifact_name_with_dot_dot_never_writes_outside_the_download(stack: Settings, name: str) -> None:
+    """The key is either stored normalised (outside the version's files: not part of it, which
+    still verifies) or, kept as sent, refused by the verified download; nothing is written outside."""
     candidate = train_as("dana", model=MODEL, rows=2000, seed=81)
     client, key_prefix = s3_client(stack), prefix(candidate["version"])
     escaped = name.format(n=candidate["version"])
     client.put_object(Bucket=stack.bucket, Key=key_prefix + escaped, Body=b"not from training")
+    stored = [
+        item["Key"]
+        for item in client.list_objects_v2(Bucket=stack.bucket, Prefix="mlflow/").get("Contents", [])
+        if f"escape-{candidate['version']}" in item["Key"]
+    ]
     before = _escaped()
+    roots = load_roots(stack)
     try:
-        with pytest.raises(GovdeployError):
+        assert len(stored) == 1
+        if stored[0].startswith(key_prefix):  # listed with the version's files
+            with pytest.raises(GovdeployError):
+                verify_version(
+                    MODEL, candidate["version"], roots=roots, level="candidate", tracking_uri=stack.mlflow_url
+                )
+        else:
             verify_version(
-                MODEL,
-                candidate["version"],
-                roots=load_roots(stack),
-                level="candidate",
-                tracking_uri=stack.mlflow_url,
+                MODEL, candidate["version"], roots=roots, level="candidate", tracking_uri=stack.mlflow_url
             )
     finally:
-        client.delete_object(Bucket=stack.bucket, Key=key_prefix + escaped)
+        client.delete_object(Bucket=stack.bucket, Key=stored[0] if stored else key_prefix + escaped)
     assert _escaped() == before
 
 
