@@ -1,5 +1,8 @@
 """Serve the project's deployments: flows started from the Prefect UI run in this process.
 
+Before serving, the runs of these deployments that a previous deployments process left Pending,
+Running or Paused are ended as Crashed, recorded and alerted (``govdeploy.release.recovery``).
+
 Besides the deployments started by hand, this defines the drift loop as code: a nightly ``drift``
 deployment per catalogued model (cron from the policy), and two automations (deployment triggers)
 that an operator sees, and can pause, in the Prefect UI: ``govdeploy.drift.detected`` runs
@@ -8,10 +11,11 @@ that an operator sees, and can pause, in the Prefect UI: ``govdeploy.drift.detec
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 from prefect import serve
-from prefect.client.schemas.schedules import CronSchedule
+from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 
@@ -24,8 +28,10 @@ from flows.train import train
 from govdeploy.config.catalog import load_catalog
 from govdeploy.config.policy import load_policy
 from govdeploy.config.settings import get_settings
+from govdeploy.release.recovery import recover_before_serving
 
 MODEL_RESOURCE: dict[str, str | list[str]] = {"prefect.resource.id": "govdeploy.model.*"}
+RECOVERY_TIMEOUT_SECONDS = 60.0
 
 
 def automations() -> dict[str, DeploymentEventTrigger]:
@@ -111,7 +117,23 @@ def deployments() -> list[Any]:
 
 
 def main() -> None:
-    serve(*[cast(RunnerDeployment, d) for d in deployments()], query_seconds=2)
+    """End the runs a previous deployments process left unfinished (one such process per machine:
+    nothing runs them any more), then serve every deployment until stopped."""
+    served = [cast(RunnerDeployment, d) for d in deployments()]
+    logging.getLogger("govdeploy.recovery").setLevel(logging.INFO)
+    names = [d.full_name for d in served]
+    recover_before_serving(get_settings(), names, RECOVERY_TIMEOUT_SECONDS, quiet=repeating(served))
+    serve(*served, query_seconds=2)
+
+
+def repeating(served: list[RunnerDeployment]) -> list[str]:
+    """The deployments on an interval schedule (``canary-watch``): a run of theirs that a dead
+    process left is ended and recorded, but not alerted, as the next one follows within minutes."""
+    return [
+        d.full_name
+        for d in served
+        if any(isinstance(s.schedule, IntervalSchedule) for s in d.schedules or [])
+    ]
 
 
 if __name__ == "__main__":

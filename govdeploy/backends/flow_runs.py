@@ -1,8 +1,11 @@
 """Flow runs through the Prefect API: start served deployments, follow runs, read and resume a
-paused run. The only module of the core that talks to the Prefect API about runs."""
+paused run, find and end the runs a dead process left behind. The only module of the core that
+talks to the Prefect API about runs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 from uuid import UUID
 
@@ -18,9 +21,11 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, State, StateType
+from prefect.client.schemas.responses import OrchestrationResult, SetStateStatus
 from prefect.deployments import run_deployment
-from prefect.exceptions import ObjectNotFound, PrefectException
+from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound, PrefectException
 from prefect.flow_runs import resume_flow_run
+from prefect.states import Crashed
 
 from govdeploy.errors import GovdeployError
 from govdeploy.polling import poll
@@ -44,9 +49,23 @@ def read_run(flow_run_id: str) -> FlowRun:
             raise GovdeployError(f"flow run {flow_run_id} does not exist") from None
 
 
+def _state_text(run: FlowRun) -> str:
+    """The run's state for a message: its name, and its message once the run has ended."""
+    if run.state is None:
+        return "unknown"
+    name = run.state.name or run.state.type.value
+    return f"{name}: {run.state.message}" if run.state.is_final() and run.state.message else name
+
+
 def resume(flow_run_id: str, run_input: dict[str, Any]) -> None:
-    """Resume a paused run with ``run_input`` (the server checks it against the run's input schema)."""
-    resume_flow_run(run_uuid(flow_run_id), run_input=run_input)
+    """Resume a paused run with ``run_input`` (the server checks it against the run's input schema);
+    GovdeployError naming the run's state when it is not paused (any more)."""
+    try:
+        resume_flow_run(run_uuid(flow_run_id), run_input=run_input)
+    except (NotPausedError, FlowPauseTimeout, RuntimeError) as exc:
+        raise GovdeployError(
+            f"flow run {flow_run_id} cannot be resumed ({exc}); it is {_state_text(read_run(flow_run_id))}"
+        ) from None
 
 
 def wait_until_paused(flow_run_id: str, wait_seconds: float) -> FlowRun:
@@ -58,8 +77,7 @@ def wait_until_paused(flow_run_id: str, wait_seconds: float) -> FlowRun:
 
     run = poll(paused_or_done, timeout=wait_seconds) or read_run(flow_run_id)
     if run.state is None or not run.state.is_paused():
-        name = run.state.name if run.state else "unknown"
-        raise GovdeployError(f"flow run {flow_run_id} is not waiting for input (it is {name})")
+        raise GovdeployError(f"flow run {flow_run_id} is not waiting for input (it is {_state_text(run)})")
     return run
 
 
@@ -146,3 +164,83 @@ def live_runs(flow_name: str, parameters: dict[str, Any]) -> list[FlowRun]:
         for run in runs
         if all(str(run.parameters.get(key)) == str(value) for key, value in parameters.items())
     ]
+
+
+UNFINISHED = [StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
+PAGE = 200
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A flow run of a served deployment, as the Prefect API reported it."""
+
+    id: str
+    name: str
+    deployment: str  # "<flow>/<deployment>"
+    state_type: str  # PENDING, RUNNING, PAUSED, ...
+    state_name: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def _deployment_ids(client: Any, names: Sequence[str]) -> dict[UUID, str]:
+    """The ids of the deployments of ``names`` that exist (a first start has none yet)."""
+    found: dict[UUID, str] = {}
+    for name in names:
+        try:
+            found[client.read_deployment_by_name(name).id] = name
+        except ObjectNotFound:
+            continue
+    return found
+
+
+def unfinished_runs(deployments: Sequence[str]) -> list[RunSummary]:
+    """Runs of the deployments named ``<flow>/<deployment>`` that are Pending, Running or Paused;
+    never runs without a deployment (flows called in-process)."""
+    runs: list[FlowRun] = []
+    with get_client(sync_client=True) as client:
+        ids = _deployment_ids(client, deployments)
+        if not ids:
+            return []
+        while True:
+            page = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=list(ids))),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=UNFINISHED))
+                ),
+                limit=PAGE,
+                offset=len(runs),
+            )
+            runs += page
+            if len(page) < PAGE:
+                break
+    return [
+        RunSummary(
+            id=str(run.id),
+            name=run.name,
+            deployment=ids.get(run.deployment_id, "?") if run.deployment_id else "?",
+            state_type=run.state.type.value if run.state else "UNKNOWN",
+            state_name=(run.state.name or run.state.type.value) if run.state else "unknown",
+            parameters=dict(run.parameters),
+        )
+        for run in runs
+    ]
+
+
+def received_inputs(flow_run_id: str) -> list[str]:
+    """The values (JSON text) sent to the run's pauses, answered or not, oldest key first."""
+    with get_client(sync_client=True) as client:
+        inputs = client.filter_flow_run_input(run_uuid(flow_run_id), "paused-", 1000, set())
+    return [i.value for i in sorted(inputs, key=lambda i: i.key) if i.key.endswith("-response")]
+
+
+def end_crashed(flow_run_id: str, message: str) -> str:
+    """Put the run in state Crashed with ``message`` (forced: no process is left to propose it);
+    the state name the API then holds. GovdeployError if the API does not accept it."""
+    with get_client(sync_client=True) as client:
+        result: OrchestrationResult[Any] = client.set_flow_run_state(
+            run_uuid(flow_run_id), Crashed(message=message), force=True
+        )
+    if result.status != SetStateStatus.ACCEPT:
+        reason = result.details.reason if hasattr(result.details, "reason") else result.status.value
+        raise GovdeployError(f"the Prefect API did not end flow run {flow_run_id} as Crashed: {reason}")
+    return (result.state.name if result.state else None) or "Crashed"
