@@ -11,7 +11,7 @@ from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import Settings
 from govdeploy.errors import GovdeployError
 from govdeploy.trust.roots import load_roots
-from govdeploy.trust.versions import verify_version
+from govdeploy.trust.versions import verified_directory
 from tests.flows.conftest import MODEL, train_as
 from tests.flows.test_tampering_and_faults import prefix
 
@@ -20,32 +20,27 @@ pytestmark = pytest.mark.e2e
 
 @pytest.mark.parametrize("name", ["../../../../escape-{n}.txt", "model/../../../escape-{n}.txt"])
 def test_an_artifact_name_with_dot_dot_never_writes_outside_the_download(stack: Settings, name: str) -> None:
-    """The key is either stored normalised (outside the version's files: not part of it, which
-    still verifies) or, kept as sent, refused by the verified download; nothing is written outside."""
+    """Stored under the version's files as sent, the hostile key never reaches a verified download
+    (refused, or not listed as one of the version's files) and nothing is written outside it."""
     candidate = train_as("dana", model=MODEL, rows=2000, seed=81)
     client, key_prefix = s3_client(stack), prefix(candidate["version"])
-    escaped = name.format(n=candidate["version"])
-    client.put_object(Bucket=stack.bucket, Key=key_prefix + escaped, Body=b"not from training")
-    stored = [
-        item["Key"]
-        for item in client.list_objects_v2(Bucket=stack.bucket, Prefix="mlflow/").get("Contents", [])
-        if f"escape-{candidate['version']}" in item["Key"]
-    ]
+    hostile = key_prefix + name.format(n=candidate["version"])
+    client.put_object(Bucket=stack.bucket, Key=hostile, Body=b"not from training")
     before = _escaped()
-    roots = load_roots(stack)
     try:
-        assert len(stored) == 1
-        if stored[0].startswith(key_prefix):  # listed with the version's files
-            with pytest.raises(GovdeployError):
-                verify_version(
-                    MODEL, candidate["version"], roots=roots, level="candidate", tracking_uri=stack.mlflow_url
-                )
-        else:
-            verify_version(
-                MODEL, candidate["version"], roots=roots, level="candidate", tracking_uri=stack.mlflow_url
-            )
+        assert client.get_object(Bucket=stack.bucket, Key=hostile)["Body"].read() == b"not from training"
+        with verified_directory(
+            MODEL,
+            candidate["version"],
+            roots=load_roots(stack),
+            level="candidate",
+            tracking_uri=stack.mlflow_url,
+        ) as (directory, _):
+            assert not [p for p in directory.parent.rglob("escape-*")]
+    except GovdeployError:
+        pass  # the download refused it: as safe
     finally:
-        client.delete_object(Bucket=stack.bucket, Key=stored[0] if stored else key_prefix + escaped)
+        client.delete_object(Bucket=stack.bucket, Key=hostile)
     assert _escaped() == before
 
 
