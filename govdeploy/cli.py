@@ -157,7 +157,8 @@ def _status_table(status: Any) -> Table:
         table.add_column(column, no_wrap=True)
     for c in status.components:
         colour = {"running": "green", "unhealthy": "yellow", "stopped": "red"}[c.state]
-        state = f"[{colour}]{c.state}[/{colour}]" + (f" ({c.action})" if c.action else "")
+        notes = [note for note in (c.detail, c.action) if note]
+        state = f"[{colour}]{c.state}[/{colour}]" + (f" ({'; '.join(notes)})" if notes else "")
         table.add_row(c.name, state, c.url, str(c.pid or "-"))
     table.caption = f"logs: {Path(status.state_dir) / 'logs'}"
     return table
@@ -177,17 +178,22 @@ def up() -> None:
 
 @app.command()
 def down() -> None:
-    """Stop every component of the local stack (its data stays in the state directory)."""
+    """Stop every component of the local stack (its data stays in the state directory), also a
+    server whose launcher exited."""
     from govdeploy.stack.manager import down as stack_down
 
-    console.print(_status_table(stack_down(get_settings(), _progress)))
+    try:
+        status = stack_down(get_settings(), _progress)
+    except GovdeployError as exc:
+        raise CommandFailed("down", exc) from exc
+    console.print(_status_table(status))
 
 
 @app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
 ) -> None:
-    """Each component's state, URL, pid and log file."""
+    """Each component's state, URL, pid (of the server itself, also when its launcher exited) and log file."""
     from govdeploy.stack.manager import status as stack_status
 
     result = stack_status(get_settings())
@@ -536,6 +542,8 @@ def gateway(
         port=port or settings.gateway_port,
         log_level="info",
         access_log=False,
+        http="govdeploy.serving.gateway.main:HeaderDeadline",  # closes slow-header connections
+        timeout_keep_alive=settings.keep_alive_seconds,
     )
 
 

@@ -19,6 +19,7 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from govdeploy.backends import registry
 from govdeploy.config.approvers import load_approvers
 from govdeploy.config.governance import Governance
 from govdeploy.config.settings import get_settings
@@ -204,6 +205,11 @@ def announce_timeout(request: ApprovalRequest, reason: str, retention_days: int)
     )
 
 
+def _log_stage_problem(problem: str | None) -> None:
+    if problem:
+        get_run_logger().warning("%s", problem)
+
+
 @task(cache_policy=NO_CACHE)
 def promote_version(
     request: ApprovalRequest,
@@ -216,7 +222,10 @@ def promote_version(
     """Sign the approved artifacts, then serve them: as ``challenger`` when a canary is asked for (by
     the policy or the release) and a champion serves, else as ``champion``. The signed serving record
     (carrying ``intent``, the id of the audit record announcing the promotion) commits it; the
-    aliases follow."""
+    aliases follow.
+
+    The ``govdeploy.stage`` tags follow too (approved once signed, then champion or challenger, the
+    replaced champion retired); they are informational, and failing to set them only warns."""
     settings = get_settings()
     champion = rollout.serving_champion(settings, request.model)
     alias = approval.promotion_alias(config.policy, champion, request.version, canary)
@@ -235,6 +244,7 @@ def promote_version(
         roots=load_roots(settings),
         tracking_uri=settings.mlflow_url,
     )
+    _log_stage_problem(registry.set_stages(request.model, {request.version: "approved"}, settings.mlflow_url))
     record, previous = rollout.promote(
         settings, promoted.model, promoted.version, alias, settings.user, audit_record=intent
     )
@@ -242,6 +252,11 @@ def promote_version(
     problem = rollout.sync_registry(settings, record)
     if problem:
         get_run_logger().warning("%s", problem)
+    replaced = previous if alias == registry.CHAMPION else None  # a challenger replaces nobody yet
+    stage: registry.Stage = "champion" if alias == registry.CHAMPION else "challenger"
+    _log_stage_problem(
+        registry.set_stages(request.model, {request.version: stage, replaced: "retired"}, settings.mlflow_url)
+    )
     get_run_logger().info(
         "promoted %s v%s to %s (previous: %s)", promoted.model, promoted.version, alias, promoted.previous
     )

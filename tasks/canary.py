@@ -7,7 +7,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from govdeploy.backends import flow_runs
+from govdeploy.backends import flow_runs, registry
 from govdeploy.config.policy import CanaryPolicy
 from govdeploy.config.settings import Settings, get_settings
 from govdeploy.errors import RolloutError
@@ -17,6 +17,14 @@ from govdeploy.serving.canary import StepVerdict, observe
 from govdeploy.trust.roots import load_roots
 from govdeploy.trust.serving_records import ServingRecord
 from tasks.artifacts import artifact_key
+
+
+def _set_stages(settings: Settings, model: str, stages: dict[str | None, registry.Stage]) -> None:
+    """Tag the versions a committed change moved with their lifecycle stage (informational: the
+    signed serving record decides serving); a failure only warns."""
+    problem = registry.set_stages(model, stages, settings.mlflow_url)
+    if problem:
+        get_run_logger().warning("%s", problem)
 
 
 def _apply_now(settings: Settings, record: ServingRecord) -> None:
@@ -70,6 +78,7 @@ def roll_back_canary(model: str, challenger: str | None, reasons: list[str]) -> 
         return None
     record, challenger = aborted
     _apply_now(settings, record)
+    _set_stages(settings, model, {challenger: "rolled-back"})
     emit_event(
         event="govdeploy.canary.rolled_back",
         resource={"prefect.resource.id": f"govdeploy.model.{model}.v{challenger}"},
@@ -84,6 +93,7 @@ def complete(model: str, challenger: str) -> str | None:
     settings = get_settings()
     record, previous = rollout.complete_canary(settings, model, challenger, settings.user)
     _apply_now(settings, record)
+    _set_stages(settings, model, {challenger: "champion", previous: "retired"})
     return previous
 
 
@@ -91,8 +101,11 @@ def complete(model: str, challenger: str) -> str | None:
 def roll_back_champion(model: str) -> tuple[str, str]:
     """Return serving to the previous verified champion; returns (from, to)."""
     settings = get_settings()
+    before = rollout.serving_now(settings, model)  # a challenger the rollback drops is rolled back too
     record, current, target = rollout.rollback(settings, model, load_roots(settings), settings.user)
     _apply_now(settings, record)
+    dropped = before.challenger if before else None
+    _set_stages(settings, model, {current: "rolled-back", dropped: "rolled-back", target: "champion"})
     return current, target
 
 

@@ -21,7 +21,7 @@ from govdeploy.errors import DataError
 from govdeploy.monitoring.alerts import post_alert
 from govdeploy.monitoring.decision import DriftDecision, decide, performance
 from govdeploy.monitoring.drift import DriftResult, compute_drift
-from govdeploy.monitoring.reports import evidently_performance_html, evidently_report_html
+from govdeploy.monitoring.reports import evidently_drift_report, evidently_performance_html
 from govdeploy.monitoring.window import Window, batch_keys, bucket_source, read_window, require_rows
 from govdeploy.release.reference import PREDICTION, read_reference
 from govdeploy.serving import rollout
@@ -135,29 +135,55 @@ def drift_summary(
     }
 
 
-@task(cache_policy=NO_CACHE)
-def record_drift_check(
-    reference: pd.DataFrame, window: Window, summary: dict[str, Any], spec: ModelSpec, policy_digest: str
-) -> str:
-    """Evidently HTML report and summary on the serving version in MLflow; Prefect link and table."""
-    settings = get_settings()
+def drift_reports(
+    reference: pd.DataFrame, window: Window, summary: dict[str, Any], spec: ModelSpec
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """The Evidently HTML reports of a drift check by file name (data drift, built with the drift share
+    the decision used; classification quality once ground truth arrived), and the data drift report's
+    headline (recorded in the summary beside the decision)."""
     numerical = [*spec.numeric_features, PREDICTION]
-    reports = {
-        "report.html": evidently_report_html(
-            reference[[*numerical, *spec.categorical_features]],
-            window.rows[[*numerical, *spec.categorical_features]],
-            numerical=numerical,
-            categorical=spec.categorical_features,
-        )
-    }
+    columns = [*numerical, *spec.categorical_features]
+    report = evidently_drift_report(
+        reference[columns],
+        window.rows[columns],
+        numerical=numerical,
+        categorical=spec.categorical_features,
+        drift_share=summary["decision"]["max_drifted_share"],
+    )
+    reports = {"report.html": report.html}
     if summary["decision"]["performance"] is not None:  # ground truth arrived: classification quality too
         reports["performance.html"] = evidently_performance_html(
             reference, window.labelled(spec.label), target=spec.label, score=PREDICTION
         )
+    headline = {
+        "dataset_drift": report.dataset_drift,
+        "drift_share": report.drift_share,
+        "drifted_share": report.drifted_share,
+    }
+    return reports, headline
+
+
+@task(cache_policy=NO_CACHE)
+def record_drift_check(
+    reference: pd.DataFrame, window: Window, summary: dict[str, Any], spec: ModelSpec, policy_digest: str
+) -> str:
+    """Evidently reports and summary on the serving version in MLflow; Prefect link and table. The
+    data drift report uses the policy's drift share, so its headline agrees with the decision; a
+    disagreement left (the report runs on a sample of a very large window) is logged as a warning."""
+    settings = get_settings()
+    reports, headline = drift_reports(reference, window, summary, spec)
+    if headline["dataset_drift"] != summary["decision"]["data_drift"]:
+        get_run_logger().warning(
+            "the Evidently report (on a sample) says dataset drift %s at share %.2f, the decision %s at %.2f",
+            "detected" if headline["dataset_drift"] else "not detected",
+            headline["drifted_share"],
+            "detected" if summary["decision"]["data_drift"] else "not detected",
+            summary["decision"]["drifted_share"],
+        )
     url = tracking.record_drift(
         name=window.model,
         version=window.version,
-        summary=summary,
+        summary={**summary, "evidently": headline},
         reports=reports,
         policy_digest=policy_digest,
         tracking_uri=settings.mlflow_url,

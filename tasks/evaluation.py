@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
 from govdeploy.backends import registry, tracking
 from govdeploy.config.governance import Governance
@@ -61,7 +62,10 @@ def evaluate_version(
 
 @task(cache_policy=NO_CACHE)
 def record_decision(report: gate.GateReport, evaluation: ModelEvaluation | None) -> gate.GateReport:
-    """Log the decision to MLflow (gate run + version tags) and to the Prefect UI."""
+    """Log the decision to MLflow (gate run + version tags) and to the Prefect UI.
+
+    A released version keeps the gate evidence it was promoted on: re-gating it records the new result
+    in its own run and in ``govdeploy.gate.latest``, and warns that the evidence was kept."""
     settings = get_settings()
     metrics = dict(evaluation.metrics) if evaluation else {}
     for result in evaluation.fairness if evaluation else []:
@@ -73,7 +77,7 @@ def record_decision(report: gate.GateReport, evaluation: ModelEvaluation | None)
         "summary": report.summary(),
         "evaluation": evaluation.model_dump() if evaluation else None,
     }
-    run_url = tracking.record_gate(
+    recorded = tracking.record_gate(
         name=report.model,
         version=report.version,
         report=payload,
@@ -82,8 +86,13 @@ def record_decision(report: gate.GateReport, evaluation: ModelEvaluation | None)
         policy_digest=report.policy_digest,
         tracking_uri=settings.mlflow_url,
         experiment=settings.experiment,
+        flow_run_id=str(flow_run.id) if flow_run.id else None,
     )
-    publish_gate(report, run_url)
+    publish_gate(report, recorded.url)
     logger = get_run_logger()
     (logger.info if report.passed else logger.error)("%s", report.summary())
+    if recorded.kept:
+        logger.warning(
+            "gate evidence of %s v%s not replaced: %s", report.model, report.version, recorded.kept
+        )
     return report

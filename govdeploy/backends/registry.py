@@ -12,22 +12,33 @@ governance tags under the ``govdeploy.`` prefix.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-from govdeploy.errors import RegistryError
+from govdeploy.config.settings import Settings, get_settings
+from govdeploy.errors import GovdeployError, RegistryError
 
 TAG = "govdeploy."
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+STAGE_TAG = f"{TAG}stage"
+
+# The lifecycle of a version, shown in its ``govdeploy.stage`` tag: registered as a candidate,
+# approved once its release is signed, then challenger or champion as the serving record names it,
+# retired when another version replaced it as champion, rolled-back when a rollback moved away from
+# it or its canary was rolled back or aborted.
+Stage = Literal["candidate", "approved", "challenger", "champion", "retired", "rolled-back"]
+STAGES: tuple[str, ...] = get_args(Stage)
 
 
 @contextmanager
 def registry_call(action: str, tracking_uri: str) -> Iterator[None]:
     """Turn MLflow and connection failures into RegistryError naming the action and server."""
+    import requests
     from mlflow.exceptions import MlflowException
 
     try:
@@ -35,21 +46,50 @@ def registry_call(action: str, tracking_uri: str) -> Iterator[None]:
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             raise RegistryError(f"{action}: {exc.message}") from None
+        cause = exc.__cause__ or exc.__context__  # MLflow wraps a failed connection in its exception
+        if isinstance(cause, requests.exceptions.RetryError):  # 5xx until the retries ran out
+            raise RegistryError(
+                f"{action}: MLflow at {tracking_uri} kept answering with server errors (for artifacts, "
+                "its S3 store may be down); see the MLflow server's log"
+            ) from exc
+        if isinstance(cause, (requests.ConnectionError, requests.Timeout)):
+            raise _unreachable(action, tracking_uri, cause) from exc
         raise RegistryError(f"{action} at {tracking_uri} failed: {exc.message}") from exc
     except (ConnectionError, OSError) as exc:
-        raise RegistryError(
-            f"{action}: MLflow at {tracking_uri} is unreachable ({type(exc).__name__}); "
-            "start the stack with 'govdeploy up'"
-        ) from exc
+        raise _unreachable(action, tracking_uri, exc) from exc
+
+
+def _unreachable(action: str, tracking_uri: str, exc: BaseException) -> RegistryError:
+    return RegistryError(
+        f"{action}: MLflow at {tracking_uri} is unreachable ({type(exc).__name__}); "
+        "start the stack with 'govdeploy up'"
+    )
+
+
+def http_limits(settings: Settings) -> dict[str, str]:
+    """MLflow's HTTP retry and timeout variables: the operator's where set, else bounded by
+    ``dependency_retries`` and ``dependency_timeout_seconds`` (MLflow's defaults retry a dead server
+    for minutes)."""
+    bounded = {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(settings.dependency_retries),
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(settings.dependency_timeout_seconds),
+    }
+    return {name: os.environ.get(name, value) for name, value in bounded.items()}
 
 
 @lru_cache(maxsize=8)
 def client(tracking_uri: str) -> Any:
-    """The ``MlflowClient`` of one tracking server (also its model registry)."""
+    """The ``MlflowClient`` of one tracking server (also its model registry).
+
+    Its requests are bounded by ``http_limits`` (MLflow reads them from the environment per request).
+    """
     if not tracking_uri.startswith(("http://", "https://")):
         raise RegistryError(
             f"tracking URI {tracking_uri!r} is not an http(s) URL of an MLflow server; set the server's URL"
         )
+    for name, value in http_limits(get_settings()).items():
+        os.environ.setdefault(name, value)
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -154,3 +194,26 @@ def delete_alias(name: str, alias: str, tracking_uri: str) -> None:
         return
     with registry_call(f"remove alias {alias!r} of {name!r}", tracking_uri):
         client(tracking_uri).delete_registered_model_alias(name, alias)
+
+
+def set_stages(name: str, stages: Mapping[str | None, Stage], tracking_uri: str) -> str | None:
+    """Tag each version with its lifecycle stage (``None`` versions are skipped); the problems, or None.
+
+    The stage is informational: the signed serving record decides what serves, and the tag only
+    follows changes that already committed. So this never raises: a version it could not tag keeps
+    showing its older stage, the caller logs the problem as a warning, and the change stands.
+    """
+    problems = []
+    for version, stage in stages.items():
+        if version is None:
+            continue
+        if stage not in STAGES:
+            problems.append(f"{stage!r} is not a stage; use one of {', '.join(STAGES)}")
+            continue
+        try:
+            set_version_tags(name, version, {STAGE_TAG: stage}, tracking_uri)
+        except GovdeployError as exc:
+            problems.append(f"{STAGE_TAG} of {name} v{version} not set to {stage!r}: {exc}")
+    if not problems:
+        return None
+    return "; ".join(problems) + " (the stage tag is informational; what serves is unchanged)"

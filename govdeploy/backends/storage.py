@@ -7,6 +7,7 @@ fail raise ``StorageError`` naming the object, so no caller needs botocore's exc
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,16 +18,29 @@ MISSING_CODES = ("NoSuchKey", "404", "NotFound")
 
 
 def s3_client(settings: Settings, credentials: Mapping[str, str] | None = None) -> Any:
-    """A client of the bucket's endpoint; ``credentials`` (AWS_* names) override the standard chain."""
+    """A client of the bucket's endpoint; ``credentials`` (AWS_* names) override the standard chain.
+
+    Requests time out after ``dependency_timeout_seconds`` and are retried ``dependency_retries``
+    times (botocore's standard mode), so an endpoint that is down fails a call within seconds;
+    ``AWS_MAX_ATTEMPTS`` or ``AWS_RETRY_MODE`` set by an operator take precedence over the retries.
+    """
     import boto3
+    from botocore.config import Config
 
     given = dict(credentials or {})
+    limits: dict[str, Any] = {
+        "connect_timeout": settings.dependency_timeout_seconds,
+        "read_timeout": settings.dependency_timeout_seconds,
+    }
+    if not {"AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"} & os.environ.keys():
+        limits["retries"] = {"max_attempts": settings.dependency_retries, "mode": "standard"}
     return boto3.client(
         "s3",
         endpoint_url=settings.s3_url,
         aws_access_key_id=given.get("AWS_ACCESS_KEY_ID"),
         aws_secret_access_key=given.get("AWS_SECRET_ACCESS_KEY"),
         region_name=given.get("AWS_DEFAULT_REGION"),
+        config=Config(**limits),
     )
 
 

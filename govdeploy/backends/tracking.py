@@ -1,5 +1,5 @@
 """Runs on the MLflow tracking server: the training run that registers a candidate, and one run per
-gate or drift decision.
+gate or drift decision (a released version's gate evidence is never overwritten: ``record_gate``).
 
 Through the server's own ``MlflowClient`` (``govdeploy.backends.registry.client``). A candidate is
 registered so that what gets signed is what training produced, never a download: ``candidate_run``
@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
+from govdeploy.backends import registry
 from govdeploy.backends.registry import TAG, client, registry_call
 from govdeploy.errors import RegistryError
 
@@ -194,6 +195,15 @@ def log_run_files(run_id: str, directory: Path, artifact_path: str, tracking_uri
         client(tracking_uri).log_artifacts(run_id, str(directory), artifact_path)
 
 
+@dataclass(frozen=True)
+class GateRecord:
+    """Where a gate decision was logged, and whether the version's gate evidence took it."""
+
+    url: str
+    run_id: str
+    kept: str | None  # why the version's gate evidence was kept as it was (it is released), or None
+
+
 def record_gate(
     *,
     name: str,
@@ -204,26 +214,56 @@ def record_gate(
     policy_digest: str,
     tracking_uri: str,
     experiment: str,
-) -> str:
-    """Log a gate decision as its own run and tag the version with it; return the run's URL."""
+    flow_run_id: str | None = None,
+) -> GateRecord:
+    """Log a gate decision as its own run (tagged with the flow run that gated), then tag the version.
+
+    ``govdeploy.gate.latest`` always points at the newest gate run. The version's gate evidence
+    (``govdeploy.gate``, ``.run_id``, ``.policy_digest``, ``.summary``) follows each run until the
+    version is released; after that it stays the gate result the release was promoted on, and a later
+    gate run is only in its own run and in ``gate.latest`` (``GateRecord.kept`` says so)."""
     verdict = "passed" if passed else "failed"
-    return _record_decision(
+    url, run_id = _log_decision_run(
         kind="gate",
         what="gate decision",
         name=name,
         version=version,
         policy_digest=policy_digest,
-        run_tags={"gate": verdict},
+        run_tags={"gate": verdict, "flow_run_id": flow_run_id or ""},
         metrics=metrics,
         files={"governance/gate_report.json": report},
-        version_tags={
-            "gate": verdict,
-            "gate.policy_digest": policy_digest,
-            "gate.summary": json.dumps(report.get("summary", ""))[:4000],
-        },
         tracking_uri=tracking_uri,
         experiment=experiment,
     )
+    latest = {"gate": verdict, "run_id": run_id, "flow_run_id": flow_run_id, "policy_digest": policy_digest}
+    evidence = {
+        "gate": verdict,
+        "gate.run_id": run_id,
+        "gate.policy_digest": policy_digest,
+        "gate.summary": json.dumps(report.get("summary", ""))[:4000],
+    }
+    tags, kept = gate_version_tags(
+        registry.version_tags(name, version, tracking_uri), evidence, json.dumps(latest, sort_keys=True)
+    )
+    registry.set_version_tags(name, version, tags, tracking_uri)
+    return GateRecord(url, run_id, kept)
+
+
+def gate_version_tags(
+    existing: dict[str, str], evidence: dict[str, str], latest: str
+) -> tuple[dict[str, str], str | None]:
+    """The version tags a gate run sets, given the version's tags now: ``gate.latest`` always, the gate
+    evidence only while the version has no ``govdeploy.release``; and why the evidence was kept, if so."""
+    tags = {f"{TAG}gate.latest": latest}
+    if f"{TAG}release" not in existing:
+        return {**tags, **{f"{TAG}{key}": value for key, value in evidence.items()}}, None
+    released = existing.get(f"{TAG}gate", "not recorded")
+    kept = (
+        f"it is released, so its release evidence is kept (gate {released} in run "
+        f"{existing.get(f'{TAG}gate.run_id', 'not recorded')}); this gate run ({evidence['gate']}) is "
+        f"recorded in run {evidence['gate.run_id']} and in {TAG}gate.latest"
+    )
+    return tags, kept
 
 
 def record_drift(
@@ -239,7 +279,7 @@ def record_drift(
     """Log a drift check as its own run (HTML reports by file name, summary) and tag the version; return
     the run's URL."""
     action = summary["decision"]["action"]
-    return _record_decision(
+    url, run_id = _log_decision_run(
         kind="drift",
         what="drift check",
         name=name,
@@ -247,14 +287,16 @@ def record_drift(
         policy_digest=policy_digest,
         run_tags={"drift.action": action},
         metrics={"drifted_share": summary["decision"]["drifted_share"], "rows": summary["window"]["rows"]},
-        files={"drift/summary.json": summary, **{f"drift/{n}": html for n, html in reports.items()}},
-        version_tags={"drift.action": action, "drift.checked_at": summary["checked_at"]},
+        files={"drift/summary.json": summary, **{f"drift/{n}": text for n, text in reports.items()}},
         tracking_uri=tracking_uri,
         experiment=experiment,
     )
+    tags = {"drift.action": action, "drift.checked_at": summary["checked_at"], "drift.run_id": run_id}
+    registry.set_version_tags(name, version, {f"{TAG}{k}": v for k, v in tags.items()}, tracking_uri)
+    return url
 
 
-def _record_decision(
+def _log_decision_run(
     *,
     kind: str,
     what: str,
@@ -264,12 +306,10 @@ def _record_decision(
     run_tags: dict[str, str],
     metrics: dict[str, float],
     files: dict[str, dict[str, Any] | str],
-    version_tags: dict[str, str],
     tracking_uri: str,
     experiment: str,
-) -> str:
-    """One run per decision (tags, metrics, JSON or text files), then ``<kind>.run_id`` and
-    ``version_tags`` on the version; returns the run's URL."""
+) -> tuple[str, str]:
+    """One finished run per decision (tags, metrics, JSON or text files); returns its URL and id."""
     server = client(tracking_uri)
     base = {"kind": kind, "model": name, "version": version, "policy_digest": policy_digest}
     run_in = experiment_id(tracking_uri, experiment)
@@ -288,6 +328,4 @@ def _record_decision(
             else:
                 server.log_dict(run_id, content, path)
         server.set_terminated(run_id)
-        for key, value in {**version_tags, f"{kind}.run_id": run_id}.items():
-            server.set_model_version_tag(name, version, f"{TAG}{key}", value)
-    return f"{tracking_uri}/#/experiments/{run_in}/runs/{run_id}"
+    return f"{tracking_uri}/#/experiments/{run_in}/runs/{run_id}", run_id

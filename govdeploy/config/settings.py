@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     )
     start_timeout: float = Field(default=90.0, gt=0, description="Seconds a server may take.")
     dependency_timeout_seconds: int = Field(
-        default=20,
+        default=10,
         ge=1,
         description="Connect and read timeout of one request to MLflow or S3; with the retries, a dead "
         "dependency fails a call within seconds instead of minutes.",

@@ -61,6 +61,8 @@ class DriftDecision(BaseModel):
     reasons: list[str]
     drifted_share: float
     drifted_columns: list[str]
+    max_drifted_share: float  # the policy's limit the share was judged against (and the report uses)
+    data_drift: bool  # drifted_share >= max_drifted_share
     performance: Performance | None = None
 
     @property
@@ -95,6 +97,8 @@ def decide(policy: DriftPolicy, drift: DriftResult, perf: Performance | None) ->
         reasons=reasons,
         drifted_share=round(drift.share, 4),
         drifted_columns=list(drift.drifted_columns),
+        max_drifted_share=policy.max_drifted_share,
+        data_drift=drifted,
         performance=perf,
     )
 

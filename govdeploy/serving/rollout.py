@@ -30,6 +30,7 @@ TRAFFIC_TAG = "govdeploy.traffic.challenger"
 class KEEP:
     """``publish(killed=KEEP)``: the kill switch as the newest record has it."""
 
+
 CHALLENGER = registry.CHALLENGER
 ENDS = (
     "to end a canary: `govdeploy canary abort MODEL`; to stop serving a model at once: its gateway's "

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from govdeploy.backends.registry import http_limits
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import PROJECT_ROOT, Settings
 from govdeploy.stack import credentials
@@ -62,9 +63,21 @@ def _bin(name: str) -> str:
 
 
 def client_env(settings: Settings) -> dict[str, str]:
-    """Environment of a process that uses the stack: the servers' URLs, govdeploy settings, and
-    (once ``keys init`` created them) the credentials of MLflow's service account and Prefect."""
-    return {**_locations(settings), **credentials.client_credentials(settings.keys_dir)}
+    """Environment of a process that uses the stack: the servers' URLs, govdeploy settings, the
+    bounds of its clients' retries, and (once ``keys init`` created them) the credentials of
+    MLflow's service account and Prefect."""
+    return {
+        **_locations(settings),
+        **client_limits(settings),
+        **credentials.client_credentials(settings.keys_dir),
+    }
+
+
+def client_limits(settings: Settings) -> dict[str, str]:
+    """How long MLflow and Prefect clients retry a server that is down (the operator's values win):
+    Prefect reads its settings once, at import, so they travel in the environment."""
+    retries = os.environ.get("PREFECT_CLIENT_MAX_RETRIES", str(settings.dependency_retries))
+    return {**http_limits(settings), "PREFECT_CLIENT_MAX_RETRIES": retries}
 
 
 def _locations(settings: Settings) -> dict[str, str]:
@@ -243,6 +256,11 @@ def gateway(settings: Settings, code: str) -> Component:
             "--log-level",
             "warning",
             "--no-access-log",
+            # slow-header connections are closed, idle keep-alive ones after a few seconds
+            "--http",
+            "govdeploy.serving.gateway.main:HeaderDeadline",
+            "--timeout-keep-alive",
+            str(settings.keep_alive_seconds),
         ],
         env=_env(settings, {"PYTHONPATH": str(PROJECT_ROOT)}, client=True),
         healthy=http_ok(f"{settings.gateway_url}/healthz", expect='"ok"'),

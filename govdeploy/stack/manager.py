@@ -7,6 +7,10 @@ in ``<keys>/servers/`` (or none: a stack started before MLflow and Prefect deman
 which is restarted; their data stays in the state directory. A server that answers anonymous
 requests is unhealthy, so it is restarted too. If a component fails to start, the components this
 call started are stopped again, and the error names the component and its log.
+
+What runs is what ``supervision.find`` sees, not only the recorded launcher: a server whose
+launcher exited is reported, adopted and stopped; one outside its pid record is adopted if nothing
+about it needs checking (S3), else replaced; a port held by anything else is an error naming it.
 """
 
 from __future__ import annotations
@@ -18,11 +22,10 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from govdeploy.backends.storage import ensure_bucket
 from govdeploy.config.settings import Settings
 from govdeploy.errors import StackError
-from govdeploy.stack import credentials, process, snapshot
-from govdeploy.stack.components import Component, all_components, local_s3_client
+from govdeploy.stack import bucket, credentials, process, supervision
+from govdeploy.stack.components import Component, all_components
 
 State = Literal["running", "unhealthy", "stopped"]
 Progress = Callable[[str], None]
@@ -34,6 +37,7 @@ class ComponentStatus(BaseModel):
     url: str
     pid: int | None
     log: str
+    detail: str = ""  # how what runs differs from its pid record (an exited launcher, no record)
     action: str = ""
 
 
@@ -54,18 +58,23 @@ def _log_path(settings: Settings, name: str) -> Path:
     return settings.state_dir / "logs" / f"{name}.log"
 
 
-def component_status(settings: Settings, component: Component) -> ComponentStatus:
+def _presence(settings: Settings, component: Component) -> supervision.Presence | None:
     record = process.read_record(_record_path(settings, component.name))
-    running = record is not None and process.is_running(record)
+    return supervision.find(settings.state_dir, record, component.port)
+
+
+def component_status(settings: Settings, component: Component) -> ComponentStatus:
+    found = _presence(settings, component)
     state: State = "stopped"
-    if running:
+    if found is not None:
         state = "running" if component.healthy() else "unhealthy"
     return ComponentStatus(
         name=component.name,
         state=state,
         url=component.url,
-        pid=record.pid if running and record else None,
+        pid=found.pid if found else None,
         log=str(_log_path(settings, component.name)),
+        detail=found.note if found else supervision.foreign_note(settings.host, component.port),
     )
 
 
@@ -82,7 +91,8 @@ def _launch(
     if component.port is not None and process.port_in_use(settings.host, component.port):
         raise StackError(
             f"{component.name}: port {component.port} on {settings.host} is already in use by "
-            f"another program; stop it or set GOVDEPLOY_{component.name.upper()}_PORT to a free port"
+            f"{supervision.port_holder(component.port)}, which is not part of this stack "
+            f"({settings.state_dir}); stop it or set GOVDEPLOY_{component.name.upper()}_PORT to a free port"
         )
     log = _log_path(settings, component.name)
     child = process.spawn(component.name, component.command, component.env, log, settings.state_dir)
@@ -133,7 +143,7 @@ def up(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
                 actions.setdefault(component.name, "started")
                 progress(f"{component.name} started at {component.url}")
             if any(c.name == "s3" for c in wave):
-                _prepare_bucket(settings, progress)
+                bucket.prepare(settings, progress)
             if any(c.name == "mlflow" for c in wave):
                 done = credentials.ensure_viewer(settings.keys_dir, settings.mlflow_url)
                 if done != "exists":
@@ -158,8 +168,10 @@ def _keep_running(
         return False
     reason = _restart_reason(settings, component)
     if current.state == "running" and reason is None:
-        actions[component.name] = "already running"
-        progress(f"{component.name} already running at {component.url}")
+        adopted = _adopt(settings, component)
+        actions[component.name] = "already running" + (", adopted" if adopted else "")
+        note = f" ({current.detail})" if current.detail else ""
+        progress(f"{component.name} {actions[component.name]} at {component.url}{note}")
         return True
     if reason is None:  # unhealthy
         reason = "fails its health check" + (
@@ -185,36 +197,6 @@ def development_keys(settings: Settings) -> list[str]:
     return created + credentials.init_server_credentials(settings.keys_dir)
 
 
-def _snapshot_dir(settings: Settings) -> Path:
-    return settings.state_dir / "s3-snapshot"
-
-
-def _prepare_bucket(settings: Settings, progress: Progress) -> None:
-    """Create the locked bucket in a fresh endpoint and put the last snapshot back into it."""
-    client = local_s3_client(settings)
-    if ensure_bucket(client, settings.bucket):
-        progress(f"created object-locked bucket {settings.bucket}")
-        restored = snapshot.restore(client, settings.bucket, _snapshot_dir(settings))
-        if restored:
-            progress(f"restored {restored} objects of {settings.bucket} from {_snapshot_dir(settings)}")
-
-
-def _save_bucket(settings: Settings, progress: Progress) -> None:
-    """Save the bucket before the in-memory endpoint stops; refuse to stop it if that fails."""
-    s3 = next(c for c in all_components(settings) if c.name == "s3")
-    if component_status(settings, s3).state != "running":
-        return
-    try:
-        saved = snapshot.save(local_s3_client(settings), settings.bucket, _snapshot_dir(settings))
-    except Exception as exc:
-        raise StackError(
-            f"s3: saving bucket {settings.bucket} to {_snapshot_dir(settings)} failed ({exc}); "
-            "the endpoint keeps running so nothing is lost; see its log "
-            f"{_log_path(settings, 's3')}"
-        ) from exc
-    progress(f"saved {saved} objects of {settings.bucket} to {_snapshot_dir(settings)}")
-
-
 def _waves(components: list[Component]) -> list[list[Component]]:
     by_name = {c.name: c for c in components}
     return [
@@ -230,8 +212,23 @@ def _outdated(settings: Settings, component: Component) -> bool:
     return bool(component.code) and record is not None and record.code != component.code
 
 
+def _adopt(settings: Settings, component: Component) -> bool:
+    """Record the process group of a server that runs outside its pid record; True if it did."""
+    found = _presence(settings, component)
+    if found is None or found.tracked:
+        return found is not None and bool(found.note)  # an exited launcher: its group stays recorded
+    log = str(_log_path(settings, component.name))
+    record = supervision.adopted_record(found, component.name, component.port, component.url, log)
+    process.write_record(_record_path(settings, component.name), record)
+    return True
+
+
 def _restart_reason(settings: Settings, component: Component) -> str | None:
-    """Why a running component must restart: other code, or other (or no) server credentials."""
+    """Why a running component must restart: other code, or other (or no) server credentials, or
+    no record of them."""
+    found = _presence(settings, component)
+    if found is not None and not found.tracked and (component.code or component.credentials):
+        return f"runs outside its pid record ({found.note}), so its code and credentials are unknown"
     if _outdated(settings, component):
         return "runs older govdeploy code or configuration"
     record = process.read_record(_record_path(settings, component.name))
@@ -241,19 +238,23 @@ def _restart_reason(settings: Settings, component: Component) -> str | None:
 
 
 def _stop_component(settings: Settings, component: Component) -> bool:
-    path = _record_path(settings, component.name)
-    record = process.read_record(path)
-    was_running = record is not None and process.stop(record)
-    path.unlink(missing_ok=True)
-    return was_running
+    """Stop what runs of the component (see ``supervision.find``); True if something ran."""
+    found = _presence(settings, component)
+    if found is not None and not process.stop_groups(found.groups):
+        raise StackError(
+            f"{component.name}: pid {found.pid} (process groups {sorted(found.groups)}) did not stop; "
+            f"kill it (kill -9 {found.pid}) and run the command again"
+        )
+    _record_path(settings, component.name).unlink(missing_ok=True)
+    return found is not None
 
 
 def down(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
     """Stop every component, dependants first."""
     actions: dict[str, str] = {}
     for component in reversed(all_components(settings)):
-        if component.name == "s3":
-            _save_bucket(settings, progress)
+        if component.name == "s3" and component_status(settings, component).state == "running":
+            bucket.save(settings, progress, _log_path(settings, "s3"))
         stopped = _stop_component(settings, component)
         actions[component.name] = "stopped" if stopped else "was not running"
         progress(f"{component.name} {actions[component.name]}")

@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -122,20 +122,33 @@ def stop(record: ProcessRecord, grace: float = 20.0) -> bool:
     """
     if not is_running(record):
         return False
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(record.pid, sig)
-        if _wait_gone(record, wait):
-            break
+    stop_groups({record.pid}, grace)
     return True
 
 
-def _wait_gone(record: ProcessRecord, seconds: float) -> bool:
-    """Wait until the leader and every live member of its group have exited; False on timeout."""
+def stop_groups(groups: Iterable[int], grace: float = 20.0) -> bool:
+    """SIGTERM every process group, then SIGKILL what is left after ``grace`` seconds.
+
+    True once no live member of any group is left; False if one survived SIGKILL (a process of
+    another user, or one stuck in the kernel). This process's own group is never signalled.
+    """
+    targets = sorted(set(groups) - {os.getpgrp()})
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        for pgid in targets:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, sig)
+        if _wait_gone(targets, wait):
+            return True
+    return False
+
+
+def _wait_gone(groups: list[int], seconds: float) -> bool:
+    """Wait until every live member of the groups (their leaders too) has exited; False on timeout."""
 
     def gone() -> bool:
-        _reap(record.pid)
-        return not is_running(record) and not group_members(record.pid)
+        for pgid in groups:
+            _reap(pgid)
+        return not any(group_members(pgid) for pgid in groups)
 
     return poll(gone, timeout=seconds, interval=0.1)
 

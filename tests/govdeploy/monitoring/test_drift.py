@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +124,9 @@ def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     return generate_credit_data(200, seed=1), generate_credit_data(200, seed=2)
 
 
-@pytest.mark.parametrize("run", [compute_drift, evidently_drift, evidently_report_html])
+@pytest.mark.parametrize(
+    "run", [compute_drift, evidently_drift, partial(evidently_report_html, drift_share=0.3)]
+)
 def test_missing_column_names_the_column_and_the_frame(frames, run) -> None:
     reference, current = frames
     with pytest.raises(DataError, match="'region' is missing from the current frame"):
@@ -132,7 +135,9 @@ def test_missing_column_names_the_column_and_the_frame(frames, run) -> None:
         run(reference.drop(columns="income"), current, **COLUMNS)
 
 
-@pytest.mark.parametrize("run", [compute_drift, evidently_drift, evidently_report_html])
+@pytest.mark.parametrize(
+    "run", [compute_drift, evidently_drift, partial(evidently_report_html, drift_share=0.3)]
+)
 def test_empty_frame_and_empty_column(frames, run) -> None:
     reference, current = frames
     with pytest.raises(DataError, match="the reference frame has no rows"):
@@ -153,13 +158,13 @@ def test_misdeclared_columns(frames) -> None:
     with pytest.raises(DataError, match="lists of column names"):
         compute_drift(reference, current, numerical="income", categorical=[])
     with pytest.raises(DataError, match="max_rows=0"):
-        evidently_report_html(reference, current, **COLUMNS, max_rows=0)
+        evidently_report_html(reference, current, **COLUMNS, drift_share=0.3, max_rows=0)
 
 
 def test_html_report_is_rendered_on_a_sample() -> None:
     reference = generate_credit_data(3000, seed=1)
     current = generate_credit_data(3000, seed=2, shift=0.3)
-    html = evidently_report_html(reference, current, **COLUMNS, max_rows=500)
+    html = evidently_report_html(reference, current, **COLUMNS, drift_share=0.3, max_rows=500)
     assert html.lstrip().lower().startswith(("<html", "<!doctype html"))
     assert "debt_to_income" in html
 

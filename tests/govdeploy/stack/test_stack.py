@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -31,9 +32,12 @@ def test_port_in_use_names_the_component_and_the_fix(tmp_path: Path) -> None:
             state_dir=tmp_path, s3_port=port, mlflow_port=free_port(), prefect_port=free_port()
         )
         with pytest.raises(
-            StackError, match=rf"s3: port {port} on 127.0.0.1 is already in use.*GOVDEPLOY_S3_PORT"
+            StackError,
+            match=rf"s3: port {port} on 127.0.0.1 is already in use by pid {os.getpid()} \(.*GOVDEPLOY_S3_PORT",
         ):
             manager.up(settings)
+        s3 = manager.status(settings).components[0]
+        assert s3.detail.startswith(f"port {port} is held by pid {os.getpid()} (")
     assert all(c.state == "stopped" for c in manager.status(settings).components)
 
 
