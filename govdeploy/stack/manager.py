@@ -249,6 +249,15 @@ def _stop_component(settings: Settings, component: Component) -> bool:
     return found is not None
 
 
+def stop_one(settings: Settings, name: str) -> bool:
+    """Stop one component (``up`` starts it again); True if it ran. For fault drills."""
+    every = all_components(settings)
+    found = [c for c in every if c.name == name]
+    if not found:
+        raise StackError(f"no component {name!r}; one of {', '.join(c.name for c in every)}")
+    return _stop_component(settings, found[0])
+
+
 def down(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
     """Stop every component, dependants first."""
     actions: dict[str, str] = {}

@@ -10,10 +10,13 @@ import httpx
 import pytest
 
 from flows.canary import canary, canary_abort, canary_watch
+from govdeploy.backends import flow_runs
 from govdeploy.backends.locks import model_change
 from govdeploy.config.settings import Settings
 from govdeploy.errors import GovdeployError, RolloutError
+from govdeploy.polling import poll
 from govdeploy.serving import rollout
+from govdeploy.stack import manager
 from govdeploy.trust.audit_trail import records
 from tasks import canary as canary_tasks
 from tests.flows.conftest import MODEL, promote_now, train_as
@@ -120,3 +123,38 @@ def test_changes_of_one_model_wait_for_each_other(stack: Settings) -> None:
         holder.join(30)
     with model_change("lock-test", "rollback", timeout_seconds=10):
         pass  # free again once the first change ended
+
+
+def test_a_gateway_killed_mid_canary_leaves_only_the_champion_serving(
+    stack: Settings, champion: dict[str, Any]
+) -> None:
+    """The served canary deployment runs a step; the gateway dies under it; the step fails, the run
+    returns all traffic to the champion before it ends; the gateway comes back serving the champion."""
+    candidate = train_as("dana", model=MODEL, rows=2000, seed=64)
+    promote_now(stack, candidate, alias="challenger")
+    run_id = flow_runs.start(
+        "canary/canary", {"model": MODEL, "version": candidate["version"], "bake_seconds": 5}
+    )
+
+    def stepping() -> bool:
+        record = rollout.serving_now(stack, MODEL)
+        return record is not None and record.challenger_weight > 0
+
+    assert poll(stepping, timeout=120), "the canary never sent traffic to the challenger"
+    assert manager.stop_one(stack, "gateway")
+    try:
+        state = flow_runs.wait_for_final(run_id, timeout=300)
+    finally:
+        manager.up(stack)  # the gateway again, from the signed record
+    assert not state.is_completed()
+    record = rollout.serving_now(stack, MODEL)
+    assert record is not None
+    assert (record.champion, record.challenger, record.challenger_weight, record.action) == (
+        champion["version"],
+        None,
+        0,
+        "canary-abort",
+    )
+    assert served_versions(stack) == {champion["version"]}
+    aborted = [r for r in records(stack, MODEL) if r.version == candidate["version"]][-1]
+    assert aborted.action == "canary.aborted" and "unreadable" in aborted.payload["reason"]
