@@ -59,6 +59,22 @@ def read_object(client: Any, bucket: str, key: str) -> bytes | None:
     return body
 
 
+def current_version(client: Any, bucket: str, key: str) -> str | None:
+    """The version id of the key's current object (HEAD), None when there is none (or a delete
+    marker is current); StorageError when it cannot be asked."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return str(client.head_object(Bucket=bucket, Key=key).get("VersionId") or "unversioned")
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code in MISSING_CODES or code in ("404", "405"):
+            return None
+        raise StorageError(f"s3://{bucket}/{key} could not be read: {exc}") from exc
+    except (BotoCoreError, OSError) as exc:
+        raise StorageError(f"s3://{bucket}/{key} could not be read ({type(exc).__name__}: {exc})") from exc
+
+
 def read_object_version(client: Any, bucket: str, key: str, version_id: str, limit: int = 1 << 20) -> bytes:
     """One version of an object, at most ``limit`` bytes; StorageError when it cannot be read or is
     larger."""

@@ -10,16 +10,17 @@ a tag anyone with registry access can edit.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime
 from itertools import pairwise
 
 from govdeploy.backends import registry
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import Settings
-from govdeploy.errors import GovdeployError, RolloutError
+from govdeploy.errors import GovdeployError, RolloutError, SignatureError
 from govdeploy.trust import keys, serving_records
 from govdeploy.trust.roots import TrustRoots
-from govdeploy.trust.serving_records import History, ServingRecord
+from govdeploy.trust.serving_records import History, Scan, ServingRecord
 from govdeploy.trust.versions import verify_version
 
 log = logging.getLogger("govdeploy.rollout")
@@ -38,19 +39,40 @@ ENDS = (
 )
 
 
+# one History per bucket and model in this process: versions are read and verified once, and the
+# versions are listed again only after a write
+_HISTORIES: dict[tuple[str, str, str], History] = {}
+_SCANNING = threading.Lock()
+
+
+def _scan(settings: Settings, model: str) -> tuple[History, Scan]:
+    """This process's history of ``model``'s records, brought up to date (StorageError when the bucket
+    cannot be read)."""
+    with _SCANNING:
+        history = _HISTORIES.setdefault(
+            (settings.s3_url, settings.bucket, model), History(model, max_reads=1 << 30)
+        )
+        scan = history.scan(s3_client(settings), settings.bucket, keys.trusted_keys(settings, "serving"))
+    return history, scan
+
+
 def history(settings: Settings, model: str) -> list[ServingRecord]:
     """Every verified record of ``model``, oldest first (StorageError when the bucket cannot be read)."""
-    history = History(model, max_reads=1 << 30)
-    history.scan(s3_client(settings), settings.bucket, keys.trusted_keys(settings, "serving"))
-    records = {r.sequence: r for r in history.versions.values() if isinstance(r, ServingRecord)}
+    found, _ = _scan(settings, model)
+    records = {r.sequence: r for r in found.versions.values() if isinstance(r, ServingRecord)}
     return [records[sequence] for sequence in sorted(records)]
 
 
 def serving_now(settings: Settings, model: str) -> ServingRecord | None:
-    """The newest signed serving record of ``model`` (what the gateways serve), or None."""
-    return serving_records.read(
-        s3_client(settings), settings.bucket, model, keys.trusted_keys(settings, "serving")
-    )
+    """The newest signed serving record of ``model`` (what the gateways serve), or None;
+    SignatureError when two different records carry the newest sequence."""
+    _, scan = _scan(settings, model)
+    if scan.fork is not None:
+        raise SignatureError(
+            f"two different serving records of {model} carry sequence #{scan.fork}; "
+            f"{serving_records.REPUBLISH}"
+        )
+    return scan.newest
 
 
 def serving_champion(settings: Settings, model: str) -> str | None:
@@ -75,11 +97,11 @@ def publish(
 
     The kill switch stays as the newest record has it unless ``killed`` is given: a promotion or a
     canary step while a model is shut down keeps it shut down."""
-    client = s3_client(settings)
     if killed is KEEP:
         now = serving_now(settings, model)
         killed = now.killed if now else None
     assert killed is None or isinstance(killed, str)
+    highest = max((r.sequence for r in history(settings, model)), default=0)
     record = ServingRecord(
         model=model,
         champion=champion,
@@ -87,14 +109,12 @@ def publish(
         challenger_weight=weight if challenger else 0,
         issued_at=serving_records.now(),
         issuer=issuer,
-        sequence=serving_records.next_sequence(
-            client, settings.bucket, model, keys.trusted_keys(settings, "serving")
-        ),
+        sequence=highest + 1,
         audit_record=audit_record,
         action=action,
         killed=killed,
     )
-    serving_records.write(client, settings.bucket, record, keys.signing_key(settings, "serving"))
+    serving_records.write(s3_client(settings), settings.bucket, record, keys.signing_key(settings, "serving"))
     return record
 
 

@@ -142,12 +142,17 @@ class History:
     The serving state is the record of highest sequence among all versions of the key, whatever
     the current object is: re-putting an earlier record (a new version, older sequence) is seen for
     what it is, and cannot hide a newer record written just before.
+
+    Every write makes a new current version, so a scan first asks only for the current version id
+    (HEAD) and lists the versions again only when it changed: listing is what costs (the local S3
+    emulator copies the whole bucket for each listing).
     """
 
     def __init__(self, model: str, max_reads: int = 256) -> None:
         self.model = model
         self.max_reads = max_reads  # new versions read per scan; the rest wait for the next one
         self.versions: dict[str, ServingRecord | str] = {}
+        self.judged: tuple[str | None, Scan] | None = None  # (current version id, its complete scan)
 
     def _verify(self, client: Any, bucket: str, version_id: str, trusted_keys: list[Path]) -> None:
         try:
@@ -159,13 +164,20 @@ class History:
             pass
 
     def scan(self, client: Any, bucket: str, trusted_keys: list[Path]) -> Scan:
-        """Read the versions not seen before (StorageError when the listing fails) and judge all."""
+        """Read the versions not seen before (StorageError when the bucket cannot be read) and judge
+        all; the last judgement again when nothing was written since."""
+        current = storage.current_version(client, bucket, key_of(self.model))
+        if self.judged is not None and self.judged[0] == current:
+            return self.judged[1]
         listed = storage.list_versions(client, bucket, key_of(self.model))
         unread = [version_id for version_id, _ in listed if version_id not in self.versions]
         for version_id in unread[: self.max_reads]:
             self._verify(client, bucket, version_id, trusted_keys)
-        latest = next((version_id for version_id, current in listed if current), None)
-        return self._judge([version_id for version_id, _ in listed], latest)
+        latest = next((version_id for version_id, is_current in listed if is_current), None)
+        scan = self._judge([version_id for version_id, _ in listed], latest)
+        complete = all(version_id in self.versions for version_id, _ in listed)
+        self.judged = (current, scan) if complete and latest == current else None
+        return scan
 
     def _judge(self, listed: list[str], latest: str | None) -> Scan:
         scan = Scan()

@@ -3,6 +3,7 @@ more, an abort by hand; and changes of one model wait for each other."""
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from typing import Any
 
@@ -107,7 +108,8 @@ def test_changes_of_one_model_wait_for_each_other(stack: Settings) -> None:
             holding.set()
             release.wait(30)
 
-    holder = threading.Thread(target=hold)
+    # the Prefect settings of this session live in the context: the thread runs in a copy of it
+    holder = threading.Thread(target=contextvars.copy_context().run, args=(hold,))
     holder.start()
     try:
         assert holding.wait(30)

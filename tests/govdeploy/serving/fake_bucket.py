@@ -28,6 +28,12 @@ class FakeBucket:
             raise ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject")
         return {"Body": io.BytesIO(body)}
 
+    def head_object(self, Bucket: str, Key: str) -> dict[str, Any]:
+        history = self.versions.get(Key, [])
+        if not history or history[-1] is None:
+            raise ClientError({"Error": {"Code": "404"}}, "HeadObject")
+        return {"VersionId": str(len(history) - 1)}
+
     def get_paginator(self, name: str) -> FakeBucket:
         assert name == "list_object_versions"
         return self

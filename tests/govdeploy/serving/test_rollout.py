@@ -29,6 +29,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, Fa
     init_keys(tmp_path / "keys", [])
     bucket, labels = FakeBucket(), Registry()
     monkeypatch.setattr(rollout, "s3_client", lambda settings: bucket)
+    monkeypatch.setattr(rollout, "_HISTORIES", {})  # this test's bucket, not another test's
     monkeypatch.setattr(rollout.registry, "set_alias", lambda m, a, v, url: labels.aliases.update({a: v}))
     monkeypatch.setattr(rollout.registry, "delete_alias", lambda m, a, url: labels.aliases.pop(a, None))
     monkeypatch.setattr(rollout.registry, "set_model_tag", lambda m, k, v, url: labels.tags.update({k: v}))

@@ -175,3 +175,25 @@ def test_history_reads_each_version_once_and_judges_by_sequence(keys: tuple[Path
     assert history.scan(bucket, "b", pub).fork == 2
     with pytest.raises(SignatureError, match="two different serving records of m carry sequence #2"):
         read(bucket, "b", "m", pub)
+
+
+def test_history_lists_the_versions_again_only_after_a_write(keys: tuple[Path, Path]) -> None:
+    trusted, _ = keys
+    bucket, pub = FakeBucket(), [trusted / "serving.pub"]
+    write(bucket, "b", RECORD, trusted / "serving.key")
+    listings: list[str] = []
+    paginate = bucket.paginate
+
+    def counted(Bucket: str, Prefix: str = "") -> list[dict[str, object]]:
+        listings.append(Prefix)
+        return paginate(Bucket=Bucket, Prefix=Prefix)
+
+    bucket.paginate = counted  # type: ignore[method-assign]
+    history = History("m")
+    for _ in range(3):
+        assert history.scan(bucket, "b", pub).newest == RECORD
+    assert len(listings) == 1  # polls without a write only ask for the current version
+    newer = RECORD.model_copy(update={"sequence": 8})
+    write(bucket, "b", newer, trusted / "serving.key")
+    assert history.scan(bucket, "b", pub).newest == newer
+    assert len(listings) == 2
