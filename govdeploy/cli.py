@@ -542,7 +542,7 @@ def gateway(
         port=port or settings.gateway_port,
         log_level="info",
         access_log=False,
-        http="govdeploy.serving.gateway.main:HeaderDeadline",  # closes slow-header connections
+        http="govdeploy.serving.gateway.server:HeaderDeadline",  # closes slow-header connections
         timeout_keep_alive=settings.keep_alive_seconds,
     )
 

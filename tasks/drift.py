@@ -12,7 +12,7 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from govdeploy.backends import tracking
+from govdeploy.backends import decisions
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.catalog import ModelSpec
 from govdeploy.config.governance import Governance
@@ -180,7 +180,7 @@ def record_drift_check(
             "detected" if summary["decision"]["data_drift"] else "not detected",
             summary["decision"]["drifted_share"],
         )
-    url = tracking.record_drift(
+    url = decisions.record_drift(
         name=window.model,
         version=window.version,
         summary={**summary, "evidently": headline},

@@ -7,7 +7,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from govdeploy.backends import registry, tracking
+from govdeploy.backends import decisions, registry
 from govdeploy.config.governance import Governance
 from govdeploy.config.settings import get_settings
 from govdeploy.release import gate
@@ -77,7 +77,7 @@ def record_decision(report: gate.GateReport, evaluation: ModelEvaluation | None)
         "summary": report.summary(),
         "evaluation": evaluation.model_dump() if evaluation else None,
     }
-    recorded = tracking.record_gate(
+    recorded = decisions.record_gate(
         name=report.model,
         version=report.version,
         report=payload,

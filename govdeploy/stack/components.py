@@ -258,7 +258,7 @@ def gateway(settings: Settings, code: str) -> Component:
             "--no-access-log",
             # slow-header connections are closed, idle keep-alive ones after a few seconds
             "--http",
-            "govdeploy.serving.gateway.main:HeaderDeadline",
+            "govdeploy.serving.gateway.server:HeaderDeadline",
             "--timeout-keep-alive",
             str(settings.keep_alive_seconds),
         ],

@@ -13,14 +13,13 @@ authenticated, so that only that principal may send its ground truth.
 
 ``/docs`` and ``/openapi.json`` answer 404 unless ``GOVDEPLOY_GATEWAY_DOCS`` turns them on.
 
-``HeaderDeadline`` is the HTTP protocol to run the app with (uvicorn
-``--http govdeploy.serving.gateway.main:HeaderDeadline``): it closes connections that do not send
-complete request headers within ``header_timeout_seconds``, which uvicorn alone never does.
+It runs with the HTTP protocol ``govdeploy.serving.gateway.server:HeaderDeadline`` (uvicorn
+``--http``), which closes connections whose request headers come too slowly; ``server.LimitedBody``
+enforces the body limits.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -35,7 +34,6 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from govdeploy.config.settings import Settings, get_settings
 from govdeploy.monitoring.iorecords import IORecord
@@ -44,6 +42,7 @@ from govdeploy.serving.gateway.api.routes import models, ops
 from govdeploy.serving.gateway.inputs import shown
 from govdeploy.serving.gateway.metrics import route_kind
 from govdeploy.serving.gateway.parts import Gateway, build_gateway
+from govdeploy.serving.gateway.server import LimitedBody, declared_length
 from govdeploy.trust.keys import master_key
 from govdeploy.trust.request_ids import RequestIds
 
@@ -87,36 +86,6 @@ def error_body(detail: Any, request_id: str | None) -> bytes:
     return json.dumps({"detail": detail, "request_id": request_id}, default=str).encode("ascii")
 
 
-def _declared_length(scope: Scope) -> int | None:
-    """The Content-Length of a request, if it has a readable one (the body is counted anyway)."""
-    for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit():
-            return int(value) if len(value) < 19 else 2**63
-    return None
-
-
-class _Body:
-    """The ``receive`` of one request: at most ``limit`` body bytes (413), each part in time (408)."""
-
-    def __init__(self, receive: Receive, limit: int, timeout: float) -> None:
-        self.receive, self.limit, self.timeout = receive, limit, timeout
-        self.size, self.complete = 0, False
-
-    async def __call__(self) -> Message:
-        if self.complete:  # only a disconnect can come now: wait for it as long as it takes
-            return await self.receive()
-        try:
-            message = await asyncio.wait_for(self.receive(), self.timeout)
-        except TimeoutError:
-            raise HTTPException(408, f"request body not received within {self.timeout:g} s") from None
-        if message["type"] == "http.request":
-            self.size += len(message.get("body", b""))
-            self.complete = not message.get("more_body", False)
-            if self.size > self.limit:
-                raise HTTPException(413, f"body exceeds the limit of {self.limit} bytes")
-        return message
-
-
 class RecordEveryResponse:
     """ASGI middleware: one I/O record per response (the health check aside), X-Request-Id header,
     bodies capped before the app (and authentication) sees them, every failure answered."""
@@ -145,14 +114,14 @@ class RecordEveryResponse:
         settings = gateway.settings
         large = route_kind(scope["path"]) in LARGE_BODY_ROUTES
         limit = settings.max_body_bytes if large else settings.max_control_body_bytes
-        declared = _declared_length(scope)
+        declared = declared_length(scope)
         try:
             if declared is not None and declared > limit:
                 detail = f"body of {declared} bytes exceeds the limit of {limit}"
                 state["io"]["error"] = detail
                 await _answer(send_with_id, 413, detail, state["request_id"])
                 return
-            await self.app(scope, _Body(receive, limit, settings.body_timeout_seconds), send_with_id)
+            await self.app(scope, LimitedBody(receive, limit, settings.body_timeout_seconds), send_with_id)
         except Exception as exc:
             state["io"]["error"] = type(exc).__name__
             log.exception("%s %s failed", scope["method"], shown(scope["path"]))
@@ -247,48 +216,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(docs)
     return app
-
-
-class HeaderDeadline(HttpToolsProtocol):
-    """uvicorn's httptools protocol that closes a connection whose request line and headers are not
-    complete ``header_timeout_seconds`` after it opened or after its previous response (uvicorn
-    times out only idle keep-alive connections; a slowly sent body gets 408 from the app)."""
-
-    timeout: float | None = None  # seconds; None: the settings' header_timeout_seconds
-    _deadline: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm()
-
-    def on_headers_complete(self) -> None:
-        self._disarm()
-        super().on_headers_complete()
-
-    def on_response_complete(self) -> None:
-        pipelined = bool(self.pipeline)  # its headers are complete already
-        super().on_response_complete()
-        if not pipelined and not self.transport.is_closing():
-            self._arm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def _arm(self) -> None:
-        self._disarm()
-        timeout = self.timeout or get_settings().header_timeout_seconds
-        self._deadline = self.loop.call_later(timeout, self._expire)
-
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _expire(self) -> None:
-        self._deadline = None
-        if not self.transport.is_closing():
-            self.transport.close()
 
 
 app = create_app()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from govdeploy.backends import registry
-from govdeploy.backends.tracking import gate_version_tags
+from govdeploy.backends.decisions import gate_version_tags
 
 NOBODY = "http://127.0.0.1:9"  # discard port: nothing listens
 

@@ -11,7 +11,7 @@ import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from govdeploy.serving.gateway.main import HeaderDeadline
+from govdeploy.serving.gateway.server import HeaderDeadline
 
 pytestmark = pytest.mark.integration
 
