@@ -34,7 +34,7 @@ class KEEP:
 
 CHALLENGER = registry.CHALLENGER
 ENDS = (
-    "to end a canary: `govdeploy canary abort MODEL`; to stop serving a model at once: its gateway's "
+    "to end a canary: `govdeploy canary abort --model MODEL`; to stop serving a model at once: its gateway's "
     "kill switch (POST /v1/models/MODEL/kill)"
 )
 
