@@ -257,7 +257,8 @@ async def kill(name: str, request: Request, gateway: GatewayDep, caller: Deploye
     await asyncio.to_thread(gateway.audit, "deployment.killed", caller.id, name, payload)
     info = serving_info(gateway, name)
     if problem is not None:
-        post_alert(gateway.settings.alert_webhook, {"event": "govdeploy.gateway.kill_not_durable", **payload})
+        alert = {"event": "govdeploy.gateway.kill_not_durable", "model": name, **payload}
+        await asyncio.to_thread(post_alert, gateway.settings.alert_webhook, alert)
         info.problems.append(
             f"the kill holds on this gateway only (not written to the serving record): {problem}"
         )
