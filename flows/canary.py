@@ -69,10 +69,20 @@ def _steps(model: str, version: str, bake_seconds: float | None, config: Governa
                 break
     except Exception as exc:
         reason = f"canary step failed: {type(exc).__name__}: {exc}"
-        roll_back_canary(model, version, [reason])
-        audit(
-            "canary.aborted", {"reason": reason, "steps": [s["weight"] for s in steps], "champion": champion}
-        )
+        payload = {"reason": reason, "steps": [s["weight"] for s in steps], "champion": champion}
+        try:
+            roll_back_canary(model, version, [reason])
+            audit("canary.aborted", payload)
+        except Exception:  # Prefect itself failed: the same work without its engine (S3, the trail)
+            roll_back_canary.fn(model, version, [reason])
+            audit_event.fn(
+                "canary.aborted",
+                payload,
+                model=model,
+                version=version,
+                policy_digest=config.digest,
+                retention_days=retention,
+            )
         raise
     if steps and not steps[-1]["passed"]:
         # Stage 3a: automatic rollback

@@ -55,6 +55,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             "these tests use the local stack but carry neither @pytest.mark.integration nor "
             f"@pytest.mark.e2e: {', '.join(unmarked)}; mark them so they stay out of the fast tier"
         )
+    # drills that stop a server of the session's stack run after everything else (stable order)
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
 
 
 @pytest.fixture(autouse=True)

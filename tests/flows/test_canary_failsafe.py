@@ -160,3 +160,41 @@ def test_a_gateway_killed_mid_canary_leaves_only_the_champion_serving(
     assert served_versions(stack) == {champion["version"]}
     aborted = [r for r in records(stack, MODEL) if r.version == candidate["version"]][-1]
     assert aborted.action == "canary.aborted" and "unreadable" in aborted.payload["reason"]
+
+
+@pytest.mark.disruptive  # this process's Prefect events worker gives up during the outage
+def test_prefect_stopped_mid_canary_leaves_no_challenger_serving_once_it_is_back(
+    stack: Settings, champion: dict[str, Any]
+) -> None:
+    """Prefect stops under a served canary's step: the run can no longer report, and may hang. Once
+    Prefect is back, the restarted deployments process ends the run and ``canary-watch`` ends its
+    canary (no live run judges it): all traffic returns to the champion, with its audit record."""
+    candidate = train_as("dana", model=MODEL, rows=2000, seed=65)
+    promote_now(stack, candidate, alias="challenger")
+    run_id = flow_runs.start(
+        "canary/canary", {"model": MODEL, "version": candidate["version"], "bake_seconds": 5}
+    )
+
+    def stepping() -> bool:
+        record = rollout.serving_now(stack, MODEL)
+        return record is not None and record.challenger_weight > 0
+
+    def ended() -> bool:
+        record = rollout.serving_now(stack, MODEL)
+        return record is not None and record.challenger is None
+
+    assert poll(stepping, timeout=120), "the canary never sent traffic to the challenger"
+    assert manager.stop_one(stack, "prefect")
+    try:
+        poll(ended, timeout=45, interval=2.0)  # the run may end it itself, without Prefect
+    finally:
+        manager.up(stack)  # Prefect again, and the deployments process if it did not survive
+    assert poll(ended, timeout=240, interval=2.0), "the challenger kept its traffic"
+    record = rollout.serving_now(stack, MODEL)
+    assert record is not None and (record.champion, record.challenger) == (champion["version"], None)
+    assert record.action == "canary-abort"
+    assert served_versions(stack) == {champion["version"]}
+    ending = [r.action for r in records(stack, MODEL) if r.version == candidate["version"]]
+    assert {"canary.aborted", "canary.orphaned"} & set(ending), ending
+    state = flow_runs.read_run(run_id).state
+    assert state is None or not state.is_completed()  # the run never claims success
