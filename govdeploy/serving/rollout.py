@@ -17,7 +17,7 @@ from itertools import pairwise
 from govdeploy.backends import registry
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import Settings
-from govdeploy.errors import GovdeployError, RolloutError, SignatureError
+from govdeploy.errors import GovdeployError, RolloutError
 from govdeploy.trust import keys, serving_records
 from govdeploy.trust.roots import TrustRoots
 from govdeploy.trust.serving_records import History, Scan, ServingRecord
@@ -66,13 +66,7 @@ def history(settings: Settings, model: str) -> list[ServingRecord]:
 def serving_now(settings: Settings, model: str) -> ServingRecord | None:
     """The newest signed serving record of ``model`` (what the gateways serve), or None;
     SignatureError when two different records carry the newest sequence."""
-    _, scan = _scan(settings, model)
-    if scan.fork is not None:
-        raise SignatureError(
-            f"two different serving records of {model} carry sequence #{scan.fork}; "
-            f"{serving_records.REPUBLISH}"
-        )
-    return scan.newest
+    return _scan(settings, model)[1].record(model)
 
 
 def serving_champion(settings: Settings, model: str) -> str | None:
@@ -101,7 +95,7 @@ def publish(
         now = serving_now(settings, model)
         killed = now.killed if now else None
     assert killed is None or isinstance(killed, str)
-    highest = max((r.sequence for r in history(settings, model)), default=0)
+    highest = _scan(settings, model)[0].highest()
     record = ServingRecord(
         model=model,
         champion=champion,

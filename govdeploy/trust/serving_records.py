@@ -135,6 +135,14 @@ class Scan:
     previous: ServingRecord | None = None
     refused: dict[str, str] = field(default_factory=dict)  # version id -> why it did not verify
 
+    def record(self, model: str) -> ServingRecord | None:
+        """The newest record, or None if there is none yet; SignatureError on a fork."""
+        if self.fork is not None:
+            raise SignatureError(
+                f"two different serving records of {model} carry sequence #{self.fork}; {REPUBLISH}"
+            )
+        return self.newest
+
 
 class History:
     """The verified records of one model's key, each version read and verified once.
@@ -153,6 +161,10 @@ class History:
         self.max_reads = max_reads  # new versions read per scan; the rest wait for the next one
         self.versions: dict[str, ServingRecord | str] = {}
         self.judged: tuple[str | None, Scan] | None = None  # (current version id, its complete scan)
+
+    def highest(self) -> int:
+        """The highest sequence of any verified record read so far (0 if none)."""
+        return max((r.sequence for r in self.versions.values() if isinstance(r, ServingRecord)), default=0)
 
     def _verify(self, client: Any, bucket: str, version_id: str, trusted_keys: list[Path]) -> None:
         try:
@@ -206,12 +218,7 @@ class History:
 
 def read(client: Any, bucket: str, model: str, trusted_keys: list[Path]) -> ServingRecord | None:
     """The verified record of ``model`` with the highest sequence, or None if there is none yet."""
-    scan = History(model).scan(client, bucket, trusted_keys)
-    if scan.fork is not None:
-        raise SignatureError(
-            f"two different serving records of {model} carry sequence #{scan.fork}; {REPUBLISH}"
-        )
-    return scan.newest
+    return History(model).scan(client, bucket, trusted_keys).record(model)
 
 
 def next_sequence(client: Any, bucket: str, model: str, trusted_keys: list[Path]) -> int:
@@ -222,8 +229,7 @@ def next_sequence(client: Any, bucket: str, model: str, trusted_keys: list[Path]
     """
     history = History(model, max_reads=1 << 30)
     history.scan(client, bucket, trusted_keys)
-    sequences = [r.sequence for r in history.versions.values() if isinstance(r, ServingRecord)]
-    return max(sequences, default=0) + 1
+    return history.highest() + 1
 
 
 class Seen(BaseModel):
