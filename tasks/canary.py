@@ -132,7 +132,7 @@ def find_orphan(model: str, policy: CanaryPolicy) -> tuple[str, str] | None:
     if record is None or record.challenger is None or record.challenger_weight == 0:
         return None
     live = flow_runs.live_runs("canary", {"model": model, "version": record.challenger})
-    reason = rollout.orphaned(record, bool(live), stale_after_seconds=3 * policy.bake_seconds + 120)
+    reason = rollout.orphaned(record, bool(live), policy.stale_after_seconds)
     return (record.challenger, reason) if reason else None
 
 

@@ -103,6 +103,13 @@ class CanaryPolicy(StrictModel):
     latency_p95_floor_ms: Annotated[float, Field(ge=0)] = 100.0
     max_prediction_shift: Fraction = 0.1
 
+    @property
+    def stale_after_seconds(self) -> float:
+        """Age past which a canary record with challenger traffic has nobody judging it: a step bakes
+        for ``bake_seconds`` and is judged within two more, plus two minutes of slack. Past it,
+        canary-watch ends the canary and every gateway serves the champion only."""
+        return 3.0 * self.bake_seconds + 120.0
+
     @field_validator("steps")
     @classmethod
     def _increasing_to_100(cls, value: list[int]) -> list[int]:

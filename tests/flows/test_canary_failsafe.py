@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from govdeploy.errors import GovdeployError, RolloutError
 from govdeploy.polling import poll
 from govdeploy.serving import rollout
 from govdeploy.stack import manager
+from govdeploy.trust import serving_records
 from govdeploy.trust.audit_trail import records
 from tasks import canary as canary_tasks
 from tests.flows.conftest import MODEL, promote_now, train_as
@@ -89,6 +91,24 @@ def test_an_orphaned_canary_is_ended_by_the_watch(stack: Settings, champion: dic
     assert record is not None and record.challenger is None and record.champion == champion["version"]
     assert _actions(stack, orphan)[-1] == "canary.orphaned"
     assert canary_watch() == []  # nothing left to end
+
+
+def test_a_canary_step_nobody_followed_up_gets_no_traffic_at_the_gateway(
+    stack: Settings, champion: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway's own watchdog, for when canary-watch cannot run (Prefect down): a canary record
+    older than the policy's step limit sends nothing to its challenger, and says why."""
+    candidate = train_as("dana", model=MODEL, rows=2000, seed=66)
+    promote_now(stack, candidate, alias="challenger")
+    long_ago = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+    monkeypatch.setattr(serving_records, "now", lambda: long_ago)  # the step was signed 10 min ago
+    rollout.set_weight(stack, MODEL, candidate["version"], 50, "test")
+    monkeypatch.undo()
+    info = _reload(stack)
+    assert (info["challenger"], info["challenger_weight"]) == (candidate["version"], 0), info
+    assert any("its canary has not moved for" in p for p in info["problems"]), info["problems"]
+    assert served_versions(stack) == {champion["version"]}
+    assert canary_abort(model=MODEL, reason="stale")["aborted"] == candidate["version"]
 
 
 def test_abort_ends_a_canary_by_hand(stack: Settings, champion: dict[str, Any]) -> None:

@@ -213,6 +213,7 @@ def build_gateway(settings: Settings) -> Gateway:
     catalog = load_catalog(settings.models_path)
     master = master_key(settings.keys_dir)
     metrics = GatewayMetrics()
+    policy = load_policy(settings.policy_path)
     return Gateway(
         settings=settings,
         keys=KeyRing.from_config(load_access(settings.access_path), settings.keys_dir),
@@ -224,9 +225,10 @@ def build_gateway(settings: Settings) -> Gateway:
             settings.batch_max_rows,
             settings.batch_max_wait_ms / 1000,
             audit=_refusal_recorder(settings, metrics),
+            canary_stale_seconds=policy.canary.stale_after_seconds,
         ),
         metrics=metrics,
         token_secret=hmac.new(master, b"govdeploy-io-tokens", hashlib.sha256).digest(),
-        monitor=AnomalyMonitor(load_policy(settings.policy_path).alerts),
+        monitor=AnomalyMonitor(policy.alerts),
         notifier=AlertNotifier(settings.alert_webhook),
     )

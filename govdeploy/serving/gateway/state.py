@@ -11,6 +11,12 @@ Records are ordered: the gateway remembers the newest record it verified per mod
 ``<state_dir>/gateway/serving-seq.json``, so a restart does not forget it). An older record, another
 record of the same sequence, or a missing record after one was seen is refused: the serving state
 stays as it is, the problem is listed, and one alert is raised per refused record.
+
+A canary judges itself from outside the gateway (a Prefect flow). When its record has given the
+challenger traffic for longer than a step can take (the policy's ``canary.stale_after_seconds``:
+the flow hangs or its orchestrator is down), every gateway serves the champion only, without
+writing anything, until a newer record says otherwise; canary-watch ends the canary durably once
+it runs again.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from govdeploy.config.settings import Settings
 from govdeploy.errors import GovdeployError, StorageError
 from govdeploy.monitoring.alerts import post_alert
 from govdeploy.monitoring.anomalies import RangeCheck
+from govdeploy.serving import rollout
 from govdeploy.serving.gateway.batching import MicroBatcher
 from govdeploy.trust import keys, serving_records
 from govdeploy.trust.roots import load_roots
@@ -102,8 +109,11 @@ class ServingState:
         max_batch: int,
         max_wait: float,
         audit: Callable[[str, dict[str, Any]], object] | None = None,
+        canary_stale_seconds: float | None = None,
     ):
         self.settings = settings
+        # a canary record older than this gets no challenger traffic (None: never judged stale)
+        self.canary_stale_seconds = canary_stale_seconds
         self.audit = audit  # audit(model, payload) records a refusal in the audit trail
         self.models = {name: ServedModel(name, fields) for name, fields in passthrough.items()}
         self.max_batch, self.max_wait = max_batch, max_wait
@@ -305,8 +315,28 @@ class ServingState:
             return
         champion = self._slot(served, registry.CHAMPION, record.champion, served.champion)
         challenger = self._slot(served, "challenger", record.challenger, served.challenger)
+        weight = self._weight(served, record) if challenger else 0
         with self.lock:
             served.champion, served.challenger = champion, challenger
-            served.challenger_weight = record.challenger_weight if challenger else 0
+            served.challenger_weight = weight
             served.killed = record.killed
         self._check_aliases(served, record, previous)
+
+    def _weight(self, served: ServedModel, record: ServingRecord) -> int:
+        """The challenger's share: the record's, or 0 when the canary it describes went stale."""
+        if self.canary_stale_seconds is None:
+            return record.challenger_weight
+        try:
+            stale = rollout.orphaned(record, True, self.canary_stale_seconds)
+        except (ValueError, TypeError) as exc:  # an issued_at the record's signer wrote but nothing can read
+            stale = f"serving record #{record.sequence} has an unreadable issued_at ({exc})"
+        if stale is None:
+            return record.challenger_weight
+        self._refuse(
+            served,
+            f"{stale}: serving the champion only until a newer serving record (canary-watch ends the "
+            f"canary, or `govdeploy canary abort --model {served.name}`)",
+            {"sequence": record.sequence, "challenger": record.challenger, "stale": True},
+            once=(served.name, record.sequence, "stale"),
+        )
+        return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -293,3 +294,47 @@ def test_the_kill_switch_is_in_the_signed_record_and_survives_a_restart(world: W
     world.replay(world.bucket.versions[KEY][0] or b"", "1")  # an earlier record, not killed, re-put
     restarted.refresh()
     assert restarted.models["m"].unavailable() == reason
+
+
+def _canary(world: World, sequence: int, age_seconds: float, weight: int = 50) -> None:
+    world.aliases.update(champion="1", challenger="2")
+    issued = datetime.now(UTC) - timedelta(seconds=age_seconds)
+    record = ServingRecord(
+        model="m",
+        champion="1",
+        challenger="2",
+        challenger_weight=weight,
+        issued_at=issued.isoformat(),
+        issuer="test",
+        sequence=sequence,
+        action="canary-step",
+    )
+    write(world.bucket, world.settings.bucket, record, signing_key(world.settings, "serving"))
+
+
+def test_a_canary_nobody_judges_any_more_gets_no_traffic_until_a_newer_record(world: World) -> None:
+    gateway = ServingState(world.settings, {"m": frozenset()}, 8, 0.001, canary_stale_seconds=300)
+    _canary(world, 1, age_seconds=10)
+    _serves(gateway)
+    served = gateway.models["m"]
+    assert served.challenger is not None and served.challenger_weight == 50 and not world.alerts
+    _canary(world, 2, age_seconds=301)  # its flow hung, or Prefect is down: no step for too long
+    for _ in range(2):
+        version, problems = _serves(gateway)
+        assert version == "1" and served.challenger_weight == 0
+        assert "its canary has not moved for 301 s" in problems[0]
+        assert "serving the champion only until a newer serving record" in problems[0]
+        assert served.pick() == (served.champion, None)
+    assert [(a["reason"][:40], a["sequence"], a["stale"]) for a in world.alerts] == [
+        (problems[0][:40], 2, True)  # once per record
+    ]
+    _canary(world, 3, age_seconds=0, weight=25)  # the canary moved again
+    _serves(gateway)
+    assert served.challenger_weight == 25 and gateway.models["m"].problems == []
+
+
+def test_without_a_staleness_limit_the_record_weight_holds(world: World) -> None:
+    gateway = world.gateway()
+    _canary(world, 1, age_seconds=10_000)
+    _serves(gateway)
+    assert gateway.models["m"].challenger_weight == 50
