@@ -4,13 +4,19 @@ A used nonce is a file created exclusively (``O_CREAT | O_EXCL``) in a directory
 state directory, which SECURITY.md counts as trusted (unlike flow parameters or bucket objects). Of
 two runs racing with one token exactly one creates the file; the other is refused, and so is any
 later run. The file says which flow run used the nonce, and when, for the refusal's reason.
+
+A nonce is kept until a day after its token expired (an expired token is refused whatever its
+nonce), then pruned by the next claim: the directory holds the tokens of about a day, not of every
+run ever made. Records that cannot be read are kept.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -18,8 +24,12 @@ from pydantic import BaseModel, ValidationError
 from govdeploy.errors import ApprovalError
 from govdeploy.trust.validity import iso, now_utc
 
+log = logging.getLogger("govdeploy.nonces")
+
 NONCE = re.compile(r"[0-9a-f]{32}")
 MAX_RECORD_BYTES = 4096
+# how long after its token's expiry a used nonce is kept (far beyond any clock skew allowed)
+KEEP_AFTER_EXPIRY = timedelta(days=1)
 
 
 class NonceUse(BaseModel):
@@ -56,6 +66,29 @@ class UsedNonces:
             ) from None
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
             file.write(use.model_dump_json())
+        self.prune(now_utc(), keep=nonce)
+
+    def prune(self, now: datetime, keep: str = "") -> int:
+        """Delete the records of nonces whose token expired more than ``KEEP_AFTER_EXPIRY`` before
+        ``now``; returns how many. Never raises: a record left behind only takes space."""
+        pruned = 0
+        try:
+            entries = list(os.scandir(self.directory))
+        except OSError as exc:
+            log.warning("used %s nonces in %s not pruned: %s", self.kind, self.directory, exc)
+            return 0
+        for entry in entries:
+            if entry.name == keep or not NONCE.fullmatch(entry.name):
+                continue
+            use = self._use(Path(entry.path))
+            if use is None or not _expired(use.expires_at, now - KEEP_AFTER_EXPIRY):
+                continue
+            try:
+                os.unlink(entry.path)
+                pruned += 1
+            except OSError as exc:
+                log.warning("used %s nonce %s… not pruned: %s", self.kind, entry.name[:8], exc)
+        return pruned
 
     def _replayed(self, nonce: str, path: Path) -> str:
         earlier = self._use(path)
@@ -76,6 +109,14 @@ class UsedNonces:
                 return NonceUse.model_validate_json(file.read(MAX_RECORD_BYTES))
         except (OSError, ValidationError):
             return None
+
+
+def _expired(expires_at: str, before: datetime) -> bool:
+    try:
+        moment = datetime.fromisoformat(expires_at)
+        return moment.tzinfo is not None and moment < before
+    except (TypeError, ValueError):
+        return False  # unreadable: kept
 
 
 def submission_nonces(state_dir: Path) -> UsedNonces:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,20 @@ def test_processes_racing_with_one_nonce_have_one_winner(tmp_path: Path) -> None
     with multiprocessing.get_context("fork").Pool(2) as pool:
         won = pool.starmap(_claim, [(directory, nonce, f"run-{i}") for i in range(6)])
     assert won.count(True) == 1
+
+
+def test_nonces_of_tokens_expired_a_day_ago_are_pruned_by_the_next_claim(tmp_path: Path) -> None:
+    used = submission_nonces(tmp_path)
+    old, recent, fresh, broken = new_nonce(), new_nonce(), new_nonce(), new_nonce()
+    used.claim(old, new_use("run-a", "dana", "2020-01-01T00:00:00+00:00"))
+    assert (used.directory / old).exists()  # a claim never prunes the nonce it just claimed
+    (used.directory / broken).write_bytes(b"{")  # unreadable: kept
+    (used.directory / "notes.txt").write_text("not a nonce")  # not ours: kept
+    now = datetime.now(UTC)
+    used.claim(recent, new_use("run-b", "dana", (now - timedelta(hours=2)).isoformat()))
+    used.claim(fresh, new_use("run-c", "dana", EXPIRES))
+    left = {path.name for path in used.directory.iterdir()}
+    assert left == {recent, fresh, broken, "notes.txt"}
+    with pytest.raises(ApprovalError, match="already used"):  # still refused while it matters
+        used.claim(recent, new_use("run-d", "dana", EXPIRES))
+    assert used.prune(now + timedelta(days=2)) == 1  # recent's token now expired long ago
