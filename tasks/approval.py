@@ -254,9 +254,9 @@ def promote_version(
         get_run_logger().warning("%s", problem)
     replaced = previous if alias == registry.CHAMPION else None  # a challenger replaces nobody yet
     stage: registry.Stage = "champion" if alias == registry.CHAMPION else "challenger"
-    _log_stage_problem(
-        registry.set_stages(request.model, {request.version: stage, replaced: "retired"}, settings.mlflow_url)
-    )
+    stages: dict[str | None, registry.Stage] = {replaced: "retired", request.version: stage}
+    stages.setdefault(rollout.dropped_challenger(settings, record), "retired")
+    _log_stage_problem(registry.set_stages(request.model, stages, settings.mlflow_url))
     get_run_logger().info(
         "promoted %s v%s to %s (previous: %s)", promoted.model, promoted.version, alias, promoted.previous
     )

@@ -193,6 +193,23 @@ def promote(
     return record, previous
 
 
+def dropped_challenger(settings: Settings, record: ServingRecord) -> str | None:
+    """The challenger the record before ``record`` had and ``record`` no longer serves (a promotion
+    over a leftover challenger drops it), or None; also None when the history cannot be read (the
+    answer only names a stage tag, after the change committed)."""
+    try:
+        records = history(settings, record.model)
+    except GovdeployError as exc:
+        log.warning(
+            "%s: the challenger dropped by record #%d is unknown: %s", record.model, record.sequence, exc
+        )
+        return None
+    before = next((r for r in reversed(records) if r.sequence < record.sequence), None)
+    if before is None or before.challenger in (None, record.champion, record.challenger):
+        return None
+    return before.challenger
+
+
 def set_weight(settings: Settings, model: str, version: str, weight: int, issuer: str) -> ServingRecord:
     """Send ``weight`` % (0-100) of the traffic to challenger ``version``."""
     now = _require_challenger(serving_now(settings, model), model, version)

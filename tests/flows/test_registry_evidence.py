@@ -121,3 +121,10 @@ def test_stages_follow_promotion_canary_completion_rollback_and_abort(
     assert stage(aborted) == "challenger"
     assert canary_abort(model=MODEL, reason="test")["aborted"] == aborted
     assert (stage(aborted), stage(champion)) == ("rolled-back", "champion")
+
+    left = train_as("dana", model=MODEL, rows=3000, seed=64)
+    promote_as_challenger(stack, left)
+    newer = train_as("dana", model=MODEL, rows=3000, seed=65)
+    promote_as_challenger(stack, newer)  # replaces the challenger that was left at weight 0
+    assert (stage(left["version"]), stage(newer["version"])) == ("retired", "challenger")
+    assert canary_abort(model=MODEL, reason="test")["aborted"] == newer["version"]

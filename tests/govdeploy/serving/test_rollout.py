@@ -88,7 +88,11 @@ def test_a_canary_moves_by_records_and_the_aliases_follow(
     assert (record.champion, record.challenger, record.challenger_weight, previous) == ("1", "2", 0, "1")
     assert record.audit_record == "17"
     again, _ = rollout.promote(config, "m", "2", "challenger", "dana")  # a retry writes nothing new
-    assert again == record
+    assert again == record and rollout.dropped_challenger(config, record) is None
+    over, _ = rollout.promote(config, "m", "9", "challenger", "dana")  # a new challenger replaces v2
+    assert rollout.dropped_challenger(config, over) == "2"
+    record, _ = rollout.promote(config, "m", "2", "challenger", "dana")
+    assert rollout.dropped_challenger(config, record) == "9"
     with pytest.raises(RolloutError, match="v3 is not the serving challenger"):
         rollout.set_weight(config, "m", "3", 25, "dana")
     step = rollout.set_weight(config, "m", "2", 25, "dana")
