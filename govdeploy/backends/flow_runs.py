@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
@@ -17,6 +18,7 @@ from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
     FlowRunFilter,
+    FlowRunFilterEndTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
@@ -180,6 +182,7 @@ class RunSummary:
     state_type: str  # PENDING, RUNNING, PAUSED, ...
     state_name: str
     parameters: dict[str, Any] = field(default_factory=dict)
+    state_message: str = ""
 
 
 def _deployment_ids(client: Any, names: Sequence[str]) -> dict[UUID, str]:
@@ -196,6 +199,19 @@ def _deployment_ids(client: Any, names: Sequence[str]) -> dict[UUID, str]:
 def unfinished_runs(deployments: Sequence[str]) -> list[RunSummary]:
     """Runs of the deployments named ``<flow>/<deployment>`` that are Pending, Running or Paused;
     never runs without a deployment (flows called in-process)."""
+    return _runs(
+        deployments, FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=UNFINISHED)))
+    )
+
+
+def crashed_runs(deployments: Sequence[str], ended_after: datetime) -> list[RunSummary]:
+    """Runs of the deployments that ended Crashed after ``ended_after`` (Prefect ends a run Crashed
+    itself when its process is stopped by a signal)."""
+    crashed = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED]))
+    return _runs(deployments, FlowRunFilter(state=crashed, end_time=FlowRunFilterEndTime(after_=ended_after)))
+
+
+def _runs(deployments: Sequence[str], flow_run_filter: FlowRunFilter) -> list[RunSummary]:
     runs: list[FlowRun] = []
     with get_client(sync_client=True) as client:
         ids = _deployment_ids(client, deployments)
@@ -204,9 +220,7 @@ def unfinished_runs(deployments: Sequence[str]) -> list[RunSummary]:
         while True:
             page = client.read_flow_runs(
                 deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=list(ids))),
-                flow_run_filter=FlowRunFilter(
-                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=UNFINISHED))
-                ),
+                flow_run_filter=flow_run_filter,
                 limit=PAGE,
                 offset=len(runs),
             )
@@ -221,6 +235,7 @@ def unfinished_runs(deployments: Sequence[str]) -> list[RunSummary]:
             state_type=run.state.type.value if run.state else "UNKNOWN",
             state_name=(run.state.name or run.state.type.value) if run.state else "unknown",
             parameters=dict(run.parameters),
+            state_message=(run.state.message or "") if run.state else "",
         )
         for run in runs
     ]

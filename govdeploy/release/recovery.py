@@ -9,6 +9,11 @@ release, naming the approvals accepted so far and any approval sent to the run t
 ``run.abandoned`` for other flows), and posts an alert. An approval sent to the run afterwards is
 refused: the run is not paused, and ``govdeploy approve`` prints the run's state and this message.
 Runs without a deployment (flows called in-process, by the CLI or by tests) are never touched.
+
+A process stopped by a signal (SIGTERM from ``down``, a service manager or a node drain) may end its
+runs Crashed itself before it exits. ``recover`` also finds the release runs of the last week that
+ended so without an outcome in the audit trail (promoted, rejected, timed out, abandoned) and
+records and alerts them the same way, once.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import logging
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from govdeploy.backends import flow_runs
@@ -35,6 +41,11 @@ log = logging.getLogger("govdeploy.recovery")
 
 RELEASE = "release/release"
 ABANDONED = ("release.abandoned", "run.abandoned")
+# a release run ends with one of these records; a Crashed one with none of them stopped half-way
+OUTCOMES = frozenset(
+    {"model.promoted", "approval.rejected", "approval.timed_out", "approval.not_started", *ABANDONED}
+)
+CRASHED_LOOKBACK = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,8 @@ def _doing(run: RunSummary, unread: list[dict[str, Any]]) -> str:
     """What the run was doing; a release resumed by an approval no process read was still waiting."""
     if run.deployment == RELEASE and (run.state_type == "PAUSED" or unread):
         return "waited for approvals"
+    if run.state_type == "CRASHED":
+        return "was running"
     return "was paused" if run.state_type == "PAUSED" else f"was {run.state_name.lower()}"
 
 
@@ -101,10 +114,16 @@ def abandon_message(
 ) -> str:
     """What the ended run says in Prefect: what happened, what was kept, what to do."""
     where = f" (audit record {record_seq})" if record_seq is not None else ""
-    text = (
-        f"the deployments process restarted while {_what(run)} {_doing(run, unread)}, "
-        f"so nothing runs it any more; it was ended{where}"
-    )
+    if run.state_type == "CRASHED":
+        ended = (
+            f"Prefect ended it Crashed: {run.state_message[:300]!r}" if run.state_message else "it crashed"
+        )
+        text = f"the process running {_what(run)} stopped while it {_doing(run, unread)} ({ended}){where}"
+    else:
+        text = (
+            f"the deployments process restarted while {_what(run)} {_doing(run, unread)}, "
+            f"so nothing runs it any more; it was ended{where}"
+        )
     if run.deployment != RELEASE:
         return text + "; start it again if it is still needed"
     model, version = run.parameters.get("model"), run.parameters.get("version")
@@ -173,7 +192,8 @@ def abandon(settings: Settings, run: RunSummary, alert: bool = True) -> Abandone
     record = _record(settings, run, trail)
     accepted = [r for r in trail if r.action == "approval.accepted"]
     message = abandon_message(run, accepted, record.payload.get("unread_approvals") or [], record.seq)
-    flow_runs.end_crashed(run.id, message)
+    if run.state_type != "CRASHED":  # Prefect ended a crashed run already, with its own message
+        flow_runs.end_crashed(run.id, message)
     if not alert:
         return Abandoned(run, record, message, "not alerted: the deployment runs again on its own")
     payload = {
@@ -194,7 +214,7 @@ def recover(settings: Settings, deployments: list[str], quiet: Collection[str] =
     ended is logged and left for the next start. Runs of the ``quiet`` deployments (they run again
     within minutes by themselves) are recorded but not alerted."""
     ended = []
-    for run in flow_runs.unfinished_runs(deployments):
+    for run in flow_runs.unfinished_runs(deployments) + _crashed_releases(settings, deployments):
         try:
             done = abandon(settings, run, alert=run.deployment not in quiet)
         except Exception:  # one run's failure (audit, Prefect API) must not stop the others
@@ -209,6 +229,14 @@ def recover(settings: Settings, deployments: list[str], quiet: Collection[str] =
         )
         ended.append(done)
     return ended
+
+
+def _crashed_releases(settings: Settings, deployments: list[str]) -> list[RunSummary]:
+    """Release runs of the last week that Prefect ended Crashed without an outcome in the trail."""
+    if RELEASE not in deployments:
+        return []
+    crashed = flow_runs.crashed_runs([RELEASE], datetime.now(UTC) - CRASHED_LOOKBACK)
+    return [run for run in crashed if not any(r.action in OUTCOMES for r in run_records(settings, run))]
 
 
 def recover_before_serving(

@@ -195,3 +195,25 @@ def test_a_later_approval_is_refused_with_the_reason(stack: Settings, orphaned: 
     )
     assert result.returncode == 1
     assert "approve failed:" in result.stderr and "start the release again" in result.stderr.lower()
+
+
+def test_a_release_stopped_gracefully_with_its_process_is_recorded_when_it_starts_again(
+    stack: Settings,
+) -> None:
+    """SIGTERM (``govdeploy down``, a service manager, a node drain) instead of SIGKILL. Prefect 3.8
+    leaves the paused run Paused here, and the next deployments process ends and records it, once;
+    a run Prefect ends Crashed itself is recorded by the crashed-run sweep (unit-tested)."""
+    candidate = train_as("dana", model=MODEL, rows=3000, seed=42)
+    run_id = start_release(candidate["version"])
+    wait_for_state(run_id, "Paused")
+    assert manager.stop_one(stack, "deployments")  # SIGTERM to its process group, then a grace
+    start_deployments(stack)
+    final = flow_runs.wait_for_final(run_id, timeout=90)
+    assert final.name == "Crashed", final
+
+    def mine() -> list[str]:
+        return [r.action for r in records(stack, MODEL) if r.payload.get("flow_run_id") == run_id]
+
+    assert poll(lambda: "release.abandoned" in mine(), timeout=60), mine()
+    assert mine() == ["release.abandoned"]
+    assert verify_trail(stack).ok

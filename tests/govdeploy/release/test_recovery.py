@@ -8,6 +8,7 @@ import logging
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,14 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from govdeploy.backends.flow_runs import RunSummary
 from govdeploy.config.settings import Settings
-from govdeploy.release.recovery import abandon_message, recover_before_serving, unread_approvals
+from govdeploy.release import recovery
+from govdeploy.release.recovery import abandon_message, recover, recover_before_serving, unread_approvals
+from govdeploy.trust import audit_trail
 from govdeploy.trust.approvals import ApprovalRequest, make_statement, parse_token, sign_statement
 from govdeploy.trust.audit import AuditRecord
+from govdeploy.trust.audit_trail import audit_log
+from govdeploy.trust.keys import init_keys
+from tests.govdeploy.trust.test_audit import MemoryAnchors
 
 RUN_ID = "0b9c4e1e-3f1a-4d1e-9a51-7d0c8a2b1f00"
 REQUEST = ApprovalRequest(
@@ -162,3 +168,36 @@ def test_a_sweep_that_hangs_gives_up_after_its_timeout(
         assert recover_before_serving(settings, ["release/release"], timeout=1.0) is None
     assert time.monotonic() - started < 5
     assert "takes over 1 s; serving anyway" in caplog.text
+
+
+def test_a_release_prefect_ended_crashed_is_recorded_once_and_not_ended_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process stopped by SIGTERM: Prefect ended the paused release Crashed itself, so the sweep of
+    unfinished runs misses it; the crashed-run sweep records it (once) instead."""
+    settings = Settings(state_dir=tmp_path)
+    init_keys(settings.keys_dir, [])
+    stored = MemoryAnchors()
+    monkeypatch.setattr(audit_trail, "anchors", lambda settings, retention_days=1: stored)
+    crashed = release_run("CRASHED", "Crashed")
+    crashed = RunSummary(**{**crashed.__dict__, "state_message": "Execution was aborted by a signal"})
+    promoted = RunSummary(**{**crashed.__dict__, "id": "1" * 8 + RUN_ID[8:]})
+    since: list[Any] = []
+    monkeypatch.setattr(recovery.flow_runs, "unfinished_runs", lambda deployments: [])
+    monkeypatch.setattr(
+        recovery.flow_runs, "crashed_runs", lambda names, after: since.append(after) or [crashed, promoted]
+    )
+    monkeypatch.setattr(recovery.flow_runs, "received_inputs", lambda run_id: [])
+    monkeypatch.setattr(recovery.flow_runs, "end_crashed", lambda run_id, message: pytest.fail(message))
+    audit_log(settings).append(
+        "model.promoted", "dana", {"flow_run_id": promoted.id}, model="credit-risk", version="3"
+    )
+    (done,) = recover(settings, ["release/release", "canary/canary"])
+    assert done.run.id == RUN_ID and done.record.action == "release.abandoned"
+    assert done.message.startswith(
+        "the process running this release of credit-risk v3 stopped while it was running (Prefect ended "
+        "it Crashed: 'Execution was aborted by a signal') (audit record 2). No approval was accepted"
+    )
+    assert (datetime.now(UTC) - since[0]).days == 7
+    assert recover(settings, ["release/release"]) == []  # recorded once
+    assert recover(settings, ["canary/canary"]) == []  # only releases are looked for
