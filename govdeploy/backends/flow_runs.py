@@ -208,7 +208,10 @@ def crashed_runs(deployments: Sequence[str], ended_after: datetime) -> list[RunS
     """Runs of the deployments that ended Crashed after ``ended_after`` (Prefect ends a run Crashed
     itself when its process is stopped by a signal)."""
     crashed = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED]))
-    return _runs(deployments, FlowRunFilter(state=crashed, end_time=FlowRunFilterEndTime(after_=ended_after)))
+    return _runs(
+        deployments,
+        FlowRunFilter(state=crashed, end_time=FlowRunFilterEndTime(after_=cast(Any, ended_after))),
+    )
 
 
 def _runs(deployments: Sequence[str], flow_run_filter: FlowRunFilter) -> list[RunSummary]:

@@ -235,8 +235,12 @@ def _crashed_releases(settings: Settings, deployments: list[str]) -> list[RunSum
     """Release runs of the last week that Prefect ended Crashed without an outcome in the trail."""
     if RELEASE not in deployments:
         return []
-    crashed = flow_runs.crashed_runs([RELEASE], datetime.now(UTC) - CRASHED_LOOKBACK)
-    return [run for run in crashed if not any(r.action in OUTCOMES for r in run_records(settings, run))]
+    try:
+        crashed = flow_runs.crashed_runs([RELEASE], datetime.now(UTC) - CRASHED_LOOKBACK)
+        return [run for run in crashed if not any(r.action in OUTCOMES for r in run_records(settings, run))]
+    except Exception:  # the unfinished runs are ended regardless; the next start looks again
+        log.exception("the release runs that ended Crashed could not be read")
+        return []
 
 
 def recover_before_serving(
