@@ -141,3 +141,42 @@ def stack(stack_settings: Settings) -> Iterator[Settings]:
         patch.undo()
         final = down(stack_settings)
         assert all(c.state == "stopped" for c in final.components), final
+
+
+def _writable(directory: Path) -> bool:
+    try:
+        (directory / ".check").touch()
+    except OSError:
+        return False
+    (directory / ".check").unlink()
+    return True
+
+
+@pytest.fixture
+def freeze() -> Iterator[Any]:
+    """Make a directory tree unwritable (chmod, or for root ``chattr +i``); thawed after the test."""
+    frozen: list[tuple[Path, bool]] = []
+
+    def thaw() -> None:
+        for path, immutable in reversed(frozen):
+            if immutable:
+                subprocess.run(["chattr", "-i", str(path)], check=False)
+            path.chmod(0o755)
+        frozen.clear()
+
+    def apply(root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        for path in sorted([root, *(p for p in root.rglob("*") if p.is_dir())], reverse=True):
+            path.chmod(0o555)
+            immutable = False
+            if _writable(path):
+                done = subprocess.run(["chattr", "+i", str(path)], check=False, capture_output=True)
+                immutable = done.returncode == 0
+            frozen.append((path, immutable))
+            if _writable(path):
+                thaw()
+                pytest.fail(f"cannot make {path} unwritable here: root needs chattr (Debian: e2fsprogs)")
+
+    apply.thaw = thaw  # type: ignore[attr-defined]
+    yield apply
+    thaw()

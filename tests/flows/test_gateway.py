@@ -231,6 +231,43 @@ def test_records_equal_responses_after_a_burst_and_sigterm(
     assert set(local) <= {item["Key"].removeprefix("iolog/") for item in shipped}
 
 
+def test_a_read_only_io_log_refuses_predictions_and_loses_no_record(
+    stack: Settings, served: dict[str, Any], tmp_path: Path, freeze: Any
+) -> None:
+    """The I/O log directory of a gateway process turns read-only: predictions get 503 naming it
+    (none is answered without its record), /healthz says so; once writable again it serves, and
+    after SIGTERM every response, answered or refused, has its record."""
+    state = tmp_path / "state"
+    shutil.copytree(stack.keys_dir, state / "keys")
+    headers = key(stack, "bench")
+    statuses: list[int] = []
+    with (
+        extra_gateway(tmp_path, {"GOVDEPLOY_STATE_DIR": str(state)}) as gateway,
+        httpx.Client(base_url=gateway.url, timeout=30) as client,
+    ):
+
+        def ask() -> httpx.Response:
+            answer = client.post(f"/v1/models/{MODEL}/predict", json={"inputs": ROW}, headers=headers)
+            statuses.append(answer.status_code)
+            return answer
+
+        assert ask().status_code == 200
+        freeze(state / "iolog")
+        assert poll(lambda: ask().status_code == 503, timeout=30, interval=0.2)
+        refused = ask()
+        assert refused.status_code == 503 and "cannot be written" in refused.json()["detail"]
+        health = client.get("/healthz")
+        assert health.status_code == 503 and "cannot be written" in " ".join(health.json()["problems"])
+        freeze.thaw()
+        assert poll(lambda: ask().status_code == 200, timeout=30, interval=0.2)
+        assert poll(lambda: client.get("/healthz").status_code == 200, timeout=30, interval=0.2)
+    assert gateway.exit_code in (0, -15)
+    assert statuses.count(503) >= 2 and statuses[0] == statuses[-1] == 200
+    records = read_batches(state / "iolog", master_key(stack.keys_dir))
+    predictions = sorted(r.status for r in records if r.kind == "predict")
+    assert predictions == sorted(statuses)
+
+
 def test_two_gateway_processes_agree_on_the_serving_state(
     stack: Settings, served: dict[str, Any], tmp_path: Path
 ) -> None:

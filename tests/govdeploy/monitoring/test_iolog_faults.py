@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,45 +73,6 @@ class Bucket:
             for key, data in sorted(self.objects.items())
             for item in decode_batch_bytes(data, key, MASTER, key)
         ]
-
-
-def _writable(directory: Path) -> bool:
-    try:
-        (directory / ".check").touch()
-    except OSError:
-        return False
-    (directory / ".check").unlink()
-    return True
-
-
-@pytest.fixture
-def freeze() -> Iterator[Any]:
-    """Make a directory tree unwritable (chmod, or for root ``chattr +i``); thawed after the test."""
-    frozen: list[tuple[Path, bool]] = []
-
-    def thaw() -> None:
-        for path, immutable in reversed(frozen):
-            if immutable:
-                subprocess.run(["chattr", "-i", str(path)], check=False)
-            path.chmod(0o755)
-        frozen.clear()
-
-    def apply(root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        for path in sorted([root, *(p for p in root.rglob("*") if p.is_dir())], reverse=True):
-            path.chmod(0o555)
-            immutable = False
-            if _writable(path):
-                done = subprocess.run(["chattr", "+i", str(path)], check=False, capture_output=True)
-                immutable = done.returncode == 0
-            frozen.append((path, immutable))
-            if _writable(path):
-                thaw()
-                pytest.skip("cannot make a directory unwritable here (root without chattr)")
-
-    apply.thaw = thaw  # type: ignore[attr-defined]
-    yield apply
-    thaw()
 
 
 # --- records that cannot be serialised ---
