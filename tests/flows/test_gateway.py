@@ -256,7 +256,7 @@ def test_a_read_only_io_log_refuses_predictions_and_loses_no_record(
         assert poll(lambda: ask().status_code == 503, timeout=30, interval=0.2)
         refused = ask()
         assert refused.status_code == 503 and "cannot be written" in refused.json()["detail"]
-        health = client.get("/healthz")
+        health = client.get("/healthz", headers=key(stack, "deployer"))
         assert health.status_code == 503 and "cannot be written" in " ".join(health.json()["problems"])
         freeze.thaw()
         assert poll(lambda: ask().status_code == 200, timeout=30, interval=0.2)

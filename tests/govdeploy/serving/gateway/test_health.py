@@ -31,7 +31,7 @@ from govdeploy.serving.gateway.parts import Gateway, RefreshHealth
 from govdeploy.serving.gateway.state import ServedModel, Slot
 from govdeploy.trust.request_ids import RequestIds
 from tests.conftest import CONFIG_DIR
-from tests.govdeploy.monitoring.test_iolog_faults import MASTER, Bucket, freeze  # noqa: F401
+from tests.govdeploy.monitoring.test_iolog_faults import MASTER, Bucket
 
 MODEL = "m"
 
@@ -62,9 +62,15 @@ class _State:
 def _gateway(root: Path, bucket: Bucket | None = None, **settings: Any) -> tuple[FastAPI, Gateway]:
     chosen = Settings(state_dir=root / "state", config_dir=CONFIG_DIR, **settings)
     principal = Principal("alice", frozenset({"predict"}), 1_000_000)
+    auditor = Principal("audra", frozenset({"auditor"}), 1_000_000)
     gateway = Gateway(
         settings=chosen,
-        keys=KeyRing([(hashlib.sha256(b"key-alice").digest(), principal)]),
+        keys=KeyRing(
+            [
+                (hashlib.sha256(b"key-alice").digest(), principal),
+                (hashlib.sha256(b"key-audra").digest(), auditor),
+            ]
+        ),
         limiter=RateLimiter(),
         writer=IOLogWriter(
             root / "iolog",
@@ -91,8 +97,9 @@ async def _get(app: FastAPI, path: str, **kwargs: Any) -> httpx.Response:
         return await client.get(path, **kwargs)
 
 
-def healthz(app: FastAPI) -> httpx.Response:
-    return asyncio.run(_get(app, "/healthz"))
+def healthz(app: FastAPI, key: str | None = "key-audra") -> httpx.Response:
+    """/healthz as an auditor sees it (``key=None``: as a probe without a key)."""
+    return asyncio.run(_get(app, "/healthz", headers={"X-API-Key": key} if key else {}))
 
 
 def predictions(app: FastAPI, count: int) -> list[httpx.Response]:
@@ -123,7 +130,7 @@ def test_a_healthy_gateway_says_ok_with_its_backlog(tmp_path: Path) -> None:
     gateway.writer.close()
 
 
-def test_an_unwritable_spool_refuses_and_fails_the_health_check(tmp_path: Path, freeze: Any) -> None:  # noqa: F811
+def test_an_unwritable_spool_refuses_and_fails_the_health_check(tmp_path: Path, freeze: Any) -> None:
     app, gateway = _gateway(tmp_path)
     gateway.writer.start()
     gateway.refresh()
@@ -134,6 +141,9 @@ def test_an_unwritable_spool_refuses_and_fails_the_health_check(tmp_path: Path, 
     assert response.status_code == 503 and response.json()["status"] == "failing"
     assert '"ok"' not in response.text  # the stack's probe looks for it
     assert any("cannot be written" in p for p in response.json()["problems"])
+    for key in (None, "key-alice", "not-a-key"):  # a probe or a client: the status, no paths
+        probe = healthz(app, key)
+        assert probe.status_code == 503 and probe.json() == {"status": "failing", "problems": 1}
     freeze.thaw()
     poll(lambda: gateway.writer.refusal() is None, timeout=5, interval=0.01)
     assert healthz(app).status_code == 200
@@ -169,7 +179,7 @@ def test_no_successful_refresh_for_n_periods_is_a_problem() -> None:
     assert health.problem(10.0, 3) is None
 
 
-def test_records_equal_responses_across_a_spool_and_bucket_outage(tmp_path: Path, freeze: Any) -> None:  # noqa: F811
+def test_records_equal_responses_across_a_spool_and_bucket_outage(tmp_path: Path, freeze: Any) -> None:
     bucket = Bucket(tmp_path / "iolog", failures=10**6)
     app, gateway = _gateway(tmp_path, bucket)
     gateway.writer.start()
@@ -193,7 +203,7 @@ def test_records_equal_responses_across_a_spool_and_bucket_outage(tmp_path: Path
 
 def test_stop_on_an_unwritable_spool_alerts_the_records_lost(
     tmp_path: Path,
-    freeze: Any,  # noqa: F811
+    freeze: Any,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
 from fastapi.responses import JSONResponse
 
 from govdeploy.serving.gateway.api.deps import AuditorCaller, GatewayDep
 
 router = APIRouter(tags=["ops"])
 
+# roles that see what /healthz found (paths, servers, counters); anyone else gets the status only
+DETAILS = frozenset({"auditor", "deployer"})
+
 
 @router.get("/healthz")
-async def healthz(gateway: GatewayDep) -> JSONResponse:
-    """200 with status ok, or 503 naming each problem (I/O log, shipping backlog, serving refresh)."""
+async def healthz(gateway: GatewayDep, x_api_key: Annotated[str | None, Header()] = None) -> JSONResponse:
+    """200 with status ok, or 503 naming each problem (I/O log, shipping backlog, serving refresh).
+
+    Probes need no key and get the status and how many problems there are; the problems and
+    figures (which name paths and servers) go only to an auditor's or deployer's key."""
+    problems = gateway.problems()
+    code = 503 if problems else 200
+    status = "failing" if problems else "ok"
+    principal = gateway.keys.authenticate(x_api_key)
+    if principal is None or not principal.roles & DETAILS:
+        return JSONResponse({"status": status, "problems": len(problems)}, status_code=code)
     calls = {
         f"{served.name} v{slot.version}": slot.batcher.batches
         for served in gateway.state.models.values()
         for slot in (served.champion, served.challenger)
         if slot is not None
     }
-    problems = gateway.problems()
     writer, backlog = gateway.writer, gateway.writer.backlog
     body = {
-        "status": "failing" if problems else "ok",
+        "status": status,
         "problems": problems,
         "models": sorted(gateway.state.models),
         "io_records_written": writer.written,
@@ -33,7 +46,7 @@ async def healthz(gateway: GatewayDep) -> JSONResponse:
         "refresh_failures": gateway.refresh_health.failures,
         "model_calls": calls,
     }
-    return JSONResponse(body, status_code=503 if problems else 200)
+    return JSONResponse(body, status_code=code)
 
 
 @router.get("/metrics")
