@@ -1,7 +1,11 @@
 """The anchors of the audit trail in the object-locked bucket, and what they must show to count.
 
-After each append the head of the log (sequence number, hash, the record's time) is written as
-one object, ``audit/anchors/<seq>.json``, locked in COMPLIANCE mode for the policy's retention.
+Each record of the log is claimed as one object, ``audit/anchors/<seq>.json``, written only if
+that key does not exist yet (a conditional write, ``If-None-Match: *``) and locked in COMPLIANCE
+mode for the policy's retention. The object holds the head (sequence number, hash, the record's
+time) and the signed record itself, so several writers on several machines, each with a local
+copy of the log, share one chain: the claim of a sequence number is the commit point, and a
+writer that loses it reads the records it missed from the bucket and claims the next one.
 Content that matches the log proves nothing if the bucket did not really keep it, so
 ``check_stored`` looks at every stored version and how it is locked:
 
@@ -39,11 +43,32 @@ class Anchor(BaseModel):
     seq: int
     hash: str
     time: str
+    # the signed record as its log line (anchors written before records were shared have none)
+    record: str | None = None
 
 
 class AnchorStore(Protocol):
-    def put(self, anchor: Anchor) -> None: ...
+    def claim(self, anchor: Anchor) -> bool: ...
+    def after(self, seq: int) -> list[Claimed]: ...
     def all(self) -> list[Anchor]: ...
+
+
+class Claimed(BaseModel):
+    """An object under the anchor prefix after a given sequence number, in key order: the sequence
+    number its key claims, and its anchor (None when it holds something else: the number is
+    burned, the chain goes on after it)."""
+
+    seq: int
+    key: str
+    anchor: Anchor | None
+
+
+def _taken(exc: Exception) -> bool:
+    """Whether a failed conditional write says the key exists (412; 409 while another write of the
+    key is under way)."""
+    error = getattr(exc, "response", None) or {}
+    code = str(error.get("Error", {}).get("Code", ""))
+    return code in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
 def anchor_key(seq: int) -> str:
@@ -85,15 +110,40 @@ class S3Anchors:
     def __init__(self, client: Any, bucket: str, retention_days: int) -> None:
         self.client, self.bucket, self.retention_days = client, bucket, retention_days
 
-    def put(self, anchor: Anchor) -> None:
-        self.client.put_object(
-            Bucket=self.bucket,
-            Key=anchor_key(anchor.seq),
-            Body=anchor.model_dump_json().encode(),
-            ContentType="application/json",
-            ObjectLockMode=LOCK_MODE,
-            ObjectLockRetainUntilDate=datetime.now(UTC) + timedelta(days=self.retention_days),
+    def claim(self, anchor: Anchor) -> bool:
+        """Write the anchor of a new record unless its key exists; False if another writer has it."""
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=anchor_key(anchor.seq),
+                Body=anchor.model_dump_json().encode(),
+                ContentType="application/json",
+                ObjectLockMode=LOCK_MODE,
+                ObjectLockRetainUntilDate=datetime.now(UTC) + timedelta(days=self.retention_days),
+                IfNoneMatch="*",
+            )
+        except Exception as exc:  # botocore's ClientError; the core does not import botocore
+            if _taken(exc):
+                return False
+            raise
+        return True
+
+    def after(self, seq: int) -> list[Claimed]:
+        """The current objects under the anchor prefix whose keys come after ``seq``'s, in order."""
+        found = []
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=ANCHOR_PREFIX, StartAfter=anchor_key(seq)
         )
+        for page in pages:
+            for item in page.get("Contents", []):
+                number = _key_seq(item["Key"])
+                if number is None or number <= seq:
+                    continue
+                body = self.client.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
+                anchor = _parse_anchor(body)
+                valid = anchor is not None and anchor.seq == number
+                found.append(Claimed(seq=number, key=item["Key"], anchor=anchor if valid else None))
+        return found
 
     def all(self) -> list[Anchor]:
         """Every version of every anchor: an overwritten anchor keeps its locked earlier version."""
@@ -124,6 +174,11 @@ class S3Anchors:
             retain_until=response.get("ObjectLockRetainUntilDate"),
             anchor=_parse_anchor(response["Body"].read()),
         )
+
+
+def _key_seq(key: str) -> int | None:
+    number = key.removeprefix(ANCHOR_PREFIX).removesuffix(".json")
+    return int(number) if number.isdigit() and len(number) == 12 else None
 
 
 def _parse_anchor(body: bytes) -> Anchor | None:

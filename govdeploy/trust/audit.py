@@ -1,25 +1,31 @@
 """The tamper-evident audit trail of governance events.
 
 Each record is hash-chained to the one before (``prev``), hashed over its canonical JSON form and
-signed with the audit key (Ed25519). After each append the new head (sequence number and hash) is
-written to the object-locked bucket in COMPLIANCE mode, where the writer cannot delete or
-overwrite it: a writer who rewrites the whole local log, signatures included, no longer matches
-the anchors (``govdeploy.trust.anchors`` checks that the bucket really kept them).
+signed with the audit key (Ed25519). A record is committed when its anchor is claimed in the
+object-locked bucket: a conditional write of ``audit/anchors/<seq>.json`` holding the head
+(sequence number, hash) and the signed record, locked in COMPLIANCE mode, where no writer can
+delete or overwrite it. A writer who rewrites the whole local log, signatures included, no longer
+matches the anchors (``govdeploy.trust.anchors`` checks that the bucket really kept them).
 
-Appends from several processes (the flows, the gateway) are serialised with ``fcntl.flock`` on
-``<log>.lock``: reading the head, writing the line and anchoring it happen under the lock, so the
-chain never forks. A record is committed once its line ends with a newline. Appending always
-works whatever was written before:
+The local file is this machine's copy of the one chain that every writer shares. Appends of the
+processes of one machine are serialised with ``fcntl.flock`` on ``<log>.lock``; writers on other
+machines (their own state directories, the same bucket) are ordered by the claim: before it, a
+writer copies the records claimed after its head from the bucket into its file (each checked:
+signed by the audit key, chained to the head), and a writer that loses a claim does that again and
+claims the next number. So the chain never forks. An object under a key that is not a record of
+this chain (written by someone without the key) burns that number: the chain goes on after it, and
+``verify`` reports the object. A line is written to the local file after its claim and ends with a
+newline. Appending always works whatever was written before:
 
 - every field is capped first (``bounded``, ``govdeploy.trust.audit_bounds``): text too long is
   cut and marked with how many characters were cut and the sha256 of the full value, deep or wide
   structures are summarised the same way, so a record stays small and still proves what it saw;
 - the head is read backwards from the end of the file, whatever the length of its lines
   (``govdeploy.trust.audit_file``);
-- a torn last line (unterminated: a crash mid-append) is copied to ``<log>.torn-<offset>-<sha>``,
-  cut off, and an ``audit.repaired`` record saying what was found continues the chain from the
-  last complete record. Only the unterminated last line counts as torn, and only when no anchor
-  lies beyond the last complete record: records cut off the end are refused, never repaired.
+- a torn last line (unterminated: a crash mid-append) is copied to ``<log>.torn-<offset>-<sha>``
+  and cut off; the records claimed in the bucket (the torn one too, if its claim was made) are
+  copied back from there, and an ``audit.repaired`` record saying what was found continues the
+  chain.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,14 +48,16 @@ from pydantic import BaseModel, Field, ValidationError
 
 from govdeploy.errors import AuditError, GovdeployError
 from govdeploy.trust.anchors import ANCHOR_PREFIX as ANCHOR_PREFIX
-from govdeploy.trust.anchors import Anchor, AnchorStore, StoredAnchors, check_stored
+from govdeploy.trust.anchors import Anchor, AnchorStore
 from govdeploy.trust.anchors import S3Anchors as S3Anchors
 from govdeploy.trust.audit_bounds import SENSITIVE_BYTES, bounded, cap_text
 from govdeploy.trust.audit_bounds import canonical as canonical
-from govdeploy.trust.audit_file import Tail, TornLine, read_lines, read_tail
+from govdeploy.trust.audit_file import Tail, TornLine, read_tail
 
 GENESIS = "0" * 64
 REPAIRED = "audit.repaired"
+# claims lost in a row before an append gives up (each loss means another writer appended)
+MAX_CLAIMS = 50
 
 
 class AuditRecord(BaseModel):
@@ -89,17 +97,12 @@ def _head(path: Path, tail: Tail) -> AuditRecord | None:
 Sealer = Callable[[bytes, str], dict[str, Any]]
 
 
-class AuditLog:
-    """Append-only, hash-chained, signed JSON-lines log with anchored heads.
+class LocalCopy:
+    """This machine's copy of the shared chain: brought up to date from the claims in the bucket,
+    each checked under the audit public key (no private key needed: readers sync too)."""
 
-    Personal data goes in ``sensitive``: it is sealed (encrypted, bound to the record id) by
-    ``sealer`` and stored under ``payload["sealed"]``, so the log holds only ciphertext of it.
-    """
-
-    def __init__(
-        self, path: Path, key: ed25519.Ed25519PrivateKey, anchors: AnchorStore, sealer: Sealer | None = None
-    ) -> None:
-        self.path, self.key, self.anchors, self.sealer = path, key, anchors, sealer
+    def __init__(self, path: Path, public_key: ed25519.Ed25519PublicKey, anchors: AnchorStore) -> None:
+        self.path, self.public_key, self.anchors = path, public_key, anchors
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -110,6 +113,46 @@ class AuditLog:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def sync(self) -> AuditRecord | None:
+        """Copy the records other writers claimed into the local file; the head after it."""
+        with self._locked():
+            tail = read_tail(self.path)
+            if tail.torn:  # a crash mid-line: the next append repairs it
+                return _head(self.path, tail)
+            return self._catch_up(_head(self.path, tail))[0]
+
+    def _catch_up(self, last: AuditRecord | None) -> tuple[AuditRecord | None, int]:
+        """Append the records claimed after ``last`` (each checked); the new head, and the highest
+        number claimed (burned numbers included)."""
+        highest = last.seq if last else 0
+        for claimed in self.anchors.after(highest):
+            highest = max(highest, claimed.seq)
+            record = _claimed_record(claimed.anchor, last, self.public_key)
+            if record is not None:
+                self._commit(record)
+                last = record
+        return last, highest
+
+    def _commit(self, record: AuditRecord) -> None:
+        with self.path.open("ab") as out:
+            out.write(record.model_dump_json().encode() + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+
+
+class AuditLog(LocalCopy):
+    """Append-only, hash-chained, signed JSON-lines log whose records are claimed in the bucket.
+
+    Personal data goes in ``sensitive``: it is sealed (encrypted, bound to the record id) by
+    ``sealer`` and stored under ``payload["sealed"]``, so the log holds only ciphertext of it.
+    """
+
+    def __init__(
+        self, path: Path, key: ed25519.Ed25519PrivateKey, anchors: AnchorStore, sealer: Sealer | None = None
+    ) -> None:
+        super().__init__(path, key.public_key(), anchors)
+        self.key, self.sealer = key, sealer
 
     def append(
         self,
@@ -129,11 +172,14 @@ class AuditLog:
             entry = self._entry(action, actor, payload or {}, sensitive, model, version, policy_digest)
             with self._locked():
                 tail = read_tail(self.path)
-                last = self._repair(tail, tail.torn) if tail.torn else _head(self.path, tail)
-                record = self._chain(entry, last)
-                self._commit(record)
-                self._anchor(record)
-            return record
+                if tail.torn:
+                    self._quarantine(tail.torn)
+                    found: dict[str, Any] = {"torn_offset": tail.torn.offset, "torn_bytes": tail.torn.length}
+                    found |= {"torn_sha256": tail.torn.sha256, "quarantined_to": self._torn_name(tail.torn)}
+                    repaired = self._entry(REPAIRED, "govdeploy", found, None, None, None, None)
+                    self._claim_next(repaired, _head(self.path, tail))
+                    tail = read_tail(self.path)
+                return self._claim_next(entry, _head(self.path, tail))
         except GovdeployError:
             raise
         except Exception as exc:  # disk full, permissions, a value the sealer refuses: never a bare crash
@@ -169,9 +215,32 @@ class AuditLog:
             "payload": body,
         }
 
-    def _chain(self, entry: dict[str, Any], last: AuditRecord | None) -> AuditRecord:
+    def _claim_next(self, entry: dict[str, Any], last: AuditRecord | None) -> AuditRecord:
+        """Copy in what other writers claimed after ``last``, claim the next number for ``entry``
+        (again after every lost claim), then write its line; the record."""
+        for _ in range(MAX_CLAIMS):
+            try:
+                last, after = self._catch_up(last)
+            except GovdeployError:
+                raise
+            except Exception as exc:
+                raise AuditError(
+                    f"audit record {entry['action']!r}: the records claimed in the bucket after record "
+                    f"{last.seq if last else 0} could not be read ({exc}); nothing was written: check the "
+                    "bucket and try again"
+                ) from exc
+            record = self._chain(entry, last, after)
+            if self._claim(record):
+                self._commit(record)
+                return record
+        raise AuditError(
+            f"audit record {entry['action']!r} lost the claim of its sequence number {MAX_CLAIMS} times "
+            f"in a row (other writers appended meanwhile); nothing was written, try again"
+        )
+
+    def _chain(self, entry: dict[str, Any], last: AuditRecord | None, after: int) -> AuditRecord:
         record = AuditRecord(
-            seq=last.seq + 1 if last else 1,
+            seq=max(after, last.seq if last else 0) + 1,
             time=datetime.now(UTC).isoformat(timespec="microseconds"),
             prev=last.hash if last else GENESIS,
             **entry,
@@ -180,33 +249,22 @@ class AuditLog:
         record.signature = base64.b64encode(self.key.sign(bytes.fromhex(record.hash))).decode()
         return record
 
-    def _commit(self, record: AuditRecord) -> None:
-        with self.path.open("ab") as out:
-            out.write(record.model_dump_json().encode() + b"\n")
-            out.flush()
-            os.fsync(out.fileno())
-
-    def _anchor(self, record: AuditRecord) -> None:
+    def _claim(self, record: AuditRecord) -> bool:
+        anchor = Anchor(seq=record.seq, hash=record.hash, time=record.time, record=record.model_dump_json())
         try:
-            self.anchors.put(Anchor(seq=record.seq, hash=record.hash, time=record.time))
+            return self.anchors.claim(anchor)
         except Exception as exc:
             raise AuditError(
-                f"audit record {record.seq} ({record.action}) is written to {self.path} but its anchor "
-                f"could not be stored ({exc}); the next append anchors it, check the bucket"
+                f"audit record {record.seq} ({record.action}) could not be claimed in the bucket ({exc}); "
+                "nothing was written: check the bucket and try again"
             ) from exc
 
-    def _repair(self, tail: Tail, torn: TornLine) -> AuditRecord:
-        """Quarantine the torn last line, cut it off and record ``audit.repaired``; the new head."""
-        last = _head(self.path, tail)
-        seq = last.seq if last else 0
-        beyond = max((a.seq for a in self.anchors.all()), default=0)
-        if beyond > seq:
-            raise AuditError(
-                f"{self.path} ends with an unterminated line at byte offset {torn.offset}, but the bucket "
-                f"anchors records up to {beyond} and the last complete record is {seq}: records were cut "
-                "off the log, this is not a torn append; restore the log and run 'govdeploy audit verify'"
-            )
-        quarantine = self.path.with_name(f"{self.path.name}.torn-{torn.offset}-{torn.sha256[:12]}")
+    def _torn_name(self, torn: TornLine) -> str:
+        return f"{self.path.name}.torn-{torn.offset}-{torn.sha256[:12]}"
+
+    def _quarantine(self, torn: TornLine) -> None:
+        """Copy the torn last line aside and cut it off the log."""
+        quarantine = self.path.with_name(self._torn_name(torn))
         with self.path.open("r+b") as log, quarantine.open("wb") as out:
             log.seek(torn.offset)
             shutil.copyfileobj(log, out)
@@ -214,160 +272,27 @@ class AuditLog:
             os.fsync(out.fileno())
             log.truncate(torn.offset)
             os.fsync(log.fileno())
-        found = {"torn_offset": torn.offset, "torn_bytes": torn.length, "torn_sha256": torn.sha256}
-        found["quarantined_to"] = quarantine.name
-        record = self._chain(self._entry(REPAIRED, "govdeploy", found, None, None, None, None), last)
-        self._commit(record)
-        with suppress(AuditError):  # the anchor of the record that follows covers this one
-            self._anchor(record)
-        return record
 
 
-def read_records(path: Path) -> list[AuditRecord]:
-    """Every committed record of the log, in file order (for display; use ``verify`` to check
-    them). A torn last line is not a record yet; any other line that is not one is an error."""
-    found = []
-    for number, (offset, line) in enumerate(read_lines(path)[0], start=1):
-        try:
-            found.append(AuditRecord.model_validate_json(line))
-        except ValidationError as exc:
-            raise AuditError(
-                f"line {number} of {path} (byte offset {offset}) is not an audit record (edited or "
-                "corrupted); run 'govdeploy audit verify'"
-            ) from exc
-    return found
-
-
-class VerifyReport(BaseModel):
-    """Problems fail the verification; warnings say what a passing one does not prove."""
-
-    records: int
-    anchors: int
-    problems: list[str]
-    warnings: list[str] = Field(default_factory=list)
-    torn: TornLine | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def verify(path: Path, public_key: ed25519.Ed25519PublicKey, anchors: list[Anchor]) -> VerifyReport:
-    """Check chain, hashes, signatures and anchors' content; every problem found is listed.
-
-    An unterminated last line is torn (an append that did not finish): it is no record, so it is a
-    warning, with its byte offset; records it cut off show as anchors without a record."""
-    problems: list[str] = []
-    lines, torn = read_lines(path)
-    records: list[AuditRecord] = []
-    for number, (_, line) in enumerate(lines, start=1):
-        try:
-            records.append(AuditRecord.model_validate_json(line))
-        except ValidationError:
-            problems.append(f"line {number} is not an audit record (edited or corrupted)")
-    prev = GENESIS
-    for position, record in enumerate(records, start=1):
-        problems += _check_record(record, position, prev, public_key)
-        prev = record.hash
-    problems += _check_anchors(records, anchors)
-    warnings = _torn_warnings(torn, len(lines)) + _repairs(records) + _gaps(records, anchors)
-    return VerifyReport(
-        records=len(records), anchors=len(anchors), problems=problems, warnings=warnings, torn=torn
-    )
-
-
-def _torn_warnings(torn: TornLine | None, complete: int) -> list[str]:
-    if torn is None:
-        return []
-    return [
-        f"line {complete + 1} (byte offset {torn.offset}, {torn.length} bytes, sha256 {torn.sha256}) is "
-        "torn: it has no newline, an append did not finish; it is not a record, and the next append "
-        f"quarantines it and records {REPAIRED}"
-    ]
-
-
-def _repairs(records: list[AuditRecord]) -> list[str]:
-    return [
-        f"record {r.seq} ({REPAIRED}): a torn line of {r.payload.get('torn_bytes')} bytes at byte offset "
-        f"{r.payload.get('torn_offset')} was moved to {r.payload.get('quarantined_to')}"
-        for r in records
-        if r.action == REPAIRED
-    ]
-
-
-def verify_stored(
-    path: Path,
-    public_key: ed25519.Ed25519PublicKey,
-    stored: StoredAnchors,
-    retention_days: int,
-    now: datetime | None = None,
-) -> VerifyReport:
-    """``verify`` against the anchors as stored, and check how the bucket keeps them (lock, times,
-    versions: see ``govdeploy.trust.anchors``)."""
-    report = verify(path, public_key, stored.anchors())
-    report.problems += check_stored(stored, retention_days, now or datetime.now(UTC))
-    return report
-
-
-def _check_record(
-    record: AuditRecord, position: int, prev: str, public_key: ed25519.Ed25519PublicKey
-) -> list[str]:
-    problems = []
-    if record.seq != position:
-        problems.append(
-            f"record at position {position} has seq {record.seq}: a record was deleted, inserted or moved"
-        )
-    if record.prev != prev:
-        problems.append(f"record {record.seq} does not chain to the record before it")
-    if record_hash(record) != record.hash:
-        problems.append(
-            f"record {record.seq} ({record.action}) was edited: its hash does not match its content"
-        )
+def _claimed_record(
+    anchor: Anchor | None, last: AuditRecord | None, public_key: ed25519.Ed25519PublicKey
+) -> AuditRecord | None:
+    """The record an anchor claimed after ``last``, checked; None when the object is not a record
+    of this chain (a burned number). AuditError when a signed record does not continue the chain:
+    the bucket and this log disagree, nothing more is appended."""
+    if anchor is None or anchor.record is None:
+        return None
     try:
+        record = AuditRecord.model_validate_json(anchor.record)
         public_key.verify(base64.b64decode(record.signature), bytes.fromhex(record.hash))
-    except (InvalidSignature, ValueError):
-        problems.append(f"record {record.seq} has no valid signature of the audit key")
-    return problems
-
-
-def _check_anchors(records: list[AuditRecord], anchors: list[Anchor]) -> list[str]:
-    problems = []
-    by_seq = {r.seq: r for r in records}
-    reported: set[int] = set()
-    for anchor in anchors:
-        record = by_seq.get(anchor.seq)
-        if anchor.seq in reported:
-            continue
-        if record is None:
-            problems.append(
-                f"anchor {anchor.seq} has no record: the log was truncated or records were removed "
-                f"(it ends at {len(records)})"
-            )
-            reported.add(anchor.seq)
-        elif record.hash != anchor.hash:
-            problems.append(f"record {anchor.seq} differs from its anchor: the chain was rewritten")
-            reported.add(anchor.seq)
-        elif record.time != anchor.time:
-            problems.append(
-                f"anchor {anchor.seq} carries the time {anchor.time}, its record {record.time}: "
-                "the anchor was not written by that record's append"
-            )
-            reported.add(anchor.seq)
-    if records and (not anchors or anchors[-1].seq < records[-1].seq):
-        last = anchors[-1].seq if anchors else 0
-        problems.append(f"records {last + 1}..{records[-1].seq} are not anchored in the bucket")
-    return problems
-
-
-def _gaps(records: list[AuditRecord], anchors: list[Anchor]) -> list[str]:
-    """Records before the last anchor without an anchor of their own: covered through the chain."""
-    anchored = {a.seq for a in anchors}
-    last = max(anchored, default=0)
-    missing = [r.seq for r in records if r.seq < last and r.seq not in anchored]
-    if not missing:
-        return []
-    shown = ", ".join(map(str, missing[:10])) + (f" and {len(missing) - 10} more" if missing[10:] else "")
-    return [
-        f"records {shown} have no anchor of their own (the anchor write failed, or the anchor was "
-        "deleted); later anchors cover them through the hash chain"
-    ]
+    except (ValidationError, InvalidSignature, ValueError):
+        return None
+    if record.seq != anchor.seq or record_hash(record) != record.hash or anchor.hash != record.hash:
+        return None
+    if record.prev != (last.hash if last else GENESIS):
+        raise AuditError(
+            f"record {record.seq} claimed in the bucket is signed by the audit key but does not chain to "
+            f"record {last.seq if last else 0} of this log: the log and the bucket disagree; run "
+            "'govdeploy audit verify' and restore the log"
+        )
+    return record

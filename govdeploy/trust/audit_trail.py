@@ -11,6 +11,7 @@ and the report says plainly when the endpoint is an emulator that enforces no Ob
 from __future__ import annotations
 
 import json
+import logging
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,12 +28,15 @@ from govdeploy.config.settings import Settings
 from govdeploy.config.trust import load_trust
 from govdeploy.errors import AuditError, ConfigError
 from govdeploy.trust.anchors import S3Anchors, check_bucket
-from govdeploy.trust.audit import AuditLog, AuditRecord, VerifyReport, read_records, verify_stored
+from govdeploy.trust.audit import AuditLog, AuditRecord, LocalCopy
+from govdeploy.trust.audit_verify import VerifyReport, read_records, verify_stored
 from govdeploy.trust.encryption import Envelope, open_envelope, seal
 from govdeploy.trust.keys import load_ed25519_private, load_ed25519_public, master_key, read_public
 
 DEFAULT_RETENTION_DAYS = 2555
 PROBE_PATH = "/moto-api/config"
+log = logging.getLogger("govdeploy.audit")
+
 HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})  # unicode categories `printable` escapes
 
 EndpointKind = Literal["aws", "emulator", "unknown"]
@@ -201,6 +205,13 @@ def verify_trail(settings: Settings, now: datetime | None = None) -> VerifyRepor
 
 
 def records(settings: Settings, model: str | None = None) -> list[AuditRecord]:
+    """The records of the shared trail (of ``model``): the local copy, first brought up to date
+    with what writers on other machines claimed in the bucket. When the bucket cannot be read, the
+    local copy as it is (logged)."""
+    try:
+        LocalCopy(settings.audit_log_path, audit_public_key(settings).key, anchors(settings)).sync()
+    except Exception as exc:  # botocore's errors, a bad key: reading goes on with the local copy
+        log.warning("audit records of other writers not copied in (%s); reading the local copy", exc)
     found = read_records(settings.audit_log_path)
     return [r for r in found if model is None or r.model == model]
 

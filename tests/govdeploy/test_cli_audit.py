@@ -12,23 +12,12 @@ from typer.testing import CliRunner
 
 from govdeploy import cli
 from govdeploy.config.settings import Settings, get_settings
-from govdeploy.trust.anchors import Anchor
 from govdeploy.trust.audit import AuditLog
 from govdeploy.trust.audit_trail import printable
 from govdeploy.trust.encryption import seal
 from govdeploy.trust.keys import init_keys, load_ed25519_private, master_key
 from tests.conftest import CONFIG_DIR
-
-
-class MemoryAnchors:
-    def __init__(self) -> None:
-        self.anchors: list[Anchor] = []
-
-    def put(self, anchor: Anchor) -> None:
-        self.anchors.append(anchor)
-
-    def all(self) -> list[Anchor]:
-        return list(self.anchors)
+from tests.govdeploy.trust.anchor_stores import MemoryAnchors
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from govdeploy.trust.approvals import ApprovalRequest, make_statement, parse_tok
 from govdeploy.trust.audit import AuditRecord
 from govdeploy.trust.audit_trail import audit_log
 from govdeploy.trust.keys import init_keys
-from tests.govdeploy.trust.test_audit import MemoryAnchors
+from tests.govdeploy.trust.anchor_stores import MemoryAnchors
 
 RUN_ID = "0b9c4e1e-3f1a-4d1e-9a51-7d0c8a2b1f00"
 REQUEST = ApprovalRequest(

@@ -21,7 +21,8 @@ from govdeploy.config.settings import Settings
 from govdeploy.errors import AuditError
 from govdeploy.stack import components, process, snapshot
 from govdeploy.trust.anchors import Anchor, S3Anchors, anchor_key
-from govdeploy.trust.audit import AuditLog, verify_stored
+from govdeploy.trust.audit import AuditLog
+from govdeploy.trust.audit_verify import verify_stored
 from tests.conftest import free_port
 
 

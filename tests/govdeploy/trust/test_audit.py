@@ -4,35 +4,16 @@ import json
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from govdeploy.errors import AuditError
 from govdeploy.trust.anchors import StoredAnchor, StoredAnchors, anchor_key
-from govdeploy.trust.audit import (
-    Anchor,
-    AuditLog,
-    AuditRecord,
-    read_records,
-    record_hash,
-    verify,
-    verify_stored,
-)
-
-
-class MemoryAnchors:
-    def __init__(self) -> None:
-        self.anchors: list[Anchor] = []
-        self.fail = False
-
-    def put(self, anchor: Anchor) -> None:
-        if self.fail:
-            raise ConnectionError("bucket unreachable")
-        self.anchors.append(anchor)
-
-    def all(self) -> list[Anchor]:
-        return sorted(self.anchors, key=lambda a: a.seq)
+from govdeploy.trust.audit import Anchor, AuditLog, AuditRecord, record_hash
+from govdeploy.trust.audit_verify import read_records, verify, verify_stored
+from tests.govdeploy.trust.anchor_stores import MemoryAnchors
 
 
 @pytest.fixture
@@ -78,11 +59,13 @@ def test_deleted_reordered_and_inserted_records_are_caught(
 ) -> None:
     lines = log.path.read_text().splitlines()
     rewrite(log, lines[:1] + lines[2:])
-    assert any("a record was deleted, inserted or moved" in p for p in check(log, key))
+    assert "record 3 does not chain to the record before it" in check(log, key)
     rewrite(log, [lines[0], lines[2], lines[1], *lines[3:]])
-    assert any("does not chain" in p for p in check(log, key))
+    assert "record 2 follows record 3: a record was inserted or moved (sequence numbers only grow)" in check(
+        log, key
+    )
     rewrite(log, [*lines[:2], lines[1], *lines[2:]])
-    assert any("a record was deleted, inserted or moved" in p for p in check(log, key))
+    assert any("a record was inserted or moved" in p for p in check(log, key))
 
 
 def test_a_truncated_log_is_caught(log: AuditLog, key: ed25519.Ed25519PrivateKey) -> None:
@@ -122,25 +105,93 @@ def test_garbage_lines_are_caught(log: AuditLog, key: ed25519.Ed25519PrivateKey)
     assert "line 6 is not an audit record (edited or corrupted)" in check(log, key)
 
 
-def test_a_failed_anchor_is_an_error_and_is_reported(tmp_path: Path, key: ed25519.Ed25519PrivateKey) -> None:
+def test_an_unreachable_bucket_writes_nothing_and_says_so(
+    tmp_path: Path, key: ed25519.Ed25519PrivateKey
+) -> None:
+    """The claim in the bucket is the commit point: without it no line is written."""
     anchors = MemoryAnchors()
     audit = AuditLog(tmp_path / "a.jsonl", key, anchors)
     audit.append("x", "me")
     anchors.fail = True
-    with pytest.raises(AuditError, match=r"record 2 .* its anchor could not be stored"):
+    with pytest.raises(
+        AuditError, match=r"'y': the records claimed in the bucket after record 1 could not be read"
+    ):
         audit.append("y", "me")
-    assert (
-        "records 2..2 are not anchored in the bucket"
-        in verify(audit.path, key.public_key(), anchors.all()).problems
-    )
+    assert [r.action for r in read_records(audit.path)] == ["x"]
     anchors.fail = False
-    audit.append("z", "me")
+    assert audit.append("z", "me").seq == 2
     report = verify(audit.path, key.public_key(), anchors.all())
-    assert report.ok  # record 3's anchor covers record 2 through the chain, and that is said
-    assert report.warnings == [
-        "records 2 have no anchor of their own (the anchor write failed, or the anchor was deleted); "
-        "later anchors cover them through the hash chain"
-    ]
+    assert report.ok and report.warnings == []
+
+
+def test_two_writers_on_two_machines_share_one_chain(tmp_path: Path, key: ed25519.Ed25519PrivateKey) -> None:
+    """Each has its own log file; the bucket orders them: a writer copies in what the other claimed,
+    and its own records continue that chain."""
+    anchors = MemoryAnchors()
+    here, there = AuditLog(tmp_path / "a.jsonl", key, anchors), AuditLog(tmp_path / "b.jsonl", key, anchors)
+    here.append("one", "a")
+    there.append("two", "b")
+    here.append("three", "a")
+    assert there.sync() is not None
+    for log in (here, there):
+        assert [(r.seq, r.action) for r in read_records(log.path)] == [(1, "one"), (2, "two"), (3, "three")]
+        assert verify(log.path, key.public_key(), anchors.all()).ok
+    assert here.path.read_bytes() == there.path.read_bytes()
+
+
+def test_a_lost_claim_is_retried_after_the_winner(tmp_path: Path, key: ed25519.Ed25519PrivateKey) -> None:
+    anchors = MemoryAnchors()
+    audit = AuditLog(tmp_path / "a.jsonl", key, anchors)
+    audit.append("first", "a")
+    rival = AuditLog(tmp_path / "b.jsonl", key, anchors)
+    original = anchors.claim
+    raced: list[int] = []
+
+    def claim(anchor: Any) -> bool:
+        if not raced:  # another machine claims this number just before us
+            raced.append(anchor.seq)
+            rival.append("rival", "b")
+        return original(anchor)
+
+    anchors.claim = claim  # type: ignore[method-assign]
+    record = audit.append("mine", "a")
+    assert (raced, record.seq) == ([2], 3)
+    assert [r.action for r in read_records(audit.path)] == ["first", "rival", "mine"]
+    assert verify(audit.path, key.public_key(), anchors.all()).ok
+
+
+def test_an_object_that_is_no_record_burns_its_number(tmp_path: Path, key: ed25519.Ed25519PrivateKey) -> None:
+    """Someone with bucket access but without the audit key takes the next key: the chain goes on
+    after it (a halted trail would halt every release), and verification names the skipped number."""
+    anchors = MemoryAnchors()
+    audit = AuditLog(tmp_path / "a.jsonl", key, anchors)
+    first = audit.append("first", "a")
+    forger = ed25519.Ed25519PrivateKey.generate()
+    forged = AuditLog(tmp_path / "forged.jsonl", forger, MemoryAnchors()).append("forged", "mallory")
+    forged.prev = first.hash
+    anchors.claim(Anchor(seq=2, hash=forged.hash, time=forged.time, record=forged.model_dump_json()))
+    record = audit.append("second", "a")
+    assert (record.seq, record.prev) == (3, first.hash)
+    report = verify(audit.path, key.public_key(), [a for a in anchors.all() if a.seq != 2])
+    assert report.ok and any("sequence numbers 2 are skipped" in w for w in report.warnings)
+
+
+def test_a_signed_record_that_does_not_continue_the_log_stops_appends(
+    tmp_path: Path, key: ed25519.Ed25519PrivateKey
+) -> None:
+    anchors = MemoryAnchors()
+    audit = AuditLog(tmp_path / "a.jsonl", key, anchors)
+    audit.append("first", "a")
+    other = AuditLog(tmp_path / "b.jsonl", key, MemoryAnchors())  # another chain under the same key
+    other.append("other", "b")
+    anchors.by_seq[2] = other.anchors.all()[0].model_copy(update={"seq": 2})
+    forked = other.append("forked", "b")  # record 2 of the other chain: signed, chained to its own 1
+    anchors.by_seq[2] = Anchor(seq=2, hash=forked.hash, time=forked.time, record=forked.model_dump_json())
+    with pytest.raises(
+        AuditError, match="record 2 claimed in the bucket is signed by the audit key but does not chain"
+    ):
+        audit.append("second", "a")
+    assert [r.action for r in read_records(audit.path)] == ["first"]
 
 
 def test_an_anchor_with_another_time_than_its_record_is_caught(

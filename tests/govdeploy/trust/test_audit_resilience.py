@@ -17,45 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from govdeploy.errors import AuditError
-from govdeploy.trust.audit import (
-    REPAIRED,
-    Anchor,
-    AuditLog,
-    AuditRecord,
-    read_records,
-    record_hash,
-    verify,
-)
+from govdeploy.trust.audit import REPAIRED, Anchor, AuditLog, AuditRecord, record_hash
 from govdeploy.trust.audit_bounds import CUT, PAYLOAD_BYTES, bounded, canonical, cap_text
+from govdeploy.trust.audit_verify import read_records, verify
+from tests.govdeploy.trust.anchor_stores import FileAnchors, MemoryAnchors
 
 MEGABYTE = 1_000_000
-
-
-class MemoryAnchors:
-    def __init__(self) -> None:
-        self.anchors: list[Anchor] = []
-
-    def put(self, anchor: Anchor) -> None:
-        self.anchors.append(anchor)
-
-    def all(self) -> list[Anchor]:
-        return sorted(self.anchors, key=lambda a: a.seq)
-
-
-class FileAnchors:
-    """Anchors shared between processes, one file each; a second anchor for a sequence number
-    (a forked chain) is refused like a COMPLIANCE-locked object would be."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(exist_ok=True)
-
-    def put(self, anchor: Anchor) -> None:
-        with (self.root / f"{anchor.seq:012d}.json").open("x") as out:
-            out.write(anchor.model_dump_json())
-
-    def all(self) -> list[Anchor]:
-        return [Anchor.model_validate_json(p.read_text()) for p in sorted(self.root.iterdir())]
 
 
 @pytest.fixture
@@ -233,7 +200,7 @@ def test_a_trail_with_an_existing_oversize_last_line_still_appends(
     signed(key, huge)
     with log.path.open("a") as out:
         out.write(huge.model_dump_json() + "\n")
-    log.anchors.put(Anchor(seq=4, hash=huge.hash, time=huge.time))
+    assert log.anchors.claim(Anchor(seq=4, hash=huge.hash, time=huge.time, record=huge.model_dump_json()))
     assert log.append("after", "me").seq == 5
     assert log.append("after", "me").prev == read_records(log.path)[4].hash
     assert problems(log, key) == []
@@ -295,7 +262,7 @@ def test_a_log_that_is_only_a_torn_line_restarts_from_genesis(
     assert verify(audit.path, key.public_key(), audit.anchors.all()).ok
 
 
-def test_records_cut_off_the_end_are_refused_not_repaired(
+def test_records_cut_off_the_end_are_restored_from_the_bucket(
     log: AuditLog, key: ed25519.Ed25519PrivateKey
 ) -> None:
     data = log.path.read_bytes()
@@ -306,9 +273,10 @@ def test_records_cut_off_the_end_are_refused_not_repaired(
         report.problems
     )
     assert report.torn is not None
-    with pytest.raises(AuditError, match=r"bucket anchors records up to 3 and the last complete record is 2"):
-        log.append("after", "me")
-    assert log.path.read_bytes() == cut
+    assert log.append("after", "me").seq == 5  # 3 copied back from its claim, 4 the repair
+    assert log.path.read_bytes().startswith(data)
+    assert [r.action for r in read_records(log.path)][3:] == [REPAIRED, "after"]
+    assert problems(log, key) == []
 
 
 def test_a_torn_line_in_the_middle_is_tampering_not_a_repair(
