@@ -38,7 +38,8 @@ from govdeploy.monitoring.decision import decide
 from govdeploy.monitoring.drift import DriftResult, compute_drift
 from govdeploy.monitoring.iolog import IOLogWriter
 from govdeploy.monitoring.iorecords import IORecord, batch_files
-from govdeploy.monitoring.window import directory_source, read_window
+from govdeploy.monitoring.window_columns import read_window
+from govdeploy.monitoring.window_source import directory_source
 from govdeploy.release.data import generate_credit_data
 
 MODEL = "credit-risk"

@@ -19,7 +19,7 @@ import httpx
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import Settings
 from govdeploy.errors import GovdeployError
-from govdeploy.monitoring import window
+from govdeploy.monitoring import window_source
 from govdeploy.polling import poll
 from govdeploy.trust.keys import master_key
 
@@ -115,14 +115,14 @@ def wait_until_logged(
 ) -> None:
     """Wait until the shipped I/O batches hold ``predictions`` rows and ``labels`` since ``since``."""
     client, key = s3_client(settings), master_key(settings.keys_dir)
-    source = window.bucket_source(client, settings.bucket)
+    source = window_source.bucket_source(client, settings.bucket)
     start = datetime.fromisoformat(since)
     counted: dict[str, tuple[int, int]] = {}  # shipped batches never change: each is read once
 
     def seen() -> tuple[int, int]:
-        keys = window.batch_keys(client, settings.bucket, start, datetime.now(UTC))
+        keys = window_source.batch_keys(client, settings.bucket, start, datetime.now(UTC))
         for batch in [k for k in keys if k not in counted]:
-            found = [r for r in window.read_records(source, [batch], key) if r.time >= since]
+            found = [r for r in window_source.read_records(source, [batch], key) if r.time >= since]
             counted[batch] = (
                 sum(len(r.inputs or []) for r in found if r.kind == "predict" and r.status == 200),
                 sum(len(r.labels or []) for r in found if r.kind == "feedback"),

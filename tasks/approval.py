@@ -28,13 +28,8 @@ from govdeploy.monitoring.alerts import post_alert
 from govdeploy.release import approval, promotion
 from govdeploy.release.gate import GateReport
 from govdeploy.serving import rollout
-from govdeploy.trust.approvals import (
-    ApprovalLedger,
-    ApprovalRequest,
-    Outcome,
-    SignedStatement,
-    require_proven_submitter,
-)
+from govdeploy.trust.approval_ledger import ApprovalLedger, Outcome, require_proven_submitter
+from govdeploy.trust.approvals import ApprovalRequest, SignedStatement
 from govdeploy.trust.keys import signing_key
 from govdeploy.trust.roots import load_roots
 from tasks.audit import audit_event

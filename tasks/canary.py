@@ -15,7 +15,7 @@ from govdeploy.monitoring.alerts import post_alert
 from govdeploy.serving import gateway_client, rollout
 from govdeploy.serving.canary import StepVerdict, observe
 from govdeploy.trust.roots import load_roots
-from govdeploy.trust.serving_records import ServingRecord
+from govdeploy.trust.serving_content import ServingRecord
 from tasks.artifacts import artifact_key
 
 

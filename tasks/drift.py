@@ -22,7 +22,9 @@ from govdeploy.monitoring.alerts import post_alert
 from govdeploy.monitoring.decision import DriftDecision, decide, performance
 from govdeploy.monitoring.drift import DriftResult, compute_drift
 from govdeploy.monitoring.reports import evidently_drift_report, evidently_performance_html
-from govdeploy.monitoring.window import Window, batch_keys, bucket_source, read_window, require_rows
+from govdeploy.monitoring.window import Window, require_rows
+from govdeploy.monitoring.window_columns import read_window
+from govdeploy.monitoring.window_source import batch_keys, bucket_source
 from govdeploy.release.reference import PREDICTION, read_reference
 from govdeploy.serving import rollout
 from govdeploy.trust.keys import master_key

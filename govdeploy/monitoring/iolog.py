@@ -1,73 +1,34 @@
 """Durable, batched, encrypted I/O logging of the model-serving gateway.
 
-Request handlers ``submit`` one ``IORecord`` per response; the call only appends to a bounded
-in-memory queue. One background thread writes the queue in batches: one file per batch, sealed for
-its bucket key (``govdeploy.monitoring.iorecords``) and written atomically (``.partial``, fsync,
-``os.replace``, fsync of the directory). A batch that cannot be written goes back to the front of
-the queue and is retried under the same sequence number; ``close`` writes what is still queued. A
-record that cannot be serialised is written as a record that says so; it never blocks the others.
-Records written therefore equal records submitted, under load, on faults and on shutdown.
-
-The writer knows whether it can keep its promise: ``refusal`` says why a prediction must not be
-answered now (the local spool cannot be written, checked also by a probe while idle; the queue holds
-``max_queued`` records; the oldest record has waited ``stall_seconds``), and ``problems`` adds what
-an operator must see (records lost, the shipping backlog too large or too old). The gateway answers
-503 while there is a refusal, unless its policy is ``degrade``; each problem is alerted once.
-Records of responses not gated by ``refusal`` (refusals, access errors) may use a reserve of as many
-again; beyond ``2 * max_queued`` a record is lost, counted in ``lost``, logged and alerted.
-
-Every writer (one per gateway process; a restart is a new writer) has a random id of 16 hex
-characters and numbers its batches 1, 2, 3, ... Shipping is ``ShipBacklog``'s
-(``govdeploy.monitoring.ioship``): every batch written locally is uploaded to the bucket under its
-key, retried until the bucket has it; a new writer on the same directory ships the batches its
-predecessors left behind.
+Request handlers ``submit`` one ``IORecord`` per response; the call only appends to a bounded queue
+(``govdeploy.monitoring.ioqueue``). One background thread writes the queue in batches: one file per
+batch, sealed for its bucket key and written atomically (``govdeploy.monitoring.iospool``). A batch
+that cannot be written goes back to the front of the queue and is retried under the same sequence
+number; ``close`` writes what is still queued. A record that cannot be serialised is written as a
+record that says so (``govdeploy.monitoring.iorecords``). Records written therefore equal records
+submitted, under load, on faults and on shutdown. ``refusal`` and ``problems`` say when the writer
+cannot keep that promise (``govdeploy.monitoring.iohealth``). Every batch written locally is shipped
+to the bucket under its key by ``ShipBacklog`` (``govdeploy.monitoring.ioship``), retried until the
+bucket has it; a new writer on the same directory ships the batches its predecessors left behind.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import os
-import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
 
 from govdeploy.errors import GovdeployError
-from govdeploy.monitoring.iorecords import (
-    PARTIAL_SUFFIX,
-    WRITER_HEX,
-    IORecord,
-    batch_key,
-    batch_name,
-    encode_batch,
-)
-from govdeploy.monitoring.ioship import Alarms, Alert, ShipBacklog, discard, fsync_dir, make_dir
+from govdeploy.monitoring.iohealth import FailurePolicy, SpoolHealth
+from govdeploy.monitoring.ioqueue import Queued, RecordQueue
+from govdeploy.monitoring.iorecords import IORecord
+from govdeploy.monitoring.ioship import Alarms, Alert, ShipBacklog
+from govdeploy.monitoring.iospool import BatchSpool
 
 logger = logging.getLogger(__name__)
-
-PROBE_NAME = ".probe"
-FailurePolicy = Literal["refuse", "degrade"]
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically and durably: ``.partial``, fsync, ``os.replace``."""
-    make_dir(path.parent)
-    partial = path.with_name(path.name + PARTIAL_SUFFIX)
-    try:
-        with open(partial, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 class IOLogWriter:
@@ -107,9 +68,7 @@ class IOLogWriter:
                 f"{flush_interval}, {stall_seconds}, {probe_interval}"
             )
         self.directory = Path(directory)
-        self.batch_size, self.flush_interval, self.max_queued = batch_size, flush_interval, max_queued
-        self.stall_seconds, self.on_failure, self.probe_interval = stall_seconds, on_failure, probe_interval
-        self.backlog_max, self.backlog_max_age = backlog_max, backlog_max_age
+        self.batch_size, self.flush_interval = batch_size, flush_interval
         self.alarms = Alarms(alert)
         self.backlog = (
             None
@@ -118,21 +77,22 @@ class IOLogWriter:
                 self.directory, shipper, self.alarms, retry_min=ship_retry_min, retry_max=ship_retry_max
             )
         )
-        self._master_key = master_key
-        self.writer_id = secrets.token_hex(WRITER_HEX // 2)
-        self._sequence = 0  # of the last batch written
-        self._last_day: str | None = None  # of the last batch written
-        self._queue: deque[tuple[float, IORecord]] = deque()  # (monotonic time submitted, record)
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
+        self.spool = BatchSpool(self.directory, master_key, self.backlog)
+        self.writer_id = self.spool.writer_id  # in the name of each of its batches
+        self.health = SpoolHealth(
+            self.directory,
+            self.alarms,
+            max_queued=max_queued,
+            stall_seconds=stall_seconds,
+            on_failure=on_failure,
+            backlog_max=backlog_max,
+            backlog_max_age=backlog_max_age,
+            probe_interval=probe_interval,
+        )
+        self.queue = RecordQueue(self.directory, self.alarms, batch_size=batch_size, max_queued=max_queued)
+        self._lock = threading.Lock()  # of the thread and the count of records written
         self._flush_lock = threading.Lock()
-        self._closed = False
-        self._stopping = False
         self._written = 0
-        self._lost = 0
-        self._write_error: str | None = None  # why the last write (or probe) of the spool failed
-        self._last_check = time.monotonic()  # of the last successful write or probe
-        self._last_time: datetime | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -144,23 +104,22 @@ class IOLogWriter:
     @property
     def lost(self) -> int:
         """Number of records dropped because the queue was over twice its bound."""
-        return self._lost
+        return self.queue.lost
 
     @property
     def sequence(self) -> int:
         """Sequence number of the last batch written (0 before the first)."""
-        return self._sequence
+        return self.spool.sequence
 
     @property
     def pending(self) -> int:
         """Number of records submitted but not yet written."""
-        with self._lock:
-            return len(self._queue)
+        return self.queue.pending
 
     def start(self) -> None:
         """Start the background threads (writing, shipping); a second call does nothing."""
         with self._lock:
-            if self._closed:
+            if self.queue.closed:
                 raise GovdeployError(f"the I/O log writer of {self.directory} is closed; create a new one")
             if self._thread is not None:
                 return
@@ -178,26 +137,7 @@ class IOLogWriter:
 
         Over twice ``max_queued`` records waiting, the record is lost: counted, logged and alerted.
         """
-        with self._lock:
-            if self._closed:
-                raise GovdeployError(
-                    f"I/O record {record.id} submitted after the writer of {self.directory} was closed"
-                )
-            if len(self._queue) < 2 * self.max_queued:
-                self._queue.append((time.monotonic(), record))
-                if len(self._queue) >= self.batch_size:
-                    self._wake.notify()
-                return
-            self._lost += 1
-        logger.error(
-            "I/O record %s (%s, %s) lost: %d records wait to be written to %s",
-            record.id,
-            record.route,
-            record.status,
-            2 * self.max_queued,
-            self.directory,
-        )
-        self.alarms.raise_once("lost", f"I/O records are being lost: the queue of {self.directory} is full")
+        self.queue.put(record)
 
     def refusal(self) -> str | None:
         """Why a prediction must not be answered now (its record might not be written), or None.
@@ -205,46 +145,15 @@ class IOLogWriter:
         Cheap enough for every request. Always None under the ``degrade`` policy (``problems``
         still names the fault, and it is alerted).
         """
-        return None if self.on_failure == "degrade" else self._fault()
+        return None if self.health.on_failure == "degrade" else self._fault()
 
     def problems(self) -> list[str]:
         """What keeps the I/O log from being healthy now, whatever the policy; empty when healthy."""
-        found = [fault] if (fault := self._fault()) else []
-        if fault and self.on_failure == "degrade":
-            found.append("predictions are answered although their records may not be written (degrade)")
-        if self._lost:
-            found.append(f"{self._lost} I/O records were lost because the queue was full")
-        if self._thread is not None and not self._thread.is_alive() and not self._closed:
-            found.append("the I/O log writer thread is not running")
-        if self.backlog is not None:
-            found += self._backlog_problems(self.backlog)
-        return found
+        died = self._thread is not None and not self._thread.is_alive() and not self.queue.closed
+        return self.health.problems(self._fault(), self.queue.lost, died, self.backlog)
 
     def _fault(self) -> str | None:
-        """The first reason records may not be written: closed, spool unwritable, queue full, stalled."""
-        if self._closed:
-            return "the I/O log is closed: the gateway is stopping"
-        if self._write_error is not None:
-            return f"I/O records cannot be written to {self.directory}: {self._write_error}"
-        queue = self._queue
-        if len(queue) >= self.max_queued:
-            return f"the I/O log queue is full: {len(queue)} records wait to be written"
-        try:
-            waited = time.monotonic() - queue[0][0]
-        except IndexError:  # emptied meanwhile
-            return None
-        if waited > self.stall_seconds:
-            return f"the I/O log is stalled: a record has waited {waited:.1f}s to be written"
-        return None
-
-    def _backlog_problems(self, backlog: ShipBacklog) -> list[str]:
-        found = []
-        if backlog.size > self.backlog_max:
-            found.append(f"{backlog.size} I/O log batches wait to be shipped (more than {self.backlog_max})")
-        age = backlog.oldest_age()
-        if age > self.backlog_max_age:
-            found.append(f"an I/O log batch has waited {age:.0f}s to be shipped ({backlog.last_error})")
-        return found
+        return self.health.fault(self.queue.closed, self.queue.items)
 
     def flush(self) -> None:
         """Synchronously write whatever is queued now, ``batch_size`` records per file, then try to
@@ -261,12 +170,9 @@ class IOLogWriter:
         with self._flush_lock:
             if self.backlog is not None:
                 self.backlog.load()
-            with self._lock:
-                remaining = len(self._queue)
+            remaining = self.queue.pending
             while remaining > 0:
-                with self._lock:
-                    count = min(self.batch_size, remaining, len(self._queue))
-                    batch = [self._queue.popleft() for _ in range(count)]
+                batch = self.queue.take(min(self.batch_size, remaining))
                 if not batch:
                     return
                 remaining -= len(batch)
@@ -280,10 +186,8 @@ class IOLogWriter:
         ``close`` retries them.
         """
         deadline = time.monotonic() + timeout
+        self.queue.close()
         with self._lock:
-            self._closed = True
-            self._stopping = True
-            self._wake.notify_all()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -314,96 +218,34 @@ class IOLogWriter:
                 time.sleep(min(self.flush_interval, left))
         return failure
 
-    def _next_name(self) -> tuple[str, str]:
-        """Day directory and file name of the next batch; times strictly increase within the writer."""
-        now = datetime.now(UTC)
-        if self._last_time is not None and now <= self._last_time:
-            now = self._last_time + timedelta(microseconds=1)
-        self._last_time = now
-        return batch_name(now, self.writer_id, self._sequence + 1, self._last_day)
-
-    def _write(self, batch: list[tuple[float, IORecord]]) -> Path:
-        """Write one batch durably and count it; on failure put it back at the front of the queue.
-
-        The sequence advances only with a batch written: a failed one leaves no file (also not one
-        renamed into place before a failed fsync), and its retry takes the same sequence.
-        """
-        day, name = self._next_name()
-        path = self.directory / day / name
+    def _write(self, batch: list[Queued]) -> Path:
+        """Write one batch durably and count it; on failure put it back at the front of the queue."""
+        path = self.spool.next_path()
         try:
-            if self.backlog is not None:
-                self.backlog.mark(path)
-            _write_atomic(
-                path, encode_batch([record for _, record in batch], self._master_key, batch_key(day, name))
-            )
+            self.spool.write(path, [record for _, record in batch])
         except Exception as exc:
-            self._write_failed(path, batch, exc)
+            self.queue.requeue(batch)
+            self.health.unwritable(f"{type(exc).__name__}: {exc}")
             raise GovdeployError(
                 f"could not write an I/O log batch of {len(batch)} records to {path}: {exc}; "
                 "the records stay queued and are retried on the next flush"
             ) from exc
-        self._sequence, self._last_day = self._sequence + 1, day
-        self._writable()
-        if self.backlog is not None:
-            self.backlog.add(path)
+        self.health.writable()
         with self._lock:
             self._written += len(batch)
         return path
-
-    def _write_failed(self, path: Path, batch: list[tuple[float, IORecord]], exc: Exception) -> None:
-        discard(path)
-        if self.backlog is not None:
-            self.backlog.unmark(path)
-        with self._lock:
-            self._queue.extendleft(reversed(batch))
-        self._unwritable(f"{type(exc).__name__}: {exc}")
-
-    def _unwritable(self, reason: str) -> None:
-        self._write_error = reason
-        self.alarms.raise_once(
-            "write",
-            f"I/O records cannot be written to {self.directory} ({reason}); predictions are "
-            + (
-                "answered without durable records (policy degrade)"
-                if self.on_failure == "degrade"
-                else "refused"
-            ),
-        )
-
-    def _writable(self) -> None:
-        self._write_error = None
-        self._last_check = time.monotonic()
-        self.alarms.clear("write", f"I/O records are written to {self.directory} again")
-
-    def _probe(self) -> None:
-        """While idle, check that the spool can still be written: a small file written, synced, removed."""
-        probe = self.directory / PROBE_NAME
-        try:
-            _write_atomic(probe, b"probe")
-            probe.unlink()
-        except Exception as exc:
-            discard(probe)
-            self._last_check = time.monotonic()
-            self._unwritable(f"probe failed: {type(exc).__name__}: {exc}")
-            return
-        self._writable()
 
     def _run(self) -> None:
         """Background loop: flush when a batch is full, every ``flush_interval``, and on stop; probe
         the spool while idle."""
         while True:
-            with self._lock:
-                self._wake.wait_for(
-                    lambda: self._stopping or len(self._queue) >= self.batch_size, self.flush_interval
-                )
-                stopping, idle = self._stopping, not self._queue
+            stopping, idle = self.queue.wait_for_batch(self.flush_interval)
             try:
                 self._write_queued()
-                if idle and time.monotonic() - self._last_check >= self.probe_interval:
-                    self._probe()
+                if idle:
+                    self.health.probe_if_due()
             except Exception:
                 logger.warning("I/O log flush failed; retrying", exc_info=True)
-                with self._lock:
-                    self._wake.wait_for(lambda: self._stopping, self.flush_interval)
+                self.queue.wait_closed(self.flush_interval)
             if stopping:
                 return

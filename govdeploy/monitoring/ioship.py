@@ -7,13 +7,12 @@ thread, retried with backoff until the bucket has it: the same sealed bytes unde
 new writer on the same directory ships the batches its predecessors left behind.
 
 ``Alarms`` raises each problem once (logged as an error and handed to an ``Alert``) until it is
-cleared. The durable directory helpers here are shared with the writer.
+cleared.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -21,36 +20,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from govdeploy.monitoring.iofiles import discard, make_dir
 from govdeploy.monitoring.iorecords import BATCH_SUFFIX, batch_time
 
 logger = logging.getLogger(__name__)
 
 UNSHIPPED_SUFFIX = ".unshipped"  # marker beside a batch the bucket does not have yet
 Alert = Callable[[str], None]
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename or a new entry in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def discard(path: Path) -> None:
-    """Remove what a failed write may have left at ``path``; a failure to do so only logs."""
-    try:
-        path.unlink(missing_ok=True)
-    except OSError as exc:
-        logger.warning("could not remove %s after its write failed (%s)", path, exc)
-
-
-def make_dir(directory: Path) -> None:
-    """Create ``directory`` (and its parents) durably."""
-    if not directory.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        fsync_dir(directory.parent)
 
 
 def _marker(path: Path) -> Path:

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from govdeploy.backends.registry import CHALLENGER, CHAMPION
 from govdeploy.config.policy import ApprovalPolicy, Policy
 from govdeploy.errors import ApprovalError, ApprovalTimeoutError
-from govdeploy.trust.approvals import ApprovalLedger, Outcome, SignedStatement, require_proven_submitter
+from govdeploy.trust.approval_ledger import ApprovalLedger, Outcome, require_proven_submitter
+from govdeploy.trust.approvals import SignedStatement
 
 # ask(attempt, remaining_seconds, last_reason): one token within remaining_seconds, None when the
 # window closed first

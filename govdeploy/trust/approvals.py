@@ -1,43 +1,21 @@
-"""Signed approval statements and the ledger that counts them towards a quorum.
+"""Signed approval statements: what an approver signs, and the token that carries it.
 
 An approval counts only as an Ed25519 signature, by a key from ``config/approvers.yaml``, over a
 canonical statement that binds the flow run, model, version, artifact digest, decision, reason,
-approver, nonce and expiry. The ledger refuses, with a plain reason, anything else: a malformed
-or oversized token, an unsigned or badly signed one, an unknown approver, a missing role, the
-submitter approving their own version, the same approver twice, a statement for another run,
-version or digest, a statement without time zone, issued in the future, expired or replayed.
-Refusing is all the ledger does with bad input: ``consider`` returns an ``Outcome`` for any text.
+approver, nonce and expiry (``govdeploy.trust.statements``). ``ApprovalRequest`` is what a waiting
+release asks approvers to sign; ``govdeploy.trust.approval_ledger`` decides which statements count.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Literal
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from govdeploy.config.approvers import Approvers
-from govdeploy.config.policy import ApprovalPolicy
-from govdeploy.errors import ApprovalError, ConfigError, SignatureError
-from govdeploy.trust.audit import canonical
-from govdeploy.trust.keys import approver_keys
-from govdeploy.trust.validity import (
-    DEFAULT_CLOCK_SKEW_SECONDS,
-    Name,
-    Nonce,
-    Signature,
-    Timestamp,
-    check_window,
-    new_nonce,
-    new_window,
-    read_token,
-)
+from govdeploy.errors import ApprovalError
+from govdeploy.trust.statements import fresh, sign_token
+from govdeploy.trust.validity import Name, Nonce, Signature, Timestamp, read_token
 from govdeploy.trust.validity import now_utc as now_utc  # the clock statements are checked against
 
 Decision = Literal["approve", "reject"]
@@ -81,7 +59,6 @@ class ApprovalRequest(BaseModel):
 def make_statement(
     request: ApprovalRequest, approver: str, decision: Decision, reason: str, valid_minutes: int
 ) -> ApprovalStatement:
-    issued_at, expires_at = new_window(valid_minutes)
     return ApprovalStatement(
         flow_run_id=request.flow_run_id,
         model=request.model,
@@ -90,17 +67,13 @@ def make_statement(
         decision=decision,
         reason=reason,
         approver=approver,
-        nonce=new_nonce(),
-        issued_at=issued_at,
-        expires_at=expires_at,
+        **fresh(valid_minutes),
     )
 
 
 def sign_statement(statement: ApprovalStatement, key: ed25519.Ed25519PrivateKey) -> str:
     """The token an approver hands over: base64url JSON of the statement and its signature."""
-    signature = base64.b64encode(key.sign(canonical(statement.model_dump()))).decode()
-    signed = SignedStatement(statement=statement, signature=signature)
-    return base64.urlsafe_b64encode(signed.model_dump_json().encode()).decode()
+    return sign_token(statement, SignedStatement, key)
 
 
 def read_approval_token(token: str) -> SignedStatement:
@@ -113,215 +86,3 @@ def parse_token(token: str) -> SignedStatement | None:
         return read_approval_token(token)
     except ApprovalError:
         return None
-
-
-@dataclass
-class Outcome:
-    accepted: bool
-    reason: str
-    approver: str | None = None
-    decision: Decision | None = None
-    signed: SignedStatement | None = None
-
-
-@dataclass
-class ApprovalLedger:
-    """Counts valid approvals of one request; every call to ``consider`` is one attempt."""
-
-    request: ApprovalRequest
-    policy: ApprovalPolicy
-    approvers: Approvers
-    keys_dir: Path
-    approved: list[SignedStatement] = field(default_factory=list)
-    seen_nonces: set[str] = field(default_factory=set)
-    keys: dict[str, ed25519.Ed25519PublicKey] = field(default_factory=dict)
-    # False when re-checking the approvals of a past release: a statement had to be unexpired when
-    # it was collected (the release signature attests that), not when the release is loaded later
-    check_expiry: bool = True
-    clock_skew_seconds: int = DEFAULT_CLOCK_SKEW_SECONDS
-
-    def __post_init__(self) -> None:
-        # every key loaded up front: a missing key file or one key under two ids fails the release
-        # before anyone is asked to approve, never in the middle of counting
-        self.keys = approver_keys(self.approvers, self.keys_dir)
-
-    @property
-    def required(self) -> int:
-        """Approvals needed: the quorum, one more for a candidate whose submitter is not proven."""
-        proven = self.request.submission_proven or self.policy.unproven_submission == "refuse"
-        return self.policy.quorum + (0 if proven else 1)
-
-    @property
-    def quorum_reached(self) -> bool:
-        return len(self.approved) >= self.required
-
-    @property
-    def approved_by(self) -> list[str]:
-        return [s.statement.approver for s in self.approved]
-
-    def consider(self, token: str) -> Outcome:
-        """One attempt with any text: refused with the reason, or counted."""
-        try:
-            signed = read_approval_token(token)
-        except ApprovalError as exc:
-            return Outcome(False, str(exc))
-        return self.consider_signed(signed)
-
-    def consider_signed(self, signed: SignedStatement) -> Outcome:
-        statement = signed.statement
-        try:
-            self.check(signed)
-        except ApprovalError as exc:
-            return Outcome(False, str(exc), statement.approver, statement.decision, signed)
-        self.seen_nonces.add(statement.nonce)
-        if statement.decision == "reject":
-            return Outcome(
-                True,
-                f"rejected by {statement.approver}: {statement.reason}",
-                statement.approver,
-                "reject",
-                signed,
-            )
-        self.approved.append(signed)
-        return Outcome(
-            True,
-            f"approval {len(self.approved)} of {self.required} by {statement.approver}",
-            statement.approver,
-            "approve",
-            signed,
-        )
-
-    def check(self, signed: SignedStatement) -> None:
-        """ApprovalError naming the first reason why the statement does not count here and now."""
-        statement = signed.statement
-        self._signature(signed)
-        if statement.nonce in self.seen_nonces:
-            raise ApprovalError(
-                f"statement {statement.nonce[:8]}… of {statement.approver} was already used (replay)"
-            )
-        self._binding(statement)
-        check_window(
-            "statement",
-            statement.issued_at,
-            statement.expires_at,
-            self.policy.statement_expiry_minutes,
-            skew_seconds=self.clock_skew_seconds,
-            check_expiry=self.check_expiry,
-        )
-        self._duties(statement)
-
-    def _signature(self, signed: SignedStatement) -> None:
-        statement = signed.statement
-        try:
-            self.approvers.get(statement.approver)
-        except ConfigError as exc:
-            raise ApprovalError(str(exc)) from None
-        try:
-            signature = base64.b64decode(signed.signature, validate=True)
-            self.keys[statement.approver].verify(signature, canonical(statement.model_dump()))
-        except (InvalidSignature, binascii.Error, ValueError):
-            raise ApprovalError(
-                f"the signature does not verify with the registered key of approver {statement.approver!r}"
-            ) from None
-
-    def _binding(self, statement: ApprovalStatement) -> None:
-        expected = self.request
-        for name in ("flow_run_id", "model", "version", "artifact_digest"):
-            given, wanted = getattr(statement, name), getattr(expected, name)
-            if given != wanted:
-                raise ApprovalError(
-                    f"the statement is for {name} {given!r}, not {wanted!r}: it approves something else"
-                )
-
-    def _duties(self, statement: ApprovalStatement) -> None:
-        approver = statement.approver
-        if approver == self.request.submitted_by:
-            subject = f"{self.request.model} v{self.request.version}"
-            raise ApprovalError(
-                f"{approver} submitted {subject} and cannot approve it (segregation of duties)"
-            )
-        roles = self.approvers.get(approver).roles
-        required = self.policy.required_roles
-        if required and not set(roles) & set(required):
-            raise ApprovalError(f"approver {approver!r} has roles {roles}, none of the required {required}")
-        if statement.decision == "approve" and self._same_person(approver):
-            raise ApprovalError(
-                f"{approver} has already approved; the quorum of {self.required} needs distinct approvers"
-            )
-
-    def _same_person(self, approver: str) -> bool:
-        """Whether ``approver`` (by id, email or key) is one of those who approved already."""
-        email = str(self.approvers.get(approver).email).casefold()
-        raw = self.keys[approver].public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        for other in self.approved_by:
-            other_raw = self.keys[other].public_bytes(
-                serialization.Encoding.Raw, serialization.PublicFormat.Raw
-            )
-            if (
-                other == approver
-                or str(self.approvers.get(other).email).casefold() == email
-                or other_raw == raw
-            ):
-                return True
-        return False
-
-
-def require_proven_submitter(request: ApprovalRequest, policy: ApprovalPolicy) -> None:
-    """ApprovalError when the policy refuses releases of candidates without a proven submitter."""
-    if not request.submission_proven and policy.unproven_submission == "refuse":
-        raise ApprovalError(
-            f"{request.model} v{request.version} was trained without a signed submission (claimed by "
-            f"{request.submitted_by!r}) and the policy refuses such releases "
-            "(approval.unproven_submission: refuse); retrain with 'govdeploy train --key KEYFILE'"
-        )
-
-
-class ApprovalsDocument(BaseModel):
-    """``approvals.json`` of a release, as far as re-checking its approvals needs it."""
-
-    request: ApprovalRequest
-    approvals: list[SignedStatement]
-
-
-def verify_release_approvals(
-    document: bytes,
-    request: ApprovalRequest,
-    policy: ApprovalPolicy,
-    approvers: Approvers,
-    keys_dir: Path,
-) -> list[str]:
-    """Re-check the approvals a release signature covers against ``request`` (model, version,
-    verified artifact digest and the submitter from the signed candidate claims) and the current
-    approver list and policy; the approvers who count, or SignatureError when they are no quorum.
-    """
-    try:
-        parsed = ApprovalsDocument.model_validate_json(document)
-    except ValidationError:
-        raise SignatureError(
-            f"{request.model} v{request.version}: approvals.json is not an approvals document"
-        ) from None
-    statements = parsed.approvals
-    expected = request.model_copy(update={"flow_run_id": parsed.request.flow_run_id})
-    try:
-        require_proven_submitter(expected, policy)
-    except ApprovalError as exc:
-        raise SignatureError(str(exc)) from None
-    try:
-        ledger = ApprovalLedger(expected, policy, approvers, keys_dir, check_expiry=False)
-    except ConfigError as exc:
-        raise SignatureError(
-            f"the approvals of {request.model} v{request.version} cannot be checked: {exc}"
-        ) from None
-    refused = []
-    for signed in statements:
-        outcome = ledger.consider_signed(signed)
-        if not outcome.accepted or outcome.decision != "approve":
-            refused.append(outcome.reason)
-    if not ledger.quorum_reached:
-        raise SignatureError(
-            f"{request.model} v{request.version} carries {len(ledger.approved)} valid approvals, fewer than "
-            f"the quorum of {ledger.required}"
-            + (f" ({'; '.join(refused)})" if refused else "")
-            + ": it was not approved under the current approver list and policy"
-        )
-    return ledger.approved_by

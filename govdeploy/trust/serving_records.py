@@ -1,25 +1,23 @@
 """Signed serving records: which versions serve a model, with which challenger weight.
 
 Every change of serving state (promotion, canary step, canary outcome, rollback) writes a record
-signed with the model-signing key (ECDSA P-256 over its canonical JSON) to the bucket
-(``serving/<model>.json``, versioned). The gateway serves an aliased version only if the
-latest verified record names it: an alias moved by hand, without a record, changes nothing.
+(``govdeploy.trust.serving_content``) signed with the model-signing key (ECDSA P-256 over its
+canonical JSON) to the bucket (``serving/<model>.json``, versioned). The gateway serves an aliased
+version only if the latest verified record names it: an alias moved by hand, without a record,
+changes nothing.
 
 Records are bound and ordered: the signed content names the model (a record copied to another
 model's key is refused), a ``sequence`` that grows by one with every record of that model, and the
-audit record of the decision. A reader remembers the newest record it verified (``SeenRecords``)
-and refuses an older one or a different one of the same sequence (``accept``): re-putting an earlier
-record, validly signed as it is, changes nothing.
+audit record of the decision. The serving state is the record of highest sequence among every
+version of the key (``History``); a reader also remembers the newest record it verified
+(``govdeploy.trust.seen_records``): re-putting an earlier record, validly signed as it is, changes
+nothing.
 """
 
 from __future__ import annotations
 
 import base64
-import fcntl
-import hashlib
 import json
-import os
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,12 +26,18 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from govdeploy.backends import storage
 from govdeploy.errors import SignatureError, StorageError
 from govdeploy.trust.audit import canonical
 from govdeploy.trust.keys import load_ecdsa_private, load_ecdsa_public
+
+# SeenRecords and accept are re-exported: the gateway's serving state (govdeploy.serving.gateway.state)
+# reads its memory of verified records through this module
+from govdeploy.trust.seen_records import SeenRecords as SeenRecords
+from govdeploy.trust.seen_records import accept as accept
+from govdeploy.trust.serving_content import ServingRecord, record_digest
 
 PREFIX = "serving/"
 REPUBLISH = (
@@ -42,31 +46,8 @@ REPUBLISH = (
 )
 
 
-class ServingRecord(BaseModel):
-    model: str
-    champion: str | None
-    challenger: str | None
-    challenger_weight: int
-    issued_at: str
-    issuer: str
-    # 1 for the first record of the model, then one more than the newest before it
-    sequence: int = Field(ge=1)
-    # the id of the audit record of the decision this record carries out, if the caller has one
-    audit_record: str | None = None
-    # what changed: promotion, canary-step, canary-abort, canary-complete, rollback (the history of a
-    # model's records is its signed changelog: rollback targets are read from it, not from tags)
-    action: str = "publish"
-    # set by a deployer's kill switch: no version of the model answers while it is set (the reason)
-    killed: str | None = None
-
-
 def key_of(model: str) -> str:
     return f"{PREFIX}{model}.json"
-
-
-def record_digest(record: ServingRecord) -> str:
-    """SHA-256 of the record's signed content (what two records of one sequence must share)."""
-    return hashlib.sha256(canonical(record.model_dump())).hexdigest()
 
 
 def sign_record(record: ServingRecord, key: Path) -> bytes:
@@ -230,98 +211,6 @@ def next_sequence(client: Any, bucket: str, model: str, trusted_keys: list[Path]
     history = History(model, max_reads=1 << 30)
     history.scan(client, bucket, trusted_keys)
     return history.highest() + 1
-
-
-class Seen(BaseModel):
-    """The newest record of a model a reader has verified: its sequence and content digest."""
-
-    sequence: int
-    digest: str
-
-    @classmethod
-    def of(cls, record: ServingRecord) -> Seen:
-        return cls(sequence=record.sequence, digest=record_digest(record))
-
-
-def accept(record: ServingRecord, seen: Seen | None) -> str | None:
-    """Why ``record`` must not replace ``seen`` (the newest verified before), or None if it may."""
-    if seen is None or record.sequence > seen.sequence:
-        return None
-    what = f"record #{record.sequence} of {record.model} (champion v{record.champion}, {record.issued_at})"
-    if record.sequence < seen.sequence:
-        return f"{what} is older than record #{seen.sequence} already verified (a replay?)"
-    digest = record_digest(record)
-    if digest != seen.digest:
-        return (
-            f"{what} differs from the record #{seen.sequence} already verified "
-            f"(sha256 {digest[:12]}… instead of {seen.digest[:12]}…; a replayed sibling?)"
-        )
-    return None
-
-
-_SEEN_FILE = TypeAdapter(dict[str, Seen])
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(map(str, error["loc"]))
-    return f"{where}: {error['msg']}" if where else error["msg"]
-
-
-class SeenRecords:
-    """The newest verified record per model, in memory and in ``path`` so that a restart keeps it.
-
-    Processes may share the file: a write merges under a file lock, keeping the higher sequence.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lock = threading.Lock()
-        self.newest = self._load()
-
-    def get(self, model: str) -> Seen | None:
-        with self.lock:
-            return self.newest.get(model)
-
-    def remember(self, record: ServingRecord) -> bool:
-        """Note ``record`` as its model's newest (memory first, then the file); False if known."""
-        seen = Seen.of(record)
-        with self.lock:
-            if self.newest.get(record.model) == seen:
-                return False
-            self.newest[record.model] = seen
-        try:
-            self._save(record.model, seen)
-        except OSError as exc:
-            raise StorageError(f"{self.path} could not be written ({exc}); check its directory") from exc
-        return True
-
-    def _load(self) -> dict[str, Seen]:
-        try:
-            return dict(_SEEN_FILE.validate_json(self.path.read_bytes()))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValidationError) as exc:
-            reason = _first_error(exc) if isinstance(exc, ValidationError) else str(exc)
-            raise StorageError(
-                f"{self.path} (the newest serving record verified per model) cannot be read: {reason}; "
-                "restore it, or delete it to start over (an older record is then accepted until a "
-                "newer one is seen)"
-            ) from None
-
-    def _save(self, model: str, seen: Seen) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.with_suffix(".lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            on_disk = self._load()
-            if model not in on_disk or on_disk[model].sequence <= seen.sequence:
-                on_disk[model] = seen
-            partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.partial")
-            with partial.open("wb") as handle:
-                handle.write(_SEEN_FILE.dump_json(on_disk, indent=2))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(partial, self.path)
 
 
 def now() -> str:

@@ -17,12 +17,9 @@ handled by the policy's ``approval.unproven_submission``: ``refuse`` its release
 
 from __future__ import annotations
 
-import base64
-import binascii
 from pathlib import Path
 from typing import Annotated, Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
@@ -31,6 +28,7 @@ from govdeploy.errors import ApprovalError, ConfigError
 from govdeploy.trust.audit import canonical
 from govdeploy.trust.keys import approver_public_key
 from govdeploy.trust.nonces import UsedNonces, new_use
+from govdeploy.trust.statements import fresh, sign_token, verify_signature
 from govdeploy.trust.validity import (
     DEFAULT_CLOCK_SKEW_SECONDS,
     Name,
@@ -38,8 +36,6 @@ from govdeploy.trust.validity import (
     Signature,
     Timestamp,
     check_window,
-    new_nonce,
-    new_window,
     read_token,
     shown,
 )
@@ -77,22 +73,14 @@ class SignedSubmission(BaseModel):
 def make_submission(
     model: str, parameters: dict[str, Any], submitted_by: str, valid_minutes: int
 ) -> SubmissionStatement:
-    issued_at, expires_at = new_window(valid_minutes)
     return SubmissionStatement(
-        model=model,
-        parameters=parameters,
-        submitted_by=submitted_by,
-        nonce=new_nonce(),
-        issued_at=issued_at,
-        expires_at=expires_at,
+        model=model, parameters=parameters, submitted_by=submitted_by, **fresh(valid_minutes)
     )
 
 
 def sign_submission(statement: SubmissionStatement, key: ed25519.Ed25519PrivateKey) -> str:
     """The token a submitter hands to the train flow (``submission`` parameter)."""
-    signature = base64.b64encode(key.sign(canonical(statement.model_dump()))).decode()
-    signed = SignedSubmission(statement=statement, signature=signature)
-    return base64.urlsafe_b64encode(signed.model_dump_json().encode()).decode()
+    return sign_token(statement, SignedSubmission, key)
 
 
 def read_submission(token: str) -> SignedSubmission:
@@ -136,12 +124,12 @@ def _check_signature(signed: SignedSubmission, approvers: Approvers, keys_dir: P
         key = approver_public_key(approvers, statement.submitted_by, keys_dir)
     except ConfigError as exc:
         raise ApprovalError(f"submission by {statement.submitted_by!r} refused: {exc}") from None
-    try:
-        key.verify(base64.b64decode(signed.signature, validate=True), canonical(statement.model_dump()))
-    except (InvalidSignature, binascii.Error, ValueError):
-        raise ApprovalError(
-            f"the submission does not verify with the registered key of {statement.submitted_by!r}"
-        ) from None
+    verify_signature(
+        key,
+        statement,
+        signed.signature,
+        f"the submission does not verify with the registered key of {statement.submitted_by!r}",
+    )
 
 
 def _check_binding(statement: SubmissionStatement, model: str, parameters: dict[str, Any]) -> None:

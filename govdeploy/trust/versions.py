@@ -28,7 +28,8 @@ from pydantic import BaseModel
 from govdeploy.backends import registry
 from govdeploy.backends.model_files import load_sklearn_model
 from govdeploy.errors import RegistryError, SignatureError
-from govdeploy.trust.approvals import ApprovalRequest, verify_release_approvals
+from govdeploy.trust.approval_ledger import verify_release_approvals
+from govdeploy.trust.approvals import ApprovalRequest
 from govdeploy.trust.roots import TrustRoots
 from govdeploy.trust.signatures import (
     APPROVALS_FILE,

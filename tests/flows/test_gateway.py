@@ -25,7 +25,7 @@ from govdeploy.polling import poll
 from govdeploy.serving.rollout import publish, serving_now
 from govdeploy.stack import process
 from govdeploy.trust.keys import master_key
-from govdeploy.trust.serving_records import ServingRecord
+from govdeploy.trust.serving_content import ServingRecord
 from tests.conftest import free_port
 from tests.flows.conftest import MODEL, promote_now, train_as
 

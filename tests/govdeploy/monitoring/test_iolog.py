@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from govdeploy.errors import CryptoError, GovdeployError
-from govdeploy.monitoring import iolog
+from govdeploy.monitoring import iolog, iospool
 from govdeploy.monitoring.iolog import IOLogWriter
 from govdeploy.monitoring.iorecords import (
     BatchId,
@@ -147,7 +147,7 @@ def test_submit_after_close_raises(tmp_path: Path) -> None:
 def test_failed_write_keeps_records_for_the_next_flush(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_write = iolog._write_atomic
+    real_write = iospool.write_atomic
     calls = {"n": 0}
 
     def fail_once(path: Path, data: bytes) -> None:
@@ -156,7 +156,7 @@ def test_failed_write_keeps_records_for_the_next_flush(
             raise OSError("disk full")
         real_write(path, data)
 
-    monkeypatch.setattr(iolog, "_write_atomic", fail_once)
+    monkeypatch.setattr(iospool, "write_atomic", fail_once)
     writer = IOLogWriter(tmp_path, MASTER)
     submitted = [record(status=200 + i) for i in range(3)]
     for item in submitted:
@@ -173,7 +173,7 @@ def test_failed_write_keeps_records_for_the_next_flush(
 
 
 def test_background_thread_survives_a_failed_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_write = iolog._write_atomic
+    real_write = iospool.write_atomic
     calls = {"n": 0}
 
     def fail_twice(path: Path, data: bytes) -> None:
@@ -182,7 +182,7 @@ def test_background_thread_survives_a_failed_write(tmp_path: Path, monkeypatch: 
             raise OSError("disk full")
         real_write(path, data)
 
-    monkeypatch.setattr(iolog, "_write_atomic", fail_twice)
+    monkeypatch.setattr(iospool, "write_atomic", fail_twice)
     writer = IOLogWriter(tmp_path, MASTER, batch_size=5, flush_interval=0.01)
     writer.start()
     for _ in range(20):
@@ -268,7 +268,7 @@ def test_batches_that_could_not_be_shipped_are_shipped_in_order_later(tmp_path: 
 def test_a_write_that_fails_after_its_rename_leaves_no_batch_and_keeps_its_sequence(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_write = iolog._write_atomic
+    real_write = iospool.write_atomic
     calls = {"n": 0}
 
     def renamed_then_failed(path: Path, data: bytes) -> None:
@@ -277,7 +277,7 @@ def test_a_write_that_fails_after_its_rename_leaves_no_batch_and_keeps_its_seque
         if calls["n"] == 1:
             raise OSError("fsync of the directory failed")
 
-    monkeypatch.setattr(iolog, "_write_atomic", renamed_then_failed)
+    monkeypatch.setattr(iospool, "write_atomic", renamed_then_failed)
     writer = IOLogWriter(tmp_path, MASTER)
     writer.submit(record())
     with pytest.raises(GovdeployError, match="fsync of the directory failed"):

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from govdeploy.errors import GovdeployError
-from govdeploy.monitoring import iolog
+from govdeploy.monitoring import iolog, ioqueue, iospool
 from govdeploy.monitoring.completeness import writer_runs
 from govdeploy.monitoring.iolog import IOLogWriter
 from govdeploy.monitoring.iorecords import (
@@ -141,7 +141,7 @@ def test_the_queue_is_bounded_predictions_refused_when_full_then_records_lost_lo
     writer.submit(record())
     refusal = writer.refusal()
     assert refusal is not None and "queue is full: 5 records" in refusal
-    with caplog.at_level(logging.ERROR, logger=iolog.__name__):
+    with caplog.at_level(logging.ERROR, logger=ioqueue.__name__):
         for _ in range(5):  # the reserve: records of refusals and other responses
             writer.submit(record(status=503))
         assert writer.lost == 0 and writer.pending == 10
@@ -203,7 +203,7 @@ def test_an_idle_writer_probes_its_spool(tmp_path: Path, freeze: Any) -> None:
     freeze.thaw()
     poll(lambda: writer.refusal() is None, timeout=5, interval=0.01)
     writer.close()
-    assert not (spool / iolog.PROBE_NAME).exists()
+    assert not (spool / iospool.PROBE_NAME).exists()
 
 
 def test_degrade_policy_serves_but_reports_and_alerts(tmp_path: Path, freeze: Any) -> None:

@@ -21,15 +21,9 @@ from govdeploy.monitoring.iorecords import (
     encode_batch,
     parse_batch_key,
 )
-from govdeploy.monitoring.window import (
-    BatchSource,
-    Window,
-    build_window,
-    directory_source,
-    read_window,
-    require_rows,
-    window_bounds,
-)
+from govdeploy.monitoring.window import Window, require_rows, window_bounds
+from govdeploy.monitoring.window_columns import build_window, read_window
+from govdeploy.monitoring.window_source import BatchSource, directory_source
 from govdeploy.release.data import generate_credit_data
 from govdeploy.trust.request_ids import RequestIds
 

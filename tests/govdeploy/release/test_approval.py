@@ -13,15 +13,8 @@ from govdeploy.config.approvers import load_approvers
 from govdeploy.config.policy import ApprovalPolicy
 from govdeploy.errors import ApprovalError, ApprovalTimeoutError
 from govdeploy.release.approval import collect_approvals, window_seconds
-from govdeploy.trust.approvals import (
-    ApprovalLedger,
-    ApprovalRequest,
-    Decision,
-    Outcome,
-    make_statement,
-    now_utc,
-    sign_statement,
-)
+from govdeploy.trust.approval_ledger import ApprovalLedger, Outcome
+from govdeploy.trust.approvals import ApprovalRequest, Decision, make_statement, now_utc, sign_statement
 from govdeploy.trust.keys import init_keys, load_ed25519_private
 from govdeploy.trust.validity import iso
 from tests.conftest import CONFIG_DIR

@@ -13,6 +13,7 @@ from govdeploy.errors import RolloutError, SignatureError
 from govdeploy.serving import rollout
 from govdeploy.trust import serving_records
 from govdeploy.trust.keys import init_keys, trusted_keys
+from govdeploy.trust.serving_content import ServingRecord
 from tests.govdeploy.serving.fake_bucket import FakeBucket
 
 
@@ -37,7 +38,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, Fa
     return Settings(state_dir=tmp_path), bucket, labels
 
 
-def _publish(settings: Settings, champion: str, **state: Any) -> serving_records.ServingRecord:
+def _publish(settings: Settings, champion: str, **state: Any) -> ServingRecord:
     return rollout.publish(
         settings,
         "m",
@@ -153,7 +154,7 @@ def test_a_rollback_target_that_does_not_verify_is_refused(
 
 
 def test_a_challenger_with_traffic_and_nobody_judging_it_is_orphaned() -> None:
-    record = serving_records.ServingRecord(
+    record = ServingRecord(
         model="m",
         champion="1",
         challenger="2",

@@ -11,15 +11,13 @@ import pytest
 from govdeploy.config.approvers import load_approvers
 from govdeploy.config.policy import ApprovalPolicy
 from govdeploy.errors import ApprovalError, ConfigError, SignatureError
+from govdeploy.trust.approval_ledger import ApprovalLedger, require_proven_submitter, verify_release_approvals
 from govdeploy.trust.approvals import (
-    ApprovalLedger,
     ApprovalRequest,
     SignedStatement,
     make_statement,
     now_utc,
-    require_proven_submitter,
     sign_statement,
-    verify_release_approvals,
 )
 from govdeploy.trust.audit import canonical
 from govdeploy.trust.keys import init_keys, load_ed25519_private

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from govdeploy.config.approvers import load_approvers
 from govdeploy.config.policy import ApprovalPolicy
 from govdeploy.errors import ApprovalError
-from govdeploy.trust.approvals import ApprovalLedger, ApprovalRequest, make_statement, read_approval_token
+from govdeploy.trust.approval_ledger import ApprovalLedger
+from govdeploy.trust.approvals import ApprovalRequest, make_statement, read_approval_token
 from govdeploy.trust.audit import canonical
 from govdeploy.trust.keys import init_keys
 from govdeploy.trust.validity import DEFAULT_CLOCK_SKEW_SECONDS, now_utc

@@ -7,16 +7,13 @@ import pytest
 
 from govdeploy.errors import SignatureError, StorageError
 from govdeploy.trust.keys import init_keys
+from govdeploy.trust.seen_records import Seen, SeenRecords, accept
+from govdeploy.trust.serving_content import ServingRecord, record_digest
 from govdeploy.trust.serving_records import (
     REPUBLISH,
     History,
-    Seen,
-    SeenRecords,
-    ServingRecord,
-    accept,
     next_sequence,
     read,
-    record_digest,
     sign_record,
     verify_record,
     write,

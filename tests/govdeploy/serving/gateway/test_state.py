@@ -15,7 +15,8 @@ from govdeploy.errors import SignatureError
 from govdeploy.serving.gateway import state
 from govdeploy.serving.gateway.state import ServingState, Slot
 from govdeploy.trust.keys import init_keys, signing_key
-from govdeploy.trust.serving_records import ServingRecord, write
+from govdeploy.trust.serving_content import ServingRecord
+from govdeploy.trust.serving_records import write
 from tests.govdeploy.serving.fake_bucket import FakeBucket
 
 KEY = "serving/m.json"
