@@ -4,6 +4,7 @@ Expected failures are caught once, in ``main``: ``<action> failed: <reason>`` on
 
 Examples:
     govdeploy up                      start the local stack (S3, MLflow, Prefect, deployments)
+    govdeploy up --db postgres        the same with MLflow and Prefect on a PostgreSQL server of the stack
     govdeploy status --json           each component's state and URL, for scripts
     govdeploy policy check config/policy.yaml
     govdeploy train --model credit-risk --rows 5000 --submitter dana --key .govdeploy/keys/approvers/dana.key
@@ -20,10 +21,12 @@ import logging
 import os
 import re
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -35,6 +38,8 @@ from govdeploy.trust.signatures import Level
 EXAMPLES = """Examples:
 
   govdeploy up
+
+  govdeploy up --db postgres
 
   govdeploy status --json
 
@@ -82,9 +87,15 @@ class _NoTracebackForExpectedFailures(logging.Filter):
 
 
 def _use_stack(settings: Settings) -> None:
-    """Point Prefect and MLflow clients of this process at the local stack."""
+    """Point Prefect and MLflow clients of this process at the stack (local or external).
+
+    Nothing the operator set is replaced: on the external profile ``client_env`` carries the
+    operator's own ``PREFECT_API_URL`` and ``MLFLOW_TRACKING_URI`` (and no credentials); on the
+    local profile such a variable naming another server is an error naming the fix.
+    """
     from govdeploy.stack.components import client_env
 
+    _check_environment(settings)
     os.environ.update(client_env(settings))
 
 
@@ -152,7 +163,8 @@ def _run_served(deployment: str, action: str, parameters: dict[str, Any], timeou
 
 
 def _status_table(status: Any) -> Table:
-    table = Table(title=f"govdeploy stack — state in {status.state_dir}")
+    kind = f"{status.profile} profile" + (f", {status.database}" if status.database else "")
+    table = Table(title=f"govdeploy stack ({kind}) — state in {status.state_dir}")
     for column in ("component", "state", "url", "pid"):
         table.add_column(column, no_wrap=True)
     for c in status.components:
@@ -164,16 +176,53 @@ def _status_table(status: Any) -> Table:
     return table
 
 
+class DatabaseChoice(StrEnum):
+    sqlite = "sqlite"
+    postgres = "postgres"
+
+
 @app.command()
-def up() -> None:
-    """Start the local stack; a second call reports what already runs."""
+def up(
+    db: Annotated[
+        DatabaseChoice | None,
+        typer.Option(
+            "--db",
+            help="Where the local stack's MLflow and Prefect keep their data: SQLite files, or a PostgreSQL "
+            "server the stack runs under the state directory (default: GOVDEPLOY_DATABASE, else what the "
+            "state directory holds, else sqlite).",
+        ),
+    ] = None,
+) -> None:
+    """Start the local stack; a second call reports what already runs.
+
+    On the external profile (GOVDEPLOY_PROFILE=external) it starts nothing: it checks that MLflow,
+    Prefect and the bucket answer.
+    """
     from govdeploy.stack.manager import up as stack_up
 
+    settings = get_settings()
     try:
-        status = stack_up(get_settings(), _progress)
+        if db is not None:
+            if not settings.local:
+                raise GovdeployError(
+                    "--db chooses the database of the servers the local profile runs; on the external "
+                    "profile their operators configure it"
+                )
+            settings = settings.model_copy(update={"database": db.value})
+        _check_environment(settings)
+        status = stack_up(settings, _progress)
     except GovdeployError as exc:
         raise CommandFailed("up", exc) from exc
     console.print(_status_table(status))
+
+
+def _check_environment(settings: Settings) -> None:
+    """Refuse client URL variables that name other servers than the local stack's."""
+    from govdeploy.stack.components import environment_conflicts
+
+    conflicts = environment_conflicts(settings)
+    if conflicts:
+        raise GovdeployError("; ".join(conflicts))
 
 
 @app.command()
@@ -193,14 +242,38 @@ def down() -> None:
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
 ) -> None:
-    """Each component's state, URL, pid (of the server itself, also when its launcher exited) and log file."""
+    """Each component's state, URL, pid (of the server itself, also when its launcher exited) and log
+    file; and what a running gateway reports: its problems, I/O log and shipping backlog."""
+    from govdeploy.serving.gateway_client import health
     from govdeploy.stack.manager import status as stack_status
 
-    result = stack_status(get_settings())
+    settings = get_settings()
+    try:
+        result = stack_status(settings)
+    except GovdeployError as exc:
+        raise CommandFailed("status", exc) from exc
+    running = any(c.name == "gateway" and c.state != "stopped" for c in result.components)
+    gateway = health(settings) if running else None
     if as_json:
-        print(json.dumps(result.model_dump(), indent=2))
-    else:
-        console.print(_status_table(result))
+        print(json.dumps({**result.model_dump(), "gateway": gateway}, indent=2))
+        return
+    console.print(_status_table(result))
+    if gateway is not None:
+        console.print(_gateway_summary(gateway), highlight=False, markup=False)
+
+
+def _gateway_summary(gateway: dict[str, Any]) -> str:
+    """The gateway's health in a few lines (its texts printed as data)."""
+    lines = [f"gateway: {gateway.get('status')}"]
+    if "io_backlog_batches" in gateway:
+        g = gateway
+        lines.append(
+            f"  I/O records written {g.get('io_records_written')}, pending {g.get('io_records_pending')}, "
+            f"lost {g.get('io_records_lost')}; shipping backlog {g.get('io_backlog_batches')} batches "
+            f"(oldest {g.get('io_backlog_oldest_seconds')} s); refresh failures {g.get('refresh_failures')}"
+        )
+    lines += [f"  problem: {problem}" for problem in gateway.get("problems") or []]
+    return "\n".join(lines)
 
 
 @policy_app.command("check")
@@ -570,10 +643,26 @@ def demo() -> None:
         raise typer.Exit(1)
 
 
+def _settings_problems(error: ValidationError) -> str:
+    """Each invalid setting as ``GOVDEPLOY_<NAME>: <reason>`` (a reason alone when it is about several)."""
+    found = []
+    for item in error.errors():
+        reason = str(item["msg"]).removeprefix("Value error, ")
+        name = "_".join(str(part) for part in item["loc"]).upper()
+        variable = name if name.startswith("GOVDEPLOY_") else f"GOVDEPLOY_{name}"
+        found.append(f"{variable}: {reason}" if name else reason)
+    return "; ".join(found)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
         app()
     except CommandFailed as exc:
         print(str(exc), file=sys.stderr)
+        sys.exit(1)
+    except (GovdeployError, ValidationError) as exc:  # raised before a command could name itself
+        reason = _settings_problems(exc) if isinstance(exc, ValidationError) else str(exc)
+        action = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "govdeploy")
+        print(f"{action} failed: {reason}", file=sys.stderr)
         sys.exit(1)

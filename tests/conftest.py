@@ -29,7 +29,9 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 SERVER_MARKERS = ("integration", "e2e")
 SERVER_FIXTURES = frozenset({"stack", "stack_settings"})
 SERVER_PROGRAMS = frozenset({"moto_server", "mlflow", "prefect", "uvicorn", "gunicorn", "postgres", "pg_ctl"})
-SERVER_MODULES = frozenset({"mlflow", "prefect", "uvicorn", "moto.server", "flows.serve"})
+SERVER_MODULES = frozenset(
+    {"mlflow", "prefect", "uvicorn", "moto.server", "govdeploy.stack.s3_emulator", "flows.serve"}
+)
 
 
 def _marked(item: pytest.Item) -> bool:
@@ -41,6 +43,8 @@ def starts_a_server(args: Any) -> bool:
     argv = [str(a) for a in ([args] if isinstance(args, str | os.PathLike) else args)]
     if len(argv) == 1:
         argv = argv[0].split()
+    if argv and os.path.basename(argv[0]) == "setpriv" and "--" in argv:  # run as another user
+        argv = argv[argv.index("--") + 1 :]
     programs = {os.path.basename(a) for a in argv[:2]}
     modules = {argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-m"}
     return bool(programs & SERVER_PROGRAMS or modules & SERVER_MODULES)

@@ -15,6 +15,10 @@ pytest_plugins = ["pytester"]
 
 def test_server_commands_are_recognised() -> None:
     assert starts_a_server([f"{sys.prefix}/bin/moto_server", "-H", "127.0.0.1", "-p", "9"])
+    assert starts_a_server([sys.executable, "-m", "govdeploy.stack.s3_emulator", "-p", "9"])
+    assert starts_a_server(
+        ["/usr/bin/setpriv", "--reuid=postgres", "--", "/usr/lib/postgresql/15/bin/postgres"]
+    )
     assert starts_a_server([sys.executable, "-m", "mlflow", "server", "--port", "5"])
     assert starts_a_server([sys.executable, "-m", "uvicorn", "govdeploy.serving.gateway.main:app"])
     assert starts_a_server("prefect server start")

@@ -1,8 +1,11 @@
-"""The artifact bucket on S3 (the local endpoint or AWS) through boto3.
+"""The artifact bucket on S3 (the local endpoint, AWS or another S3-compatible store) through boto3.
 
-Credentials come from boto3's standard chain (environment, shared config, web identity, instance
-role); only the local stack hands its fixed development credentials in explicitly. Reads that
-fail raise ``StorageError`` naming the object, so no caller needs botocore's exceptions.
+On the external profile nothing is handed to boto3 but the endpoint (when
+``GOVDEPLOY_S3_ENDPOINT_URL`` names one) and the region (``GOVDEPLOY_S3_REGION``): credentials come
+from its standard chain (environment, shared config, web identity with STS short-lived
+credentials, container or instance role). Only the local profile hands in the local endpoint's
+fixed development credentials, which that endpoint does not check. Reads that fail raise
+``StorageError`` naming the object, so no caller needs botocore's exceptions.
 """
 
 from __future__ import annotations
@@ -16,9 +19,17 @@ from govdeploy.errors import StackError, StorageError
 
 MISSING_CODES = ("NoSuchKey", "404", "NotFound")
 
+# The local endpoint accepts any credentials; these name the account in its logs only.
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "govdeploy-local",
+    "AWS_SECRET_ACCESS_KEY": "govdeploy-local-only",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
 
 def s3_client(settings: Settings, credentials: Mapping[str, str] | None = None) -> Any:
-    """A client of the bucket's endpoint; ``credentials`` (AWS_* names) override the standard chain.
+    """A client of the bucket's endpoint; ``credentials`` (AWS_* names) override the standard chain,
+    which the external profile uses (the local profile: the local endpoint's credentials).
 
     Requests time out after ``dependency_timeout_seconds`` and are retried ``dependency_retries``
     times (botocore's standard mode), so an endpoint that is down fails a call within seconds;
@@ -27,7 +38,7 @@ def s3_client(settings: Settings, credentials: Mapping[str, str] | None = None) 
     import boto3
     from botocore.config import Config
 
-    given = dict(credentials or {})
+    given = dict(credentials or (LOCAL_CREDENTIALS if settings.local else {}))
     limits: dict[str, Any] = {
         "connect_timeout": settings.dependency_timeout_seconds,
         "read_timeout": settings.dependency_timeout_seconds,
@@ -36,10 +47,11 @@ def s3_client(settings: Settings, credentials: Mapping[str, str] | None = None) 
         limits["retries"] = {"max_attempts": settings.dependency_retries, "mode": "standard"}
     return boto3.client(
         "s3",
-        endpoint_url=settings.s3_url,
+        endpoint_url=settings.s3_endpoint,
         aws_access_key_id=given.get("AWS_ACCESS_KEY_ID"),
         aws_secret_access_key=given.get("AWS_SECRET_ACCESS_KEY"),
-        region_name=given.get("AWS_DEFAULT_REGION"),
+        aws_session_token=given.get("AWS_SESSION_TOKEN"),
+        region_name=given.get("AWS_DEFAULT_REGION") or settings.s3_region_name,
         config=Config(**limits),
     )
 

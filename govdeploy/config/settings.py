@@ -1,8 +1,21 @@
 """Typed settings of one govdeploy process, read from ``GOVDEPLOY_*`` environment variables.
 
-Nothing is read at import time: call ``get_settings()``. Every server of the local stack listens
-on a loopback address; ports are configurable so that several stacks (tests, a developer's UI
-session) can run side by side.
+Nothing is read at import time: call ``get_settings()``.
+
+Two profiles say where MLflow, Prefect and S3 are:
+
+- ``local``: govdeploy runs them itself (``govdeploy up``), each on a loopback address and a
+  configurable port, so that several stacks (tests, a developer's UI session) can run side by side;
+  the URLs are built from ``host`` and the ports. ``database`` puts MLflow and Prefect on SQLite
+  files (the default) or on a PostgreSQL server the stack owns.
+- ``external``: others run them. The MLflow tracking URI and the Prefect API URL come from the
+  clients' own variables ``MLFLOW_TRACKING_URI`` and ``PREFECT_API_URL`` (or from
+  ``GOVDEPLOY_MLFLOW_TRACKING_URI`` / ``GOVDEPLOY_PREFECT_API_URL``; two different values are an
+  error, never silently resolved); S3 is boto3's default endpoint (AWS) unless
+  ``GOVDEPLOY_S3_ENDPOINT_URL`` names another, with credentials from boto3's standard chain.
+
+The profile is ``GOVDEPLOY_PROFILE``, else ``external`` when one of govdeploy's endpoint variables is
+set, else ``local``.
 """
 
 from __future__ import annotations
@@ -13,27 +26,82 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from govdeploy.config.endpoints import (
+    AWS_S3,
+    ENDPOINTS,
+    aws_endpoint_variable,
+    check_local,
+    external_url,
+    http_url,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
+Profile = Literal["local", "external"]
+Database = Literal["sqlite", "postgres"]
+
 
 class Settings(BaseSettings):
-    """Where the local stack lives and how clients reach it."""
+    """Where the stack lives, where its servers are (by profile) and how clients reach them."""
 
     # an empty variable (``GOVDEPLOY_USER=`` in an env file) means "use the default", not ""
-    model_config = SettingsConfigDict(env_prefix="GOVDEPLOY_", extra="ignore", env_ignore_empty=True)
+    model_config = SettingsConfigDict(
+        env_prefix="GOVDEPLOY_", extra="ignore", env_ignore_empty=True, populate_by_name=True
+    )
 
     state_dir: Path = Field(
         default=PROJECT_ROOT / ".govdeploy",
         description="Databases, logs and pid files of the local stack (never committed).",
     )
     config_dir: Path = Field(default=PROJECT_ROOT / "config", description="Policy-as-code and identities.")
-    host: str = Field(default="127.0.0.1", description="Loopback address every server binds to.")
+    profile: Profile | None = Field(
+        default=None,
+        description="'local': govdeploy runs MLflow, Prefect and S3 itself ('govdeploy up'); 'external': "
+        "others run them and govdeploy starts none. Empty: 'external' when GOVDEPLOY_MLFLOW_TRACKING_URI, "
+        "GOVDEPLOY_PREFECT_API_URL or GOVDEPLOY_S3_ENDPOINT_URL is set, else 'local'.",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address the servers govdeploy starts bind to: loopback only on the local profile.",
+    )
     s3_port: int = Field(default=9900, ge=1024, le=65535)
     mlflow_port: int = Field(default=5050, ge=1024, le=65535)
     prefect_port: int = Field(default=4200, ge=1024, le=65535)
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="External profile: the MLflow tracking server (default: MLFLOW_TRACKING_URI).",
+    )
+    prefect_api: str | None = Field(
+        default=None,
+        validation_alias="GOVDEPLOY_PREFECT_API_URL",
+        description="External profile: the Prefect API, ending in /api for a Prefect server "
+        "(default: PREFECT_API_URL).",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="External profile: an S3-compatible endpoint (default: boto3's, which is AWS unless "
+        "AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL says otherwise).",
+    )
+    s3_region: str | None = Field(
+        default=None,
+        description="External profile: the bucket's region (default: boto3's chain, e.g. "
+        "AWS_DEFAULT_REGION).",
+    )
+    database: Database | None = Field(
+        default=None,
+        description="Local profile: where MLflow and Prefect keep their data, 'sqlite' files or a "
+        "PostgreSQL server the stack runs under the state directory (default: what the state directory "
+        "already holds, sqlite for a new one; 'govdeploy up --db' sets it).",
+    )
+    postgres_port: int = Field(default=5440, ge=1024, le=65535)
+    postgres_bin_dir: Path | None = Field(
+        default=None,
+        description="Directory with PostgreSQL's initdb and postgres (default: the one of pg_ctl on PATH, "
+        "else the newest /usr/lib/postgresql/*/bin).",
+    )
     bucket: str = Field(default="govdeploy-artifacts", min_length=3, max_length=63)
     experiment: str = Field(default="govdeploy", min_length=1)
     user: str = Field(
@@ -131,13 +199,30 @@ class Settings(BaseSettings):
 
     @field_validator("host")
     @classmethod
-    def _loopback_only(cls, value: str) -> str:
-        if value != "localhost" and not ipaddress.ip_address(value).is_loopback:
-            raise ValueError(
-                f"host {value!r} is not a loopback address; the local stack listens on "
-                "127.0.0.1 (or another 127.x address) only"
-            )
+    def _an_address(cls, value: str) -> str:
+        if value != "localhost":
+            ipaddress.ip_address(value)
         return value
+
+    @model_validator(mode="after")
+    def _endpoints(self) -> Settings:
+        """Resolve the profile; on the local one, nothing external; on the external one, every URL."""
+        given = [variable for field, (variable, _) in ENDPOINTS.items() if getattr(self, field) is not None]
+        if self.profile is None:
+            self.profile = "external" if given else "local"
+        if self.profile == "local":
+            check_local(self.host, given)
+            return self
+        if self.database is not None:
+            raise ValueError(
+                f"GOVDEPLOY_DATABASE={self.database} chooses the database of the servers the local profile "
+                "runs; on the external profile their operators configure it: unset GOVDEPLOY_DATABASE"
+            )
+        self.mlflow_tracking_uri = external_url(self.mlflow_tracking_uri, "mlflow_tracking_uri")
+        self.prefect_api = external_url(self.prefect_api, "prefect_api")
+        if self.s3_endpoint_url is not None:
+            self.s3_endpoint_url = http_url(self.s3_endpoint_url, "GOVDEPLOY_S3_ENDPOINT_URL")
+        return self
 
     @field_validator("state_dir", "config_dir")
     @classmethod
@@ -145,20 +230,42 @@ class Settings(BaseSettings):
         return value.expanduser().resolve()
 
     @property
+    def local(self) -> bool:
+        """The local profile: govdeploy runs MLflow, Prefect and S3 itself."""
+        return self.profile != "external"
+
+    @property
     def s3_url(self) -> str:
-        return f"http://{self.host}:{self.s3_port}"
+        """The bucket's endpoint, for messages and probes (boto3 gets ``s3_endpoint``)."""
+        if self.local:
+            return f"http://{self.host}:{self.s3_port}"
+        return self.s3_endpoint_url or aws_endpoint_variable() or AWS_S3
+
+    @property
+    def s3_endpoint(self) -> str | None:
+        """The endpoint boto3 is given: None leaves it to boto3 (AWS, or its endpoint variables)."""
+        return self.s3_url if self.local else self.s3_endpoint_url
+
+    @property
+    def s3_region_name(self) -> str | None:
+        """The region boto3 is given: None leaves it to boto3's chain."""
+        return "us-east-1" if self.local else self.s3_region
 
     @property
     def mlflow_url(self) -> str:
-        return f"http://{self.host}:{self.mlflow_port}"
+        if self.local:
+            return f"http://{self.host}:{self.mlflow_port}"
+        return str(self.mlflow_tracking_uri)
 
     @property
     def prefect_ui_url(self) -> str:
-        return f"http://{self.host}:{self.prefect_port}"
+        if self.local:
+            return f"http://{self.host}:{self.prefect_port}"
+        return self.prefect_api_url.removesuffix("/api")
 
     @property
     def prefect_api_url(self) -> str:
-        return f"{self.prefect_ui_url}/api"
+        return f"{self.prefect_ui_url}/api" if self.local else str(self.prefect_api)
 
     @property
     def gateway_url(self) -> str:

@@ -47,3 +47,23 @@ def model_metrics(settings: Settings, model: str) -> dict[str, VersionStats]:
     except httpx.HTTPError as exc:
         raise GovdeployError(f"gateway metrics at {settings.gateway_url} unreadable: {exc}") from exc
     return parse_metrics(response.text, model)
+
+
+def health(settings: Settings) -> dict[str, object]:
+    """What the gateway's /healthz tells a deployer (status, problems, I/O log and its shipping
+    backlog), or ``{"status": "unreachable", "problems": [why]}`` when it cannot be asked."""
+    try:
+        response = httpx.get(
+            f"{settings.gateway_url}/healthz",
+            headers={"X-API-Key": api_key(settings, "deployer")},
+            timeout=settings.dependency_timeout_seconds,
+        )
+        body = response.json()
+    except (httpx.HTTPError, GovdeployError, ValueError) as exc:
+        return {"status": "unreachable", "problems": [f"gateway at {settings.gateway_url}: {exc}"]}
+    if not isinstance(body, dict) or not isinstance(body.get("problems"), list):
+        return {
+            "status": "unknown",
+            "problems": [f"gateway at {settings.gateway_url} answered {response.text[:200]!r}"],
+        }
+    return body

@@ -10,6 +10,8 @@
 - ``mlflow-basic-auth.ini``      MLflow's auth configuration (``MLFLOW_AUTH_CONFIG_PATH``): the
                                  admin, ``default_permission = READ``, the auth database below
 - ``mlflow-auth.db``             MLflow's user and permission database (created by the server)
+- ``postgres.password``          the PostgreSQL role ``govdeploy`` (only with ``up --db postgres``;
+                                 created with the cluster by ``govdeploy.stack.database``)
 
 The auth database lives beside the credentials so that a regenerated service password never meets
 an auth database that still holds the old one. No message, log line or ``repr`` names a secret.
@@ -57,14 +59,20 @@ def servers_dir(keys_dir: Path) -> Path:
     return keys_dir / "servers"
 
 
-def _write_secret(path: Path, value: str) -> None:
+def write_secret(path: Path, value: str) -> None:
+    """Create ``path`` (0600, never over an existing file) holding ``value``."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(value)
 
 
+def new_token() -> str:
+    """43 random characters of [A-Za-z0-9_-] (no ':' to break the auth string, nothing to quote)."""
+    return secrets.token_urlsafe(32)
+
+
 def _new_secret(name: str) -> str:
-    token = secrets.token_urlsafe(32)  # 43 characters of [A-Za-z0-9_-]: no ':' in the auth string
+    token = new_token()
     return f"{SERVICE_USER}:{token}" if name == PREFECT_AUTH else token
 
 
@@ -85,7 +93,7 @@ def init_server_credentials(keys_dir: Path) -> list[str]:
             continue
         if name == SERVICE_PASSWORD:
             _retire_auth_db(folder)
-        _write_secret(folder / name, _new_secret(name))
+        write_secret(folder / name, _new_secret(name))
         created.append(f"servers/{name}")
     for name in SECRETS:
         _check(folder / name)
@@ -142,7 +150,7 @@ def _write_auth_config(folder: Path, admin_password: str) -> None:
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return
     path.unlink(missing_ok=True)
-    _write_secret(path, text)
+    write_secret(path, text)
 
 
 def _read(path: Path) -> str:

@@ -1,24 +1,46 @@
-"""Health checks of the local stack's components: plain HTTP probes, and the authentication probe
-that tells a server which demands credentials from one that answers anybody."""
+"""Health checks of the stack's components: plain HTTP probes, and the authentication probe that
+tells a server which demands credentials from one that answers anybody."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Generator
 
 import httpx
 
 Check = Callable[[], bool]
 BasicAuth = tuple[str, str]
+Auth = BasicAuth | httpx.Auth
 
 
-def _get(url: str, auth: BasicAuth | None) -> httpx.Response | None:
+class BearerAuth(httpx.Auth):
+    """An API key sent as ``Authorization: Bearer`` (Prefect Cloud)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
+
+
+def prefect_client_auth() -> Auth | None:
+    """How Prefect's own client authenticates, from its variables: ``PREFECT_API_KEY`` (bearer) or
+    ``PREFECT_API_AUTH_STRING`` (basic); None without either."""
+    if key := os.environ.get("PREFECT_API_KEY"):
+        return BearerAuth(key)
+    user, colon, secret = os.environ.get("PREFECT_API_AUTH_STRING", "").partition(":")
+    return (user, secret) if colon else None
+
+
+def _get(url: str, auth: Auth | None) -> httpx.Response | None:
     try:
         return httpx.get(url, auth=auth, timeout=2.0)
     except httpx.HTTPError:
         return None
 
 
-def http_ok(url: str, expect: str | None = None, auth: BasicAuth | None = None) -> Check:
+def http_ok(url: str, expect: str | None = None, auth: Auth | None = None) -> Check:
     """200 (with ``expect`` in the body)."""
 
     def check() -> bool:

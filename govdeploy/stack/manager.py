@@ -1,4 +1,11 @@
-"""Start, stop and inspect the local stack.
+"""Start, stop and inspect the stack.
+
+On the external profile govdeploy owns no server: ``up`` checks that MLflow, Prefect and the
+bucket answer (and the bucket has Object Lock) and starts nothing, ``down`` stops nothing,
+``status`` reports what answers. What follows is the local profile.
+
+With ``database`` postgres, ``up`` first creates the PostgreSQL cluster if there is none and runs
+it, then creates MLflow's and Prefect's databases in it, before MLflow and Prefect start.
 
 ``up`` is idempotent: a healthy component is reported as already running and left alone, unless
 it is one of govdeploy's own processes (deployments, gateway) started from other code or
@@ -24,7 +31,7 @@ from pydantic import BaseModel
 
 from govdeploy.config.settings import Settings
 from govdeploy.errors import StackError
-from govdeploy.stack import bucket, credentials, process, supervision
+from govdeploy.stack import bucket, credentials, database, process, supervision
 from govdeploy.stack.components import Component, all_components
 
 State = Literal["running", "unhealthy", "stopped"]
@@ -44,6 +51,8 @@ class ComponentStatus(BaseModel):
 class StackStatus(BaseModel):
     state_dir: str
     components: list[ComponentStatus]
+    profile: str = "local"
+    database: str = ""  # of the local profile's MLflow and Prefect: sqlite or postgres
 
     @property
     def all_running(self) -> bool:
@@ -63,9 +72,17 @@ def _presence(settings: Settings, component: Component) -> supervision.Presence 
     return supervision.find(settings.state_dir, record, component.port)
 
 
+EXTERNAL = "external: govdeploy neither starts nor stops it"
+
+
 def component_status(settings: Settings, component: Component) -> ComponentStatus:
+    if not component.owned:
+        state: State = "running" if component.healthy() else "unhealthy"
+        return ComponentStatus(
+            name=component.name, state=state, url=component.url, pid=None, log="", detail=EXTERNAL
+        )
     found = _presence(settings, component)
-    state: State = "stopped"
+    state = "stopped"
     if found is not None:
         state = "running" if component.healthy() else "unhealthy"
     return ComponentStatus(
@@ -82,6 +99,8 @@ def status(settings: Settings) -> StackStatus:
     return StackStatus(
         state_dir=str(settings.state_dir),
         components=[component_status(settings, c) for c in all_components(settings)],
+        profile=str(settings.profile),
+        database=database.kind(settings) if settings.local else "",
     )
 
 
@@ -114,17 +133,24 @@ def _launch(
 def up(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
     """Start every component that is not running; return the status with what was done.
 
-    Components start in waves (S3; then MLflow and Prefect side by side; then the deployments
-    process), each wave waiting for the health of the one before.
+    Components start in waves (S3 and PostgreSQL; then MLflow and Prefect side by side; then the
+    deployments process and the gateway), each wave waiting for the health of the one before. On
+    the external profile nothing starts: see ``check_external``.
     """
+    if not settings.local:
+        return check_external(settings, progress)
+    store = database.kind(settings)  # refuses a database the state directory's data is not in
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     created = development_keys(settings)
     if created:
         progress(f"created development keys in {settings.keys_dir}: {', '.join(created)}")
+    if store == "postgres":
+        database.prepare(settings, progress)
+    every = all_components(settings)
     started: list[Component] = []
     actions: dict[str, str] = {}
     try:
-        for wave in _waves(all_components(settings)):
+        for wave in _waves(every):
             launched = []
             for component in wave:
                 if _keep_running(settings, component, actions, progress):
@@ -142,6 +168,8 @@ def up(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
                 )
                 actions.setdefault(component.name, "started")
                 progress(f"{component.name} started at {component.url}")
+            if any(c.name == "postgres" for c in wave):
+                database.ensure_databases(settings, progress)
             if any(c.name == "s3" for c in wave):
                 bucket.prepare(settings, progress)
             if any(c.name == "mlflow" for c in wave):
@@ -157,6 +185,46 @@ def up(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
     for item in result.components:
         item.action = actions.get(item.name, "")
     return result
+
+
+def check_external(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
+    """The external profile's ``up``: start nothing, check that MLflow and Prefect answer and that
+    the bucket exists with Object Lock; StackError naming every one that does not."""
+    progress(
+        "profile external: govdeploy starts no server here (MLflow, Prefect and S3 are run by others); "
+        "checking that they answer"
+    )
+    checked, problems = [], []
+    for component in all_components(settings):
+        problem = _external_problem(settings, component)
+        problems += [problem] if problem else []
+        progress(f"{component.name} at {component.url}: {'answers' if problem is None else 'FAILED'}")
+        checked.append(
+            ComponentStatus(
+                name=component.name,
+                state="running" if problem is None else "unhealthy",
+                url=component.url,
+                pid=None,
+                log="",
+                detail=EXTERNAL,
+                action="checked" if problem is None else "check failed",
+            )
+        )
+    if problems:
+        raise StackError("; ".join(problems) + " (GOVDEPLOY_PROFILE=external: govdeploy starts none of them)")
+    progress(
+        "the flows run on Prefect workers (prefect.yaml) or 'python -m flows.serve', the gateway with "
+        "'govdeploy gateway'; govdeploy up starts neither on the external profile"
+    )
+    return StackStatus(state_dir=str(settings.state_dir), components=checked, profile="external")
+
+
+def _external_problem(settings: Settings, component: Component) -> str | None:
+    if component.name == "s3":
+        return bucket.external_problem(settings)
+    if component.healthy():
+        return None
+    return f"{component.name} at {component.url} does not answer its health check"
 
 
 def _keep_running(
@@ -197,13 +265,12 @@ def development_keys(settings: Settings) -> list[str]:
     return created + credentials.init_server_credentials(settings.keys_dir)
 
 
+WAVES = (("postgres", "s3"), ("mlflow", "prefect"), ("deployments", "gateway"))
+
+
 def _waves(components: list[Component]) -> list[list[Component]]:
     by_name = {c.name: c for c in components}
-    return [
-        [by_name["s3"]],
-        [by_name["mlflow"], by_name["prefect"]],
-        [by_name["deployments"], by_name["gateway"]],
-    ]
+    return [[by_name[name] for name in wave if name in by_name] for wave in WAVES]
 
 
 def _outdated(settings: Settings, component: Component) -> bool:
@@ -239,8 +306,10 @@ def _restart_reason(settings: Settings, component: Component) -> str | None:
 
 def _stop_component(settings: Settings, component: Component) -> bool:
     """Stop what runs of the component (see ``supervision.find``); True if something ran."""
+    if not component.owned:
+        return False
     found = _presence(settings, component)
-    if found is not None and not process.stop_groups(found.groups):
+    if found is not None and not process.stop_groups(found.groups, first=component.stop_signal):
         raise StackError(
             f"{component.name}: pid {found.pid} (process groups {sorted(found.groups)}) did not stop; "
             f"kill it (kill -9 {found.pid}) and run the command again"
@@ -259,9 +328,14 @@ def stop_one(settings: Settings, name: str) -> bool:
 
 
 def down(settings: Settings, progress: Progress = lambda _: None) -> StackStatus:
-    """Stop every component, dependants first."""
+    """Stop every component, dependants first (on the external profile: none)."""
     actions: dict[str, str] = {}
+    if not settings.local:
+        progress("profile external: govdeploy started no server, so it stops none")
     for component in reversed(all_components(settings)):
+        if not component.owned:
+            actions[component.name] = "external: left running"
+            continue
         if component.name == "s3" and component_status(settings, component).state == "running":
             bucket.save(settings, progress, _log_path(settings, "s3"))
         stopped = _stop_component(settings, component)

@@ -126,14 +126,15 @@ def stop(record: ProcessRecord, grace: float = 20.0) -> bool:
     return True
 
 
-def stop_groups(groups: Iterable[int], grace: float = 20.0) -> bool:
-    """SIGTERM every process group, then SIGKILL what is left after ``grace`` seconds.
+def stop_groups(groups: Iterable[int], grace: float = 20.0, first: int = signal.SIGTERM) -> bool:
+    """Send ``first`` (SIGTERM) to every process group, then SIGKILL what is left after ``grace``
+    seconds.
 
     True once no live member of any group is left; False if one survived SIGKILL (a process of
     another user, or one stuck in the kernel). This process's own group is never signalled.
     """
     targets = sorted(set(groups) - {os.getpgrp()})
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+    for sig, wait in ((first, grace), (signal.SIGKILL, 5.0)):
         for pgid in targets:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, sig)

@@ -4,7 +4,7 @@
 records that leader (``process.ProcessRecord``). The server is not always the leader: ``mlflow
 server`` and ``prefect server start`` run their web server as a child, and a child outlives a
 leader killed alone. So a component runs when its recorded leader runs, when a process of this
-stack (its working directory is the state directory) listens on the component's port, or when a
+stack (its working directory is the state directory or inside it) listens on the component's port, or when a
 process of this stack is left of the recorded group. ``status`` reports that server's pid,
 ``down`` stops it, ``up`` adopts or replaces it. A port held by any other process is foreign:
 ``up`` names that process instead of failing on a busy port.
@@ -31,8 +31,12 @@ class Presence:
 
 
 def ours(pid: int, state_dir: Path) -> bool:
-    """A process of this stack: ``up`` starts every component in the state directory."""
-    return pid != os.getpid() and procfs.cwd(pid) == state_dir
+    """A process of this stack: ``up`` starts every component in the state directory (PostgreSQL
+    then moves into its cluster directory, inside it)."""
+    if pid == os.getpid():
+        return False
+    where = procfs.cwd(pid)
+    return where is not None and (where == state_dir or state_dir in where.parents)
 
 
 def _oldest(pids: list[int]) -> int | None:

@@ -64,3 +64,128 @@ def test_private_keys_of_each_role_come_from_their_variables(
     settings = Settings(_env_file=None)
     assert settings.release_key == tmp_path / "release.key"
     assert settings.trust_path == settings.config_dir / "trust.yaml"
+
+
+CLIENT_URLS = ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+
+
+@pytest.fixture
+def no_client_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nor the clients' own URL variables (a session's stack exports them too)."""
+    for name in CLIENT_URLS:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_the_local_profile_builds_every_url_from_host_and_ports(no_client_urls: None) -> None:
+    settings = Settings(_env_file=None, mlflow_port=5151, prefect_port=4242, s3_port=9999)
+    assert settings.profile == "local" and settings.local
+    assert (settings.mlflow_url, settings.prefect_api_url) == (
+        "http://127.0.0.1:5151",
+        "http://127.0.0.1:4242/api",
+    )
+    assert (settings.s3_url, settings.s3_endpoint, settings.s3_region_name) == (
+        "http://127.0.0.1:9999",
+        "http://127.0.0.1:9999",
+        "us-east-1",
+    )
+
+
+def test_the_external_profile_uses_the_clients_own_variables(
+    monkeypatch: pytest.MonkeyPatch, no_client_urls: None
+) -> None:
+    monkeypatch.setenv("GOVDEPLOY_PROFILE", "external")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://mlflow.example.org/")
+    monkeypatch.setenv("PREFECT_API_URL", "https://prefect.example.org/api")
+    monkeypatch.setenv("GOVDEPLOY_HOST", "0.0.0.0")  # the gateway of a container binds every address
+    settings = Settings(_env_file=None)
+    assert not settings.local
+    assert settings.mlflow_url == "https://mlflow.example.org"
+    assert (settings.prefect_api_url, settings.prefect_ui_url) == (
+        "https://prefect.example.org/api",
+        "https://prefect.example.org",
+    )
+    assert (settings.s3_endpoint, settings.s3_region_name) == (None, None)  # boto3 decides: AWS
+    assert settings.s3_url == "https://s3.amazonaws.com"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "https://minio.example.org")
+    assert Settings(_env_file=None).s3_url == "https://minio.example.org"  # what boto3 will use
+
+
+def test_govdeploys_endpoint_variables_choose_the_external_profile(
+    monkeypatch: pytest.MonkeyPatch, no_client_urls: None
+) -> None:
+    monkeypatch.setenv("GOVDEPLOY_MLFLOW_TRACKING_URI", "https://mlflow.example.org")
+    monkeypatch.setenv("GOVDEPLOY_PREFECT_API_URL", "https://prefect.example.org/api")
+    monkeypatch.setenv("GOVDEPLOY_S3_ENDPOINT_URL", "https://minio.example.org:9000/")
+    monkeypatch.setenv("GOVDEPLOY_S3_REGION", "eu-central-1")
+    settings = Settings(_env_file=None)
+    assert settings.profile == "external"
+    assert (settings.mlflow_url, settings.prefect_api_url) == (
+        "https://mlflow.example.org",
+        "https://prefect.example.org/api",
+    )
+    assert (settings.s3_endpoint, settings.s3_url) == ("https://minio.example.org:9000",) * 2
+    assert settings.s3_region_name == "eu-central-1"
+    monkeypatch.setenv("PREFECT_API_URL", "https://prefect.example.org/api/")  # the same server: fine
+    assert Settings(_env_file=None).prefect_api_url == "https://prefect.example.org/api"
+
+
+def test_two_different_urls_for_one_server_are_refused_not_resolved(
+    monkeypatch: pytest.MonkeyPatch, no_client_urls: None
+) -> None:
+    monkeypatch.setenv("GOVDEPLOY_MLFLOW_TRACKING_URI", "https://mlflow.example.org")
+    monkeypatch.setenv("GOVDEPLOY_PREFECT_API_URL", "https://prefect.example.org/api")
+    monkeypatch.setenv("PREFECT_API_URL", "https://other.example.org/api")
+    with pytest.raises(
+        ValidationError,
+        match=r"GOVDEPLOY_PREFECT_API_URL='https://prefect\.example\.org/api' and "
+        r"PREFECT_API_URL='https://other\.example\.org/api' name different servers; unset one of them",
+    ):
+        Settings(_env_file=None)
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        (
+            {"GOVDEPLOY_PROFILE": "external", "MLFLOW_TRACKING_URI": "https://mlflow.example.org"},
+            r"the external profile needs PREFECT_API_URL \(or GOVDEPLOY_PREFECT_API_URL\)",
+        ),
+        (
+            {
+                "GOVDEPLOY_PROFILE": "external",
+                "MLFLOW_TRACKING_URI": "databricks",
+                "PREFECT_API_URL": "http://p/api",
+            },
+            r"MLFLOW_TRACKING_URI='databricks' is not an http\(s\) URL",
+        ),
+        (
+            {"GOVDEPLOY_PROFILE": "local", "GOVDEPLOY_S3_ENDPOINT_URL": "https://minio.example.org"},
+            r"GOVDEPLOY_S3_ENDPOINT_URL set, but GOVDEPLOY_PROFILE is 'local'.*set GOVDEPLOY_PROFILE=external",
+        ),
+        (
+            {
+                "GOVDEPLOY_DATABASE": "postgres",
+                "GOVDEPLOY_MLFLOW_TRACKING_URI": "https://m",
+                "GOVDEPLOY_PREFECT_API_URL": "https://p/api",
+            },
+            r"GOVDEPLOY_DATABASE=postgres chooses the database of the servers the local profile runs",
+        ),
+    ],
+)
+def test_an_incomplete_or_contradictory_profile_names_the_fix(
+    monkeypatch: pytest.MonkeyPatch, no_client_urls: None, variables: dict[str, str], message: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=message):
+        Settings(_env_file=None)
+
+
+def test_the_local_profile_ignores_the_clients_url_variables(
+    monkeypatch: pytest.MonkeyPatch, no_client_urls: None
+) -> None:
+    """The local stack's URLs are its own; the CLI refuses to run beside variables that disagree
+    (``components.environment_conflicts``) rather than silently replacing them."""
+    monkeypatch.setenv("PREFECT_API_URL", "https://prefect.example.org/api")
+    settings = Settings(_env_file=None)
+    assert settings.local and settings.prefect_api_url == "http://127.0.0.1:4200/api"

@@ -52,3 +52,6 @@ def test_status_json_for_scripts(stack: Settings) -> None:
         "deployments": "running",
         "gateway": "running",
     }
+    gateway = payload["gateway"]  # what the gateway tells a deployer: health and the I/O backlog
+    assert gateway["status"] in ("ok", "failing") and isinstance(gateway["problems"], list)
+    assert {"io_records_pending", "io_backlog_batches", "io_backlog_oldest_seconds"} <= set(gateway)
