@@ -139,6 +139,22 @@ class Settings(BaseSettings):
     )
     alert_webhook: str | None = Field(default=None, description="URL that receives alerts as JSON.")
     gateway_port: int = Field(default=8080, ge=1024, le=65535)
+    gateway_endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="The gateway as flows reach it (a load balancer or Service; default http://HOST:GATEWAY_PORT).",
+    )
+    gateway_replicas: list[str] = Field(
+        default_factory=list,
+        description="JSON list of every gateway replica's URL: a canary sums their metrics and a change asks "
+        "each to reload (default: the gateway endpoint alone).",
+    )
+    gateway_replica_count: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="Gateway replicas behind one load balancer: each admits 1/N of every rate limit.",
+    )
     max_body_bytes: int = Field(default=1_048_576, gt=0, description="Larger request bodies get 413.")
     max_rows_per_request: int = Field(default=1000, gt=0)
     batch_max_rows: int = Field(default=64, gt=0, description="Rows the gateway scores in one model call.")
@@ -269,7 +285,12 @@ class Settings(BaseSettings):
 
     @property
     def gateway_url(self) -> str:
-        return f"http://{self.host}:{self.gateway_port}"
+        return (self.gateway_endpoint or f"http://{self.host}:{self.gateway_port}").rstrip("/")
+
+    @property
+    def gateway_urls(self) -> list[str]:
+        """Every gateway replica (the canary reads all of them)."""
+        return [url.rstrip("/") for url in self.gateway_replicas] or [self.gateway_url]
 
     @property
     def access_path(self) -> Path:

@@ -24,6 +24,19 @@ class VersionStats:
     score_count: float = 0.0
     latency_buckets: dict[float, float] = field(default_factory=dict)
 
+    def plus(self, other: VersionStats) -> VersionStats:
+        """The counters of two gateway replicas together."""
+        buckets = dict(self.latency_buckets)
+        for bound, count in other.latency_buckets.items():
+            buckets[bound] = buckets.get(bound, 0.0) + count
+        return VersionStats(
+            requests=self.requests + other.requests,
+            errors=self.errors + other.errors,
+            score_sum=self.score_sum + other.score_sum,
+            score_count=self.score_count + other.score_count,
+            latency_buckets=buckets,
+        )
+
     def minus(self, before: VersionStats) -> VersionStats:
         return VersionStats(
             requests=self.requests - before.requests,

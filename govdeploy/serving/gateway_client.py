@@ -23,30 +23,39 @@ def api_key(settings: Settings, principal: str) -> str:
 
 
 def reload(settings: Settings, model: str) -> str | None:
-    """Ask the gateway to reconcile with the registry at once; None, or why it did not (it then
-    applies the change at its next poll)."""
-    try:
-        response = httpx.post(
-            f"{settings.gateway_url}/v1/models/{model}/reload",
-            headers={"X-API-Key": api_key(settings, "deployer")},
-            timeout=60,
-        )
-        response.raise_for_status()
-    except (httpx.HTTPError, GovdeployError) as exc:
-        return f"gateway reload failed ({exc}); it applies the change at its next poll"
+    """Ask every gateway replica to reconcile with the serving record at once; None, or which did not
+    and why (they apply the change at their next poll)."""
+    failed = []
+    for url in settings.gateway_urls:
+        try:
+            response = httpx.post(
+                f"{url}/v1/models/{model}/reload",
+                headers={"X-API-Key": api_key(settings, "deployer")},
+                timeout=60,
+            )
+            response.raise_for_status()
+        except (httpx.HTTPError, GovdeployError) as exc:
+            failed.append(f"{url}: {exc}")
+    if failed:
+        return f"gateway reload failed ({'; '.join(failed)}); they apply the change at their next poll"
     return None
 
 
 def model_metrics(settings: Settings, model: str) -> dict[str, VersionStats]:
-    """The gateway's cumulative Prometheus counters of ``model``, per version."""
-    try:
-        response = httpx.get(
-            f"{settings.gateway_url}/metrics", headers={"X-API-Key": api_key(settings, "auditor")}, timeout=30
-        )
-        response.raise_for_status()
-    except httpx.HTTPError as exc:
-        raise GovdeployError(f"gateway metrics at {settings.gateway_url} unreadable: {exc}") from exc
-    return parse_metrics(response.text, model)
+    """The cumulative Prometheus counters of ``model`` per version, summed over every gateway replica;
+    GovdeployError when one cannot be read (a canary must not judge part of the traffic)."""
+    total: dict[str, VersionStats] = {}
+    for url in settings.gateway_urls:
+        try:
+            response = httpx.get(
+                f"{url}/metrics", headers={"X-API-Key": api_key(settings, "auditor")}, timeout=30
+            )
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise GovdeployError(f"gateway metrics at {url} unreadable: {exc}") from exc
+        for version, stats in parse_metrics(response.text, model).items():
+            total[version] = total[version].plus(stats) if version in total else stats
+    return total
 
 
 def health(settings: Settings) -> dict[str, object]:

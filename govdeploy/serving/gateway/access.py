@@ -153,6 +153,9 @@ class RateLimiter:
     debt, and the principal's next requests wait until it refilled. A refusal says how many seconds
     to wait (``Retry-After``).
 
+    Behind one load balancer, ``share`` replicas enforce each limit together: each admits its part
+    (1/share, at least one a minute), so the sum holds when clients are spread evenly.
+
     At most ``max_addresses`` client addresses are tracked: buckets that refilled are forgotten
     first (at most one sweep a second), and while every tracked address is still limited a new one
     is refused as well.
@@ -164,7 +167,11 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         max_addresses: int = MAX_ADDRESSES,
         address_burst_seconds: float = 10.0,
+        share: int = 1,
     ) -> None:
+        if share < 1:
+            raise ValueError(f"share must be at least 1, got {share!r}")
+        self._share = share
         if not burst_seconds > 0:
             raise ValueError(f"burst_seconds must be positive, got {burst_seconds!r}")
         if not address_burst_seconds > 0:
@@ -178,12 +185,16 @@ class RateLimiter:
         self._swept = -math.inf  # when the addresses were last swept for idle ones
         self._lock = threading.Lock()
 
+    def _part(self, per_minute: int) -> int:
+        """This replica's part of a limit that ``share`` replicas enforce together."""
+        return max(1, math.ceil(per_minute / self._share))
+
     def _capacity(self, per_minute: int, burst_seconds: float | None = None) -> float:
         return max(1.0, per_minute / 60 * (burst_seconds or self._burst_seconds))
 
     def capacity(self, principal: Principal) -> float:
-        """The most requests ``principal`` may make at once."""
-        return self._capacity(principal.rate_limit_per_minute)
+        """The most requests ``principal`` may make at once (here)."""
+        return self._capacity(self._part(principal.rate_limit_per_minute))
 
     def _refilled(
         self, bucket: _TokenBucket, per_minute: int, now: float, burst: float | None = None
@@ -203,7 +214,7 @@ class RateLimiter:
 
     def admit(self, principal: Principal) -> float:
         """Take one request of ``principal``: 0.0 when admitted, else the seconds to wait."""
-        per_minute = principal.rate_limit_per_minute
+        per_minute = self._part(principal.rate_limit_per_minute)
         with self._lock:
             now = self._clock()
             bucket = self._buckets.setdefault(principal.id, _TokenBucket(self._capacity(per_minute), now))
@@ -217,15 +228,15 @@ class RateLimiter:
         """Take ``cost`` more tokens from an admitted request of ``principal`` (the bucket may owe them)."""
         if cost <= 0:
             return
+        per_minute = self._part(principal.rate_limit_per_minute)
         with self._lock:
             now = self._clock()
-            bucket = self._buckets.setdefault(
-                principal.id, _TokenBucket(self._capacity(principal.rate_limit_per_minute), now)
-            )
-            self._refilled(bucket, principal.rate_limit_per_minute, now).tokens -= cost
+            bucket = self._buckets.setdefault(principal.id, _TokenBucket(self._capacity(per_minute), now))
+            self._refilled(bucket, per_minute, now).tokens -= cost
 
     def admit_address(self, address: str, per_minute: int) -> float:
         """Take one request without a valid key from ``address``: 0.0, or the seconds to wait."""
+        per_minute = self._part(per_minute)
         with self._lock:
             now = self._clock()
             bucket = self._addresses.get(address)

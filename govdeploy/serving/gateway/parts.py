@@ -217,7 +217,7 @@ def build_gateway(settings: Settings) -> Gateway:
     return Gateway(
         settings=settings,
         keys=KeyRing.from_config(load_access(settings.access_path), settings.keys_dir),
-        limiter=RateLimiter(),
+        limiter=RateLimiter(share=settings.gateway_replica_count),
         writer=build_writer(settings, master),
         state=ServingState(
             settings,

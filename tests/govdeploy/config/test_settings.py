@@ -189,3 +189,12 @@ def test_the_local_profile_ignores_the_clients_url_variables(
     monkeypatch.setenv("PREFECT_API_URL", "https://prefect.example.org/api")
     settings = Settings(_env_file=None)
     assert settings.local and settings.prefect_api_url == "http://127.0.0.1:4200/api"
+
+
+def test_gateway_replicas_come_as_a_json_list(monkeypatch: pytest.MonkeyPatch, no_client_urls: None) -> None:
+    assert Settings(_env_file=None, gateway_port=8181).gateway_urls == ["http://127.0.0.1:8181"]
+    monkeypatch.setenv("GOVDEPLOY_GATEWAY_REPLICAS", '["http://gw-0:8080/", "http://gw-1:8080"]')
+    monkeypatch.setenv("GOVDEPLOY_GATEWAY_ENDPOINT", "http://gateway.govdeploy.svc:8080")
+    settings = Settings(_env_file=None)
+    assert settings.gateway_urls == ["http://gw-0:8080", "http://gw-1:8080"]
+    assert settings.gateway_url == "http://gateway.govdeploy.svc:8080"

@@ -87,3 +87,11 @@ def test_observe_fails_a_step_that_never_gets_enough_traffic(monkeypatch: pytest
     verdict = observe(_growing(1), 5, "2", "1", 0, CanaryPolicy(min_requests=100))
     assert not verdict.passed
     assert verdict.reasons == ["only 31 challenger requests, fewer than the 100 the policy needs to judge"]
+
+
+def test_the_counters_of_replicas_add_up() -> None:
+    one, two = parse_metrics(METRICS, "m"), parse_metrics(METRICS.replace(" 900\n", " 100\n"), "m")
+    both = one["1"].plus(two["1"])
+    assert (both.requests, both.score_count) == (1000, 1000)
+    assert both.latency_buckets == {0.01: 1000.0, 0.05: 1000.0, float("inf"): 1000.0}
+    assert both.minus(one["1"]).requests == 100

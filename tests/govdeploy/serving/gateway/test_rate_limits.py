@@ -67,3 +67,14 @@ def test_the_tracked_addresses_are_bounded() -> None:
 def test_address_burst_must_be_positive() -> None:
     with pytest.raises(ValueError, match="address_burst_seconds must be positive"):
         RateLimiter(address_burst_seconds=0)
+
+
+def test_replicas_behind_one_balancer_each_admit_their_share() -> None:
+    clock = Clock()
+    alone, third = RateLimiter(clock=clock), RateLimiter(clock=clock, share=3)
+    assert [alone.admit(caller(600)) for _ in range(10)] == [0.0] * 10  # 10 a second
+    assert [third.admit(caller(600)) for _ in range(4)] == [0.0] * 3 + [pytest.approx(0.2)]  # 200/min here
+    assert third.capacity(caller(60)) == 1.0  # a share never drops below one request
+    assert third.admit_address("10.0.0.1", 60) == 0.0  # the anonymous limit is shared too
+    with pytest.raises(ValueError, match="share must be at least 1"):
+        RateLimiter(share=0)
