@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements/lock.txt
 DEV_LOCK := requirements/dev-lock.txt
 
-.PHONY: demo test test-unit up down status lint lock bench bench-drift clean
+.PHONY: demo test test-unit up down status lint lock bench bench-drift bench-signing clean
 
 $(STAMP): $(LOCK) $(DEV_LOCK) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench: $(STAMP)
 ## bench-drift: the drift decision vs a plain Evidently DataDriftPreset run, 1M rows x 12 columns
 bench-drift: $(STAMP)
 	$(PY) -m benchmarks.drift
+
+## bench-signing: sign + digest and verify of 1, 4 and 16 GB model directories vs one all-core SHA-256 pass
+bench-signing: $(STAMP)
+	$(PY) -m benchmarks.signing
 
 ## lock: re-resolve requirements/main.in into the hash-pinned runtime lock, then requirements/dev.in
 ## (constrained to it) into the dev lock, which omits every package already pinned in the runtime lock

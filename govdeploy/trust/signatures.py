@@ -14,23 +14,30 @@ that level is among the files it covers and says so, so a candidate signature co
 signature of another version is refused. Nothing is deserialised before ``verify_directory`` has
 checked every file: a flipped byte, an added, removed or renamed file, a symlink or an unknown
 signer is refused with what differs.
+
+Signing and verifying read every file once, streaming (``govdeploy.trust.manifests``): the
+manifest of that pass is what gets signed or compared, and the artifact digest comes from its
+per-file digests (``sign_and_digest``, ``verify_and_digest``). A bundle's signature is checked
+against the trusted keys before any file is hashed, so verifying costs one pass whatever the
+number of keys a role trusts.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from pydantic import BaseModel
 
 from govdeploy.errors import SignatureError
+from govdeploy.trust import manifests
 
 if TYPE_CHECKING:
-    from model_signing import hashing
+    from model_signing import manifest
 
 ClaimsT = TypeVar("ClaimsT", bound=BaseModel)
 
@@ -62,6 +69,24 @@ class ReleaseClaims(BaseModel):
     artifact_digest: str
 
 
+@dataclass(frozen=True)
+class SignedDirectory:
+    """A directory just signed: its bundle and the artifact digest of the bytes signed."""
+
+    signature: Path
+    signature_sha256: str
+    artifact_digest: str  # of the files a candidate signature covers, whatever the level signed
+
+
+@dataclass(frozen=True)
+class VerifiedDirectory:
+    """A directory whose every file verified: the bundle, the artifact digest, the key that signed."""
+
+    signature_sha256: str
+    artifact_digest: str  # of the files a candidate signature covers, whatever the level verified
+    signer: Path
+
+
 def _ignored(model_dir: Path, level: Level) -> list[Path]:
     names = list(SIGNATURE_FILES.values())
     if level == "candidate":
@@ -69,10 +94,14 @@ def _ignored(model_dir: Path, level: Level) -> list[Path]:
     return [model_dir / name for name in names]
 
 
-def _hashing_config(model_dir: Path, level: Level) -> hashing.Config:
-    from model_signing import hashing
+def _hash(model_dir: Path, level: Level) -> manifest.Manifest:
+    """The manifest of the files a ``level`` signature covers, in one pass."""
+    return manifests.hash_directory(model_dir, _ignored(model_dir, level))
 
-    return hashing.Config().set_ignored_paths(paths=_ignored(model_dir, level), ignore_git_paths=False)
+
+def _candidate_digest(found: manifest.Manifest, model_dir: Path) -> str:
+    """The artifact digest (candidate files) of a manifest made at either level."""
+    return manifests.artifact_digest_of(found, excluded={p.name for p in _ignored(model_dir, "candidate")})
 
 
 def write_identity(model_dir: Path, identity: Identity) -> Path:
@@ -106,26 +135,27 @@ def _claims(model_dir: Path, name: str, model: type[ClaimsT]) -> ClaimsT:
 
 
 def artifact_digest(model_dir: Path, level: Level = "candidate") -> str:
-    """SHA-256 over the sorted (path, file SHA-256) pairs of the files a signature covers."""
-    ignored = {p.name for p in _ignored(model_dir, level)}
-    entries = []
-    for path in sorted(model_dir.rglob("*")):
-        relative = path.relative_to(model_dir).as_posix()
-        if path.is_file() and relative not in ignored:
-            entries.append(f"{relative}\0{hashlib.sha256(path.read_bytes()).hexdigest()}")
-    return hashlib.sha256("\n".join(entries).encode()).hexdigest()
+    """SHA-256 over the sorted (path, file SHA-256) pairs of the files a ``level`` signature covers,
+    in one streaming pass. ``sign_and_digest`` and ``verify_and_digest`` give the candidate one
+    without a pass of its own."""
+    _refuse_links(model_dir)
+    return manifests.artifact_digest_of(_hash(model_dir, level))
+
+
+def sign_and_digest(model_dir: Path, private_key: Path, level: Level) -> SignedDirectory:
+    """Sign every file of ``model_dir`` (but the signature bundles) into ``<level>.sig``, reading each
+    file once; the artifact digest comes from the same pass."""
+    signature = model_dir / SIGNATURE_FILES[level]
+    _refuse_links(model_dir)
+    found = _hash(model_dir, level)
+    bundle = manifests.sign_manifest(found, private_key).encode("utf-8")
+    signature.write_bytes(bundle)
+    return SignedDirectory(signature, hashlib.sha256(bundle).hexdigest(), _candidate_digest(found, model_dir))
 
 
 def sign_directory(model_dir: Path, private_key: Path, level: Level) -> Path:
     """Sign every file of ``model_dir`` (but the signature bundles) into ``<level>.sig``."""
-    from model_signing import signing
-
-    signature = model_dir / SIGNATURE_FILES[level]
-    _refuse_links(model_dir)
-    signing.Config().use_elliptic_key_signer(private_key=str(private_key)).set_hashing_config(
-        _hashing_config(model_dir, level)
-    ).sign(model_dir, signature)
-    return signature
+    return sign_and_digest(model_dir, private_key, level).signature
 
 
 def _refuse_links(model_dir: Path) -> None:
@@ -145,57 +175,49 @@ def verify_directory(
 
     Returns the SHA-256 of the signature bundle. Raises SignatureError with what differs.
     """
-    from model_signing import verifying
+    return verify_and_digest(model_dir, trusted_keys, level, model, version).signature_sha256
 
-    signature = model_dir / SIGNATURE_FILES[level]
+
+def verify_and_digest(
+    model_dir: Path, trusted_keys: list[Path], level: Level, model: str, version: str
+) -> VerifiedDirectory:
+    """Verify every file against the ``level`` signature from one of ``trusted_keys``, reading each
+    file once: the bundle's signature is checked against the keys first, then the directory is
+    hashed and compared with the signed manifest. SignatureError with what differs."""
+    subject, signature = f"{model} v{version}", model_dir / SIGNATURE_FILES[level]
     if not signature.is_file():
-        raise SignatureError(
-            f"{model} v{version} has no {signature.name}; it was never signed at {level} level"
-        )
+        raise SignatureError(f"{subject} has no {signature.name}; it was never signed at {level} level")
     _refuse_links(model_dir)
     if not trusted_keys:
         raise SignatureError(
             f"no trusted {level} key is configured; add one under roles.{level} in trust.yaml"
         )
-    reasons = []
-    for key in trusted_keys:
-        try:
-            verifying.Config().use_elliptic_key_verifier(public_key=str(key)).set_hashing_config(
-                _hashing_config(model_dir, level)
-            ).verify(model_dir, signature)
-        except Exception as exc:  # model signing raises more than ValueError on a malformed bundle
-            reasons.append(f"{key.name}: {type(exc).__name__}: {exc}")
-            continue
-        _check_level(signature, model_dir, level, f"{model} v{version}")
-        _check_claims(model_dir, level, model, version)
-        return hashlib.sha256(signature.read_bytes()).hexdigest()
-    raise SignatureError(
-        f"{model} v{version} does not verify against its {signature.name}: " + "; ".join(reasons)
-    )
-
-
-def _signed_statement(signature: Path) -> dict[str, Any]:
-    """The in-toto statement inside a (verified) model-signing bundle."""
-    bundle = json.loads(signature.read_text(encoding="utf-8"))
-    statement: dict[str, Any] = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
-    return statement
-
-
-def _check_level(signature: Path, model_dir: Path, level: Level, subject: str) -> None:
-    """The verified statement was made for ``level``: it ignores exactly that level's ignore list and
-    covers that level's claims. (Model signing honours the ignore list recorded in the signature, so
-    a candidate signature copied to ``release.sig`` would otherwise verify at release level.)"""
+    refused = f"{subject} does not verify against its {signature.name}"
+    bundle = signature.read_bytes()
     try:
-        predicate = _signed_statement(signature)["predicate"]
-        ignored = set(predicate["serialization"]["ignore_paths"])
-        covered = {resource["name"] for resource in predicate["resources"]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SignatureError(f"{subject}: {signature.name} is not a model-signing bundle ({exc})") from None
+        signed, signer = manifests.signed_manifest(signature, trusted_keys)
+    except SignatureError as exc:
+        raise SignatureError(f"{refused}: {exc}") from None
+    _check_level(signed, signature.name, model_dir, level, subject)
+    found = _hash(model_dir, level)
+    if found != signed:
+        differences = manifests.differences(found, signed) or ["the manifests differ"]
+        raise SignatureError(f"{refused} (signed by {signer.name}): " + "; ".join(differences))
+    _check_claims(model_dir, level, model, version)
+    return VerifiedDirectory(hashlib.sha256(bundle).hexdigest(), _candidate_digest(found, model_dir), signer)
+
+
+def _check_level(signed: manifest.Manifest, name: str, model_dir: Path, level: Level, subject: str) -> None:
+    """The verified statement was made for ``level``: it ignores exactly that level's ignore list and
+    covers that level's claims. (The ignore list is inside the signed statement, so a candidate
+    signature copied to ``release.sig`` would otherwise verify at release level.)"""
+    ignored = manifests.signed_ignore_paths(signed)
+    covered = set(manifests.file_digests(signed))
     expected = {p.name for p in _ignored(model_dir, level)}
     needed = {IDENTITY_FILE} | ({RELEASE_FILE, APPROVALS_FILE} if level == "release" else set())
     if ignored != expected or not needed <= covered:
         raise SignatureError(
-            f"{subject}: {signature.name} was not made at {level} level (it ignores {sorted(ignored)} and "
+            f"{subject}: {name} was not made at {level} level (it ignores {sorted(ignored)} and "
             f"covers {sorted(needed & covered)} of the {level} claims {sorted(needed)})"
         )
 

@@ -13,7 +13,6 @@ claims. ``load_verified_model`` deserialises the model only from those same veri
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -36,11 +35,11 @@ from govdeploy.trust.signatures import (
     Identity,
     Level,
     ReleaseClaims,
-    artifact_digest,
+    VerifiedDirectory,
     read_identity,
     read_release_claims,
-    sign_directory,
-    verify_directory,
+    sign_and_digest,
+    verify_and_digest,
     write_identity,
     write_release_claims,
 )
@@ -97,9 +96,14 @@ def verify_files(directory: Path, name: str, version: str, roots: TrustRoots, le
     """Every file of ``directory`` against its ``level`` signature under that role's pinned keys; at
     release level also the approvals it carries, under the current approver list and policy.
     Returns the signature's SHA-256; SignatureError otherwise."""
-    signature = verify_directory(directory, roots.signers(level), level, name, version)
+    return _verify(directory, name, version, roots, level).signature_sha256
+
+
+def _verify(directory: Path, name: str, version: str, roots: TrustRoots, level: Level) -> VerifiedDirectory:
+    """``verify_files``, with the artifact digest of the same pass."""
+    verified = verify_and_digest(directory, roots.signers(level), level, name, version)
+    digest = verified.artifact_digest
     if level == "release":
-        digest = artifact_digest(directory)
         claims = read_release_claims(directory)
         if claims.artifact_digest != digest:
             raise SignatureError(
@@ -117,7 +121,15 @@ def verify_files(directory: Path, name: str, version: str, roots: TrustRoots, le
         )
         approvals = (directory / APPROVALS_FILE).read_bytes()
         verify_release_approvals(approvals, request, roots.approval, roots.approvers, roots.keys_dir)
-    return signature
+    return verified
+
+
+@contextmanager
+def _verified(
+    name: str, version: str, *, roots: TrustRoots, level: Level, tracking_uri: str
+) -> Iterator[tuple[Path, VerifiedDirectory]]:
+    with _download(name, version, tracking_uri) as directory:
+        yield directory, _verify(directory, name, version, roots, level)
 
 
 @contextmanager
@@ -125,20 +137,22 @@ def verified_directory(
     name: str, version: str, *, roots: TrustRoots, level: Level, tracking_uri: str
 ) -> Iterator[tuple[Path, str]]:
     """A private download of the version whose every file verified; yields (directory, signature sha256)."""
-    with _download(name, version, tracking_uri) as directory:
-        yield directory, verify_files(directory, name, version, roots, level)
+    with _verified(name, version, roots=roots, level=level, tracking_uri=tracking_uri) as (
+        directory,
+        verified,
+    ):
+        yield directory, verified.signature_sha256
 
 
 def load_verified_model(
     name: str, version: str, *, roots: TrustRoots, level: Level, tracking_uri: str
 ) -> VerifiedModel:
     """Download, verify every file, then load; raise SignatureError before loading anything."""
-    with verified_directory(name, version, roots=roots, level=level, tracking_uri=tracking_uri) as (
+    with _verified(name, version, roots=roots, level=level, tracking_uri=tracking_uri) as (
         directory,
-        signature,
+        verified,
     ):
         files = load_sklearn_model(directory, f"model {name!r} version {version}")
-        digest = artifact_digest(directory)
         profile_file = directory / PROFILE_FILE
         profile = json.loads(profile_file.read_text(encoding="utf-8")) if profile_file.is_file() else None
         identity = read_identity(directory)
@@ -147,8 +161,8 @@ def load_verified_model(
         name,
         version,
         level,
-        signature,
-        digest,
+        verified.signature_sha256,
+        verified.artifact_digest,
         files.inputs,
         files.input_types,
         identity,
@@ -161,17 +175,15 @@ def verify_version(
 ) -> VersionCheck:
     """Re-hash every file of a version in the artifact store and check its signature (and, at release
     level, its approvals); load nothing."""
-    with verified_directory(name, version, roots=roots, level=level, tracking_uri=tracking_uri) as (
+    with _verified(name, version, roots=roots, level=level, tracking_uri=tracking_uri) as (
         directory,
-        signature,
+        verified,
     ):
         files = sum(1 for p in directory.rglob("*") if p.is_file())
         identity = read_identity(directory)
-        return VersionCheck(name, version, level, signature, artifact_digest(directory), files, identity)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+        return VersionCheck(
+            name, version, level, verified.signature_sha256, verified.artifact_digest, files, identity
+        )
 
 
 def sign_local_candidate(directory: Path, claims: Identity, key: Path, roots: TrustRoots) -> SignedVersion:
@@ -179,14 +191,14 @@ def sign_local_candidate(directory: Path, claims: Identity, key: Path, roots: Tr
     at candidate level with ``key`` and verify it under the pinned candidate keys (a key that is not
     pinned fails here, before anything is uploaded)."""
     write_identity(directory, claims)
-    signature = sign_directory(directory, key, "candidate")
+    signed = sign_and_digest(directory, key, "candidate")
     verify_files(directory, claims.model, claims.version, roots, "candidate")
     return SignedVersion(
         model=claims.model,
         version=claims.version,
         level="candidate",
-        artifact_digest=artifact_digest(directory),
-        signature_sha256=_sha256(signature),
+        artifact_digest=signed.artifact_digest,
+        signature_sha256=signed.signature_sha256,
     )
 
 
@@ -247,11 +259,11 @@ def sign_release(
     Uploads ``approvals.json``, ``govdeploy-release.json`` and ``release.sig`` only; tags and aliases
     are the caller's.
     """
-    with verified_directory(name, version, roots=roots, level="candidate", tracking_uri=tracking_uri) as (
+    with _verified(name, version, roots=roots, level="candidate", tracking_uri=tracking_uri) as (
         directory,
-        _,
+        verified,
     ):
-        digest = artifact_digest(directory)
+        digest = verified.artifact_digest
         if digest != approved_digest:
             raise SignatureError(
                 f"{name} v{version} artifacts have digest {digest}, not the approved {approved_digest}; "
@@ -262,15 +274,15 @@ def sign_release(
         claims = write_release_claims(
             directory, ReleaseClaims(model=name, version=version, artifact_digest=digest)
         )
-        signature = sign_directory(directory, key, "release")
+        signed = sign_and_digest(directory, key, "release")
         verify_files(directory, name, version, roots, "release")
-        registry.upload_model_files(name, version, [approvals, claims, signature], tracking_uri)
+        registry.upload_model_files(name, version, [approvals, claims, signed.signature], tracking_uri)
         return SignedVersion(
             model=name,
             version=version,
             level="release",
             artifact_digest=digest,
-            signature_sha256=_sha256(signature),
+            signature_sha256=signed.signature_sha256,
         )
 
 

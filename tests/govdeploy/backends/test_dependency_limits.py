@@ -29,6 +29,7 @@ MLFLOW_LIMITS = (
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
     "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD",
 )
 
 
@@ -60,6 +61,7 @@ def test_mlflow_limits_come_from_settings_unless_the_operator_set_them(own_limit
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "7",
+        "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
     }
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "300"
     assert registry.http_limits(settings)["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "300"
