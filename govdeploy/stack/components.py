@@ -36,6 +36,9 @@ LOCAL_S3_CREDENTIALS = LOCAL_CREDENTIALS  # the local endpoint's (it checks none
 # credentials of other servers, which MLflow's and Prefect's clients would send instead of the local
 # stack's (Prefect prefers an API key to the auth string, MLflow a token to nothing)
 FOREIGN_CREDENTIALS = ("PREFECT_API_KEY", "MLFLOW_TRACKING_TOKEN")
+# what clients present to the stack's servers: a server started by the stack gets none of them from
+# this process's environment, only what it needs itself
+CLIENT_CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PREFECT_API_AUTH_STRING")
 
 
 def local_s3_client(settings: Settings) -> Any:
@@ -159,7 +162,8 @@ def _env(settings: Settings, extra: dict[str, str], client: bool = False) -> dic
     """A component's environment: this process's (without credentials for other servers), the
     stack's locations over it, and only for clients (govdeploy's own processes) the client
     credentials."""
-    inherited = {name: value for name, value in os.environ.items() if name not in FOREIGN_CREDENTIALS}
+    dropped = FOREIGN_CREDENTIALS if client else (*FOREIGN_CREDENTIALS, *CLIENT_CREDENTIALS)
+    inherited = {name: value for name, value in os.environ.items() if name not in dropped}
     base = client_env(settings) if client else _locations(settings)
     return {**inherited, **base, "PYTHONUNBUFFERED": "1", **extra}
 
