@@ -14,7 +14,13 @@ from govdeploy.release.gate import decide, require_pass, validation_only
 from tasks.approval import approval_request, promote_version, wait_for_approvals
 from tasks.audit import audit_event, audit_gate
 from tasks.data import load_data, validate_data
-from tasks.evaluation import current_champion, evaluate_version, read_candidate, record_decision
+from tasks.evaluation import (
+    current_champion,
+    evaluate_version,
+    read_candidate,
+    record_decision,
+    scan_dependencies,
+)
 from tasks.governance import load_config
 
 
@@ -64,8 +70,10 @@ def release(
             f"{model} v{version} failed data validation: " + "; ".join(validation.problems)
         )
 
-    # Stage 3: evaluation of the candidate and of the current champion
+    # Stage 3: evaluation of the candidate and of the current champion; the candidate's SBOM against
+    # the policy's advisories
     candidate = evaluate_version(model, version, frame, config)
+    vulnerabilities = scan_dependencies(model, version, config)
     champion_version = current_champion(model)
     champion = None
     if champion_version and champion_version != version:
@@ -74,7 +82,15 @@ def release(
     # Stage 4: policy gate
     report = record_decision(
         decide(
-            config.policy, model, version, validation, candidate, champion, champion_version, config.digest
+            config.policy,
+            model,
+            version,
+            validation,
+            candidate,
+            champion,
+            champion_version,
+            config.digest,
+            vulnerabilities,
         ),
         candidate,
     )

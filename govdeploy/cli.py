@@ -390,6 +390,41 @@ def keys_init() -> None:
     console.print(f"keys directory: {settings.keys_dir} (private keys 0600; never commit them)")
 
 
+class RotatedRole(StrEnum):
+    candidate = "candidate"
+    release = "release"
+    serving = "serving"
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    role: Annotated[RotatedRole, typer.Option(help="The role whose development key is replaced.")],
+) -> None:
+    """Replace a role's development signing key: new signatures use a new key from now on; the old
+    one stays pinned (retired) to verify what it signed before; the audit trail records both.
+
+    Example: govdeploy keys rotate --role release
+    """
+    from govdeploy.config.policy import load_policy
+    from govdeploy.config.trust import Role
+    from govdeploy.trust.audit_trail import audit_log
+    from govdeploy.trust.rotation import rotate
+
+    settings = get_settings()
+    try:
+        retention = load_policy(settings.policy_path).retention.audit_days
+        done = rotate(settings, cast(Role, role.value), audit_log(settings, retention))
+    except GovdeployError as exc:
+        raise CommandFailed("keys rotate", exc) from exc
+    console.print(
+        f"[green]rotated[/green] the {done.role} key at {done.at.isoformat()} "
+        f"(audit record {done.audit_seq})\n"
+        f"  retired  sha256 {done.retired}\n  current  sha256 {done.current}\n"
+        f"  {settings.trust_path} pins both; commit it with the rotation",
+        soft_wrap=True,
+    )
+
+
 @app.command()
 def verify(
     model_uri: Annotated[str, typer.Argument(help="models:/NAME/VERSION or models:/NAME@ALIAS")],

@@ -1,6 +1,8 @@
-"""Evaluation tasks: score a registered version, apply the policy gate, record the decision."""
+"""Evaluation tasks: score a registered version, scan its dependencies, record the gate's decision."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -12,6 +14,7 @@ from govdeploy.config.governance import Governance
 from govdeploy.config.settings import get_settings
 from govdeploy.release import gate
 from govdeploy.release.evaluation import ModelEvaluation, evaluate_model
+from govdeploy.release.vulnerabilities import VulnerabilityScan, scan_version
 from govdeploy.serving import rollout
 from govdeploy.trust.roots import load_roots
 from govdeploy.trust.signatures import Level
@@ -58,6 +61,38 @@ def evaluate_version(
     )
     get_run_logger().info("%s v%s on %d rows: %s", model, version, evaluation.rows, evaluation.metrics)
     return evaluation
+
+
+@task(cache_policy=NO_CACHE)
+def scan_dependencies(model: str, version: str, config: Governance) -> VulnerabilityScan | None:
+    """The candidate's signed SBOM against the policy's advisories (None: the policy has no
+    vulnerability gate). A scan that could not be made is returned with its error: the gate fails."""
+    policy = config.policy.gates.vulnerabilities
+    if policy is None:
+        return None
+    settings = get_settings()
+    scan = scan_version(
+        model,
+        version,
+        roots=load_roots(settings),
+        tracking_uri=settings.mlflow_url,
+        policy=policy,
+        base=Path(config.policy.path).parent if config.policy.path else settings.config_dir,
+    )
+    logger = get_run_logger()
+    if scan.error:
+        logger.error("%s v%s: dependencies not scanned: %s", model, version, scan.error)
+    else:
+        logger.info(
+            "%s v%s: %d packages against %s: %d advisories, %d blocking",
+            model,
+            version,
+            scan.packages,
+            scan.source,
+            len(scan.findings),
+            len(scan.blocking),
+        )
+    return scan
 
 
 @task(cache_policy=NO_CACHE)

@@ -6,6 +6,7 @@ the SHA-256 of the policy file's bytes, so the policy that made it can be found 
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -66,11 +67,57 @@ class PrivacyGate(StrictModel):
     scan_rows: PositiveInt = 200
 
 
+Severity = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+SEVERITIES: tuple[Severity, ...] = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+
+
+class IgnoredAdvisory(StrictModel):
+    """An advisory the vulnerability gate does not block on, with why (and until when)."""
+
+    id: str = Field(min_length=1, max_length=100)  # the advisory's id or one of its aliases (a CVE)
+    reason: str = Field(min_length=10, max_length=500)
+    until: date | None = None  # from the day after, the advisory blocks again
+
+
+class VulnerabilityGate(StrictModel):
+    """The candidate's SBOM against advisories in OSV format: a known advisory of a package version it
+    holds, at or above ``max_severity``, blocks the release.
+
+    ``source: file`` reads ``file`` (an OSV record, a JSON list of them, a directory or a zip of them,
+    such as osv.dev's export of the PyPI ecosystem; relative to the policy's directory).
+    ``source: osv-api`` asks ``api_url`` (OSV's querybatch API); when it cannot be reached the gate
+    fails (``when_unreachable: fail``) or scans ``file`` instead (``when_unreachable: file``).
+    An advisory without a severity (neither its database's rating nor a CVSS vector) counts as
+    ``unrated_as``.
+    """
+
+    source: Literal["file", "osv-api"] = "file"
+    file: str | None = None
+    api_url: str = Field(default="https://api.osv.dev", pattern=r"^https?://[^\s/]+(/\S*)?$")
+    timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+    when_unreachable: Literal["fail", "file"] = "fail"
+    max_severity: Severity = "HIGH"
+    unrated_as: Severity = "CRITICAL"
+    ignore: list[IgnoredAdvisory] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _file_when_needed(self) -> VulnerabilityGate:
+        if self.file is None and (self.source == "file" or self.when_unreachable == "file"):
+            raise ValueError("give `file` (an OSV advisory file) for source: file or when_unreachable: file")
+        ids = [entry.id for entry in self.ignore]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"ignore lists {repeated} more than once; keep one entry each")
+        return self
+
+
 class Gates(StrictModel):
     data_validation: DataValidationGate
     performance: PerformanceGate
     fairness: FairnessGate
     privacy: PrivacyGate
+    # absent: the release gate does not scan the candidate's dependencies
+    vulnerabilities: VulnerabilityGate | None = None
 
 
 class ApprovalPolicy(StrictModel):
@@ -160,6 +207,12 @@ class RetentionPolicy(StrictModel):
     io_log_days: PositiveInt = 90
 
 
+class KeysPolicy(StrictModel):
+    """Signing keys: how old a key that still signs may be before it is due for rotation."""
+
+    rotation_days: Annotated[int, Field(gt=0, le=3650)] = 365
+
+
 class Policy(StrictModel):
     """The whole policy file."""
 
@@ -170,6 +223,9 @@ class Policy(StrictModel):
     drift: DriftPolicy = DriftPolicy()
     alerts: AlertsPolicy = AlertsPolicy()
     retention: RetentionPolicy = RetentionPolicy()
+    # `keys:` in the file; not an attribute named `keys`, which would make the policy look like a
+    # mapping to code that calls dict() on models (Prefect does, on task inputs)
+    signing_keys: KeysPolicy = Field(default_factory=KeysPolicy, alias="keys")
 
     _digest: str = PrivateAttr(default="")
     _path: str = PrivateAttr(default="")

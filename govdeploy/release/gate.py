@@ -15,6 +15,7 @@ from govdeploy.config.policy import Policy
 from govdeploy.errors import PolicyGateError
 from govdeploy.release.evaluation import ModelEvaluation
 from govdeploy.release.validation import ValidationReport
+from govdeploy.release.vulnerabilities import VulnerabilityScan
 
 
 class Check(BaseModel):
@@ -196,6 +197,50 @@ def privacy_checks(evaluation: ModelEvaluation) -> list[Check]:
     return checks
 
 
+def vulnerability_checks(scan: VulnerabilityScan) -> list[Check]:
+    """One check that the SBOM was scanned (failed when it could not be), one failed check per
+    advisory at or above the policy's severity."""
+    threshold = f"no advisory at or above {scan.max_severity}"
+    if scan.error is not None:
+        return [
+            Check(
+                gate="vulnerabilities",
+                name="dependencies scanned",
+                value="not scanned",
+                threshold=threshold,
+                passed=False,
+                reason=scan.error,
+            )
+        ]
+    ignored = [f for f in scan.findings if f.ignored]
+    below = [f for f in scan.findings if not f.blocking and not f.ignored]
+    reason = f"{scan.packages} packages scanned against {scan.source}"
+    if scan.fallback:
+        reason += f" (the advisory service could not be reached: {scan.fallback})"
+    reason += "".join(f"; below {scan.max_severity}: {f.reason}" for f in below[:5])
+    reason += "".join(f"; ignored by the policy ({f.ignored}): {f.reason}" for f in ignored[:5])
+    summary = Check(
+        gate="vulnerabilities",
+        name="dependencies scanned",
+        value=f"{scan.packages} packages, {len(scan.blocking)} blocking, {len(below)} below "
+        f"{scan.max_severity}, {len(ignored)} ignored",
+        threshold=threshold,
+        passed=True,
+        reason=reason,
+    )
+    return [summary] + [
+        Check(
+            gate="vulnerabilities",
+            name=f"{f.advisory} in {f.package} {f.version}",
+            value=f.counted_as if f.severity else f"{f.counted_as} (unrated)",
+            threshold=f"below {scan.max_severity}",
+            passed=False,
+            reason=f.reason,
+        )
+        for f in scan.blocking
+    ]
+
+
 def decide(
     policy: Policy,
     model: str,
@@ -205,9 +250,11 @@ def decide(
     champion: ModelEvaluation | None = None,
     champion_version: str | None = None,
     digest: str | None = None,
+    vulnerabilities: VulnerabilityScan | None = None,
 ) -> GateReport:
     """Apply every rule of the policy's gates to the evidence; ``digest`` is what the decision records
-    (the governance digest; the policy file's own digest by default)."""
+    (the governance digest; the policy file's own digest by default). A policy with a vulnerability
+    gate needs the scan of the candidate's SBOM: without it the gate fails."""
     checks = [
         validation_check(validation),
         *performance_checks(policy, candidate),
@@ -215,6 +262,16 @@ def decide(
         *fairness_checks(policy, candidate),
         *privacy_checks(candidate),
     ]
+    gate = policy.gates.vulnerabilities
+    if gate is not None:
+        checks += vulnerability_checks(
+            vulnerabilities
+            or VulnerabilityScan(
+                source=gate.source,
+                max_severity=gate.max_severity,
+                error="the policy has a vulnerability gate but the candidate's SBOM was not scanned",
+            )
+        )
     return GateReport(model=model, version=version, policy_digest=digest or policy.digest, checks=checks)
 
 

@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import tempfile
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from govdeploy.config.approvers import Approvers
 from govdeploy.config.settings import Settings
-from govdeploy.config.trust import Role, load_trust
+from govdeploy.config.trust import DATES, Role, TrustedKey, load_trust
 from govdeploy.errors import ConfigError
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
@@ -45,13 +46,13 @@ def _write_private(path: Path, data: bytes) -> None:
         out.write(data)
 
 
-def _pem_private(key: PrivateKey) -> bytes:
+def pem_private(key: PrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
 
 
-def _pem_public(key: PrivateKey) -> bytes:
+def pem_public(key: PrivateKey) -> bytes:
     return key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -60,8 +61,8 @@ def _pem_public(key: PrivateKey) -> bytes:
 def _create_pair(private_path: Path, key: PrivateKey) -> bool:
     if private_path.exists():
         return False
-    _write_private(private_path, _pem_private(key))
-    private_path.with_suffix(".pub").write_bytes(_pem_public(key))
+    _write_private(private_path, pem_private(key))
+    private_path.with_suffix(".pub").write_bytes(pem_public(key))
     return True
 
 
@@ -212,20 +213,79 @@ def approver_keys(approvers: Approvers, keys_dir: Path) -> dict[str, ed25519.Ed2
 
 def signing_key(settings: Settings, role: Role) -> Path:
     """The private key this process signs ``role`` statements with (a mounted secret, or the
-    development key in the keys directory)."""
+    development key in the keys directory), once checked to be a key the role may sign with now:
+    its public key pinned in ``trust.yaml`` and neither retired nor outside its dates. ConfigError
+    otherwise (a retired key signs nothing new)."""
     given = {
         "candidate": settings.candidate_key,
         "release": settings.release_key,
         "serving": settings.serving_key,
     }
-    return given.get(role) or settings.keys_dir / f"{role}.key"
+    path = given.get(role) or settings.keys_dir / f"{role}.key"
+    _may_sign(settings, role, path)
+    return path
 
 
-def trusted_keys(settings: Settings, role: Role) -> list[Path]:
-    """PEM files of the ``role`` keys pinned in ``trust.yaml`` and valid now, each checked to be a
-    key of the role's algorithm; ConfigError (fail closed) when there is none or one is unusable."""
+def fingerprint(pem: bytes) -> str:
+    """SHA-256 (hex) of a PEM public key's DER encoding: how records and messages name a key."""
+    key = serialization.load_pem_public_key(pem)
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def entry_pem(entry: TrustedKey, keys_dir: Path, role: Role) -> bytes:
+    """The PEM public key of a ``trust.yaml`` entry (its key file, or the inline PEM)."""
+    if entry.public_key is not None:
+        return entry.public_key.encode()
+    return _read(keys_dir / str(entry.key_file), f"trusted {role} key")
+
+
+def _may_sign(settings: Settings, role: Role, path: Path) -> None:
+    private = _load_private(path, f"{role} signing key")
+    if not isinstance(private, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
+        raise ConfigError(f"{role} signing key {path} is neither an ECDSA nor an Ed25519 key")
+    mine = fingerprint(pem_public(private))
+    now = datetime.now(UTC)
+    entries = [
+        e for e in load_trust(settings.trust_path).roles[role] if _pinned(e, settings.keys_dir, role) == mine
+    ]
+    if any(entry.signs_at(now) for entry in entries):
+        return
+    if not entries:
+        raise ConfigError(
+            f"the {role} signing key {path} (sha256 {mine[:16]}) is not a trusted {role} key of "
+            f"{settings.trust_path}; sign with the role's current key, or pin this one under roles.{role}"
+        )
+    dates = "; ".join(
+        ", ".join(f"{name} {getattr(e, name).isoformat()}" for name in DATES if getattr(e, name))
+        for e in entries
+    )
+    raise ConfigError(
+        f"the {role} signing key {path} (sha256 {mine[:16]}) may not sign now ({dates} in "
+        f"{settings.trust_path}): a retired key signs nothing new; sign with the role's current key"
+    )
+
+
+def _pinned(entry: TrustedKey, keys_dir: Path, role: Role) -> str | None:
+    """The fingerprint of an entry's key; None when its file is missing or is no public key."""
+    try:
+        return fingerprint(entry_pem(entry, keys_dir, role))
+    except (ConfigError, ValueError, TypeError):
+        return None
+
+
+def trusted_keys(settings: Settings, role: Role, signed_at: datetime | None = None) -> list[Path]:
+    """PEM files of the ``role`` keys pinned in ``trust.yaml`` that a signature may verify under now,
+    each checked to be a key of the role's algorithm; ConfigError (fail closed) when the role has no
+    key that may sign now, or one is unusable.
+
+    Retired keys are included, after the current ones: they keep verifying what they signed. With
+    ``signed_at`` (material that carries a signed time: serving records, audit records) only the
+    keys that could sign at that time."""
+    trust = load_trust(settings.trust_path)
+    trust.keys(role)
     found = []
-    for entry in load_trust(settings.trust_path).keys(role):
+    for entry in trust.verifying(role, signed_at=signed_at):
         what = f"trusted {role} key"
         path = settings.keys_dir / entry.key_file if entry.key_file else _inline_pem(entry.public_key or "")
         if role == "audit":

@@ -24,6 +24,26 @@ def test_bundled_policy_loads_with_its_digest() -> None:
     assert policy.gates.performance.minimums["roc_auc"] == 0.75
     assert set(policy.gates.fairness.attributes) == {"gender", "age_band"}
     assert policy.canary.steps[-1] == 100
+    assert policy.signing_keys.rotation_days == 365
+    vulnerabilities = policy.gates.vulnerabilities
+    assert vulnerabilities is not None and vulnerabilities.max_severity == "HIGH"
+    assert (CONFIG_DIR / str(vulnerabilities.file)).is_file()
+
+
+def test_sections_added_later_have_defaults(tmp_path: Path) -> None:
+    """A policy written before the vulnerability gate and key rotation still loads: no scan, 365 days."""
+    start = POLICY.index("  vulnerabilities:")
+    end = POLICY.index("\napproval:")
+    older = POLICY[:start] + POLICY[end + 1 :]
+    older = older[: older.index("\nkeys:")] + "\n"
+    policy = load_policy(write(tmp_path, older))
+    assert policy.gates.vulnerabilities is None and policy.signing_keys.rotation_days == 365
+    ignored = POLICY.replace(
+        "    ignore: []",
+        "    ignore: [{id: CVE-2024-1, reason: 'not reachable from our code', until: 2027-01-31}]",
+    )
+    gate = load_policy(write(tmp_path, ignored)).gates.vulnerabilities
+    assert gate is not None and str(gate.ignore[0].until) == "2027-01-31"
 
 
 def test_digest_changes_with_any_edit(tmp_path: Path) -> None:
@@ -51,6 +71,29 @@ def test_digest_changes_with_any_edit(tmp_path: Path) -> None:
             "    pii_columns: [email, phone, ssn]",
             "personal data is never a feature",
         ),
+        (
+            "    max_severity: HIGH",
+            "    max_severity: SEVERE",
+            "key 'gates.vulnerabilities.max_severity' = 'SEVERE'",
+        ),
+        ("    source: file ", "    source: nvd ", "key 'gates.vulnerabilities.source' = 'nvd'"),
+        (
+            "    file: advisories/pypi-seed.osv.json",
+            "",
+            "give `file` (an OSV advisory file) for source: file",
+        ),
+        (
+            "    ignore: []",
+            "    ignore: [{id: CVE-2024-1, reason: short}]",
+            "key 'gates.vulnerabilities.ignore.0.reason' = 'short'",
+        ),
+        (
+            "    ignore: []",
+            "    ignore: [{id: X-1, reason: 'does not apply here'}, {id: X-1, reason: 'does not apply here'}]",
+            "ignore lists ['X-1'] more than once",
+        ),
+        ("  rotation_days: 365", "  rotation_days: 0", "key 'keys.rotation_days' = 0"),
+        ("  rotation_days: 365", "  rotation_days: 4000", "key 'keys.rotation_days' = 4000"),
     ],
 )
 def test_invalid_values_are_named(tmp_path: Path, old: str, new: str, expected: str) -> None:

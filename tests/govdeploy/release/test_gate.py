@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from govdeploy.config.governance import Governance, load_governance
@@ -10,6 +13,7 @@ from govdeploy.release.evaluation import evaluate_model, privacy_findings
 from govdeploy.release.gate import decide, require_pass
 from govdeploy.release.training import fit
 from govdeploy.release.validation import validate_frame
+from govdeploy.release.vulnerabilities import VulnerabilityScan, scan
 from tests.conftest import CONFIG_DIR
 
 
@@ -37,12 +41,35 @@ def test_fair_model_passes_every_check(gov: Governance, evaluation_data, validat
     evaluation = evaluate_model(
         trained(gov, 7), evaluation_data, gov.spec, gov.spec.features, gov.policy.gates.privacy
     )
-    report = decide(gov.policy, "credit-risk", "1", validation, evaluation)
+    report = decide(gov.policy, "credit-risk", "1", validation, evaluation, vulnerabilities=clean_scan(gov))
     assert report.passed, report.summary()
     assert report.policy_digest == gov.policy.digest
     names = {c.name for c in report.checks}
-    assert {"roc_auc minimum", "gender demographic parity difference", "no PII in feature values"} <= names
+    assert {
+        "roc_auc minimum",
+        "gender demographic parity difference",
+        "no PII in feature values",
+        "dependencies scanned",
+    } <= names
     require_pass(report)
+
+
+def clean_scan(gov: Governance) -> VulnerabilityScan:
+    sbom = json.loads((Path(__file__).parent / "osv" / "sbom.cdx.json").read_text())
+    assert gov.policy.gates.vulnerabilities is not None
+    return scan(sbom, gov.policy.gates.vulnerabilities, CONFIG_DIR)
+
+
+def test_a_policy_with_a_vulnerability_gate_fails_without_the_scan(
+    gov: Governance, evaluation_data, validation
+) -> None:
+    evaluation = evaluate_model(
+        trained(gov, 7), evaluation_data, gov.spec, gov.spec.features, gov.policy.gates.privacy
+    )
+    report = decide(gov.policy, "credit-risk", "1", validation, evaluation)
+    [failed] = report.failures
+    assert (failed.gate, failed.value) == ("vulnerabilities", "not scanned")
+    assert "the candidate's SBOM was not scanned" in report.summary()
 
 
 def test_biased_model_fails_fairness_with_a_plain_reason(
