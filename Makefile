@@ -20,10 +20,12 @@ $(STAMP): $(LOCK) $(DEV_LOCK) pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/govdeploy demo
 
-## test: install, then lint, type-check and run the whole test suite (starts its own servers)
+## test: install, then lint, type-check, check compliance of the shipped config (no server needed)
+## and run the whole test suite (starts its own servers)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/govdeploy compliance check
 	$(PY) -m pytest -q -ra
 
 ## test-unit: only the tests that start no server

@@ -337,8 +337,39 @@ def run_demo(settings: Settings, progress: Callable[[str], None], console: Conso
             + ("" if trail.ok else ": " + "; ".join(trail.problems)),
         )
     )
+    outcomes.append(_evidence_outcome(settings))
     _report(outcomes, settings, console)
     return all(o.as_expected for o in outcomes)
+
+
+def _evidence_outcome(settings: Settings) -> StepResult:
+    """Export the champion's evidence pack to .govdeploy/evidence/<model>-v<N> and verify it offline."""
+    import shutil
+
+    from govdeploy.evidence.collect import collect
+    from govdeploy.evidence.pack import write_pack
+    from govdeploy.evidence.verify import verify_pack
+    from govdeploy.trust.keys import load_ed25519_private
+
+    step = "govdeploy evidence export/verify (champion)"
+    champion = rollout.serving_champion(settings, MODEL)
+    if champion is None:
+        return StepResult(step, "verified", "no champion", "no signed serving record names a champion")
+    out = settings.state_dir / "evidence" / f"{MODEL}-v{champion}"
+    shutil.rmtree(out, ignore_errors=True)
+    try:
+        key = load_ed25519_private(settings.keys_dir / "audit.key", "audit signing key")
+        written = write_pack(collect(settings, MODEL, champion), out, key)
+    except GovdeployError as exc:
+        return StepResult(step, "verified", "not exported", str(exc))
+    report = verify_pack(out, (settings.keys_dir / "audit.pub").read_bytes())
+    detail = f"{out} ({written.files} files, audit key sha256 {written.fingerprint[:16]}…); open report.html"
+    return StepResult(
+        step,
+        "verified",
+        "verified" if report.ok else "BROKEN",
+        detail if report.ok else "; ".join(report.problems),
+    )
 
 
 def _report(outcomes: list[StepResult], settings: Settings, console: Console) -> None:

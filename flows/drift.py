@@ -67,8 +67,10 @@ def _check(
     version = serving_version(model)
     reference = load_reference(model, version, config.spec)
 
-    # Stage 3: the window of gateway traffic (fails with the reason when too small or unreadable)
-    begin, stop = window_bounds(window_hours or policy.window_hours, end, start)
+    # Stage 3: the window of gateway traffic (fails with the reason when too small, unreadable or
+    # reaching past the I/O log's retention)
+    retention = config.policy.retention.io_log_days
+    begin, stop = window_bounds(window_hours or policy.window_hours, end, start, retention)
     window = load_window(model, version, config.spec, begin, stop, policy.min_rows)
 
     # Stage 4: measurement and the policy's decision

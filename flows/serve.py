@@ -4,9 +4,10 @@ Before serving, the runs of these deployments that a previous deployments proces
 Running or Paused are ended as Crashed, recorded and alerted (``govdeploy.release.recovery``).
 
 Besides the deployments started by hand, this defines the drift loop as code: a nightly ``drift``
-deployment per catalogued model (cron from the policy), and two automations (deployment triggers)
-that an operator sees, and can pause, in the Prefect UI: ``govdeploy.drift.detected`` runs
-``retrain``, ``govdeploy.rollback.requested`` runs ``rollback``.
+deployment per catalogued model (cron from the policy), a nightly ``compliance`` deployment
+(retention of the I/O log and the compliance checks; cron ``retention.schedule``), and two
+automations (deployment triggers) that an operator sees, and can pause, in the Prefect UI:
+``govdeploy.drift.detected`` runs ``retrain``, ``govdeploy.rollback.requested`` runs ``rollback``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 
 from flows.canary import canary, canary_abort, canary_watch
+from flows.compliance import compliance
 from flows.drift import drift
 from flows.release import release
 from flows.retrain import retrain
@@ -75,6 +77,11 @@ def deployments() -> list[Any]:
     ]
     return [
         *nightly,
+        compliance.to_deployment(
+            name="nightly-compliance",
+            description="Nightly: delete the I/O log past retention, then run every compliance check.",
+            schedules=[CronSchedule(cron=policy.retention.schedule, timezone="UTC")],
+        ),
         canary.to_deployment(
             name="canary",
             description="Canary a promoted challenger through the gateway.",

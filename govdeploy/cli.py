@@ -10,6 +10,8 @@ Examples:
     govdeploy train --model credit-risk --rows 5000 --submitter dana --key .govdeploy/keys/approvers/dana.key
     govdeploy release --model credit-risk --version 1
     govdeploy demo                    the end-to-end scenario on the local stack
+    govdeploy compliance check --json checks as code (exit 0 pass, 1 fail, 2 could not run)
+    govdeploy retention enforce --dry-run
     govdeploy down
 """
 
@@ -560,6 +562,66 @@ def audit_show(
     console.print(table)
 
 
+evidence_app = typer.Typer(help="Evidence packs for auditors (offline, signed).", no_args_is_help=True)
+app.add_typer(evidence_app, name="evidence")
+
+
+@evidence_app.command("export")
+def evidence_export(
+    model_uri: Annotated[str, typer.Argument(help="models:/NAME/VERSION, models:/NAME@ALIAS or NAME@ALIAS")],
+    out: Annotated[Path, typer.Option(help="New directory for the pack.")],
+) -> None:
+    """Write one self-contained, signed evidence pack of a version (verified files, gate, approvals,
+    serving periods, audit chain proof, report.html, control matrix)."""
+    from govdeploy.evidence.collect import collect, parse_target
+    from govdeploy.evidence.pack import write_pack
+    from govdeploy.trust.keys import load_ed25519_private
+
+    settings = get_settings()
+    _use_stack(settings)
+    try:
+        name, version = parse_target(model_uri, settings.mlflow_url)
+        key = load_ed25519_private(settings.keys_dir / "audit.key", "audit signing key")
+        written = write_pack(collect(settings, name, version), out, key)
+    except GovdeployError as exc:
+        raise CommandFailed("evidence export", exc) from exc
+    console.print(
+        f"[green]exported[/green] {name} v{version} to {written.directory} ({written.files} files)\n"
+        f"  manifest signed by the audit key sha256 {written.fingerprint}\n"
+        "  compare it with the pinned audit key; verify: 'govdeploy evidence verify DIR --public-key PEM'",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+@evidence_app.command("verify")
+def evidence_verify(
+    directory: Annotated[Path, typer.Argument(help="The evidence pack directory.")],
+    public_key: Annotated[
+        Path | None, typer.Option(help="The pinned audit public key (PEM); default: the pack's own.")
+    ] = None,
+) -> None:
+    """Check a pack offline: signed manifest, every file's digest, audit chain and anchors, serving
+    record signatures, model-signing bundles. Exit 1 naming each problem."""
+    from rich.markup import escape
+
+    from govdeploy.evidence.verify import verify_pack
+
+    report = verify_pack(directory, public_key.read_bytes() if public_key else None)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning[/yellow]: {escape(warning)}", soft_wrap=True)
+    if not report.ok:
+        listed = "".join(f"\n  - {problem}" for problem in report.problems)
+        raise CommandFailed(
+            "evidence verify", GovdeployError(f"{directory}: {len(report.problems)} problem(s):{listed}")
+        )
+    console.print(
+        f"[green]evidence pack intact[/green] (audit key sha256 {report.fingerprint})", soft_wrap=True
+    )
+    for line in report.summary:
+        console.print(f"  {escape(line)}", soft_wrap=True)
+
+
 canary_app = typer.Typer(
     help="Canary releases: `govdeploy canary --model M --version V` runs one; `canary abort` ends one.",
     invoke_without_command=True,
@@ -676,6 +738,100 @@ def demo() -> None:
         raise CommandFailed("demo", exc) from exc
     if not ok:
         raise typer.Exit(1)
+
+
+retention_app = typer.Typer(
+    help="Retention of the I/O log (policy retention.io_log_days).", no_args_is_help=True
+)
+compliance_app = typer.Typer(help="Compliance checks as code.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
+app.add_typer(compliance_app, name="compliance")
+
+
+@retention_app.command("enforce")
+def retention_enforce(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what is past retention; delete nothing.")
+    ] = False,
+) -> None:
+    """Delete the I/O log's days past retention.io_log_days, in the bucket (every version; never one
+    under Object Lock) and in the gateway's <state>/iolog; each day deleted is an audit record.
+
+    Example: govdeploy retention enforce --dry-run
+    """
+    from govdeploy.config.policy import load_policy
+    from govdeploy.monitoring.retention import enforce
+
+    settings = get_settings()
+    try:
+        report = enforce(settings, load_policy(settings.policy_path), dry_run=dry_run)
+    except GovdeployError as exc:
+        raise CommandFailed("retention enforce", exc) from exc
+    verb = "would delete" if dry_run else "deleted"
+    for day in report.deleted:
+        extra = f", {day.locked} kept under Object Lock" if day.locked else ""
+        extra += f", {day.unshipped} never shipped" if day.unshipped else ""
+        console.print(
+            f"{verb} {day.where} {day.day}: {day.count} objects, {day.bytes} bytes{extra}", highlight=False
+        )
+    if report.problems:
+        raise CommandFailed("retention enforce", GovdeployError("; ".join(report.problems)))
+    console.print(
+        f"[green]retention[/green]: {len(report.deleted)} day(s) {verb}; I/O log kept from "
+        f"{report.first_kept_day} on ({report.io_log_days} days)"
+    )
+
+
+@compliance_app.command("check")
+def compliance_check(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the JSON report to this file.")
+    ] = None,
+    registry: Annotated[
+        bool,
+        typer.Option("--registry", help="Also check the running stack: bucket retention, serving evidence."),
+    ] = False,
+    expiry_days: Annotated[
+        int, typer.Option(help="Report keys whose valid_until is this close.", min=0)
+    ] = 30,
+) -> None:
+    """Check the configuration, keys and retention (and with --registry the serving versions'
+    evidence): exit 0 when every check passes, 1 when one fails, 2 when one could not run.
+
+    Example: govdeploy compliance check --json --out compliance.json
+    """
+    from govdeploy.compliance.suite import check
+    from govdeploy.serving.gateway.access import load_access
+
+    try:  # exit 2: the check could not run
+        settings = get_settings()
+        if registry:
+            _use_stack(settings)
+    except (GovdeployError, ValidationError) as exc:
+        reason = _settings_problems(exc) if isinstance(exc, ValidationError) else str(exc)
+        print(f"compliance check could not run: {reason}", file=sys.stderr)
+        raise typer.Exit(2) from exc
+    report = check(settings, load_access, stack=registry, expiry_days=expiry_days)
+    if out is not None:
+        out.write_text(report.to_json() + "\n", encoding="utf-8")
+    if as_json:
+        print(report.to_json())
+    else:
+        console.print(_compliance_table(report))
+    raise typer.Exit(report.exit_code)
+
+
+def _compliance_table(report: Any) -> Table:
+    from rich.text import Text
+
+    colours = {"pass": "green", "fail": "red", "error": "yellow", "skip": "dim"}
+    table = Table(title=f"govdeploy compliance check: {report.status} ({report.checked_at})")
+    for column in ("check", "status", "summary"):
+        table.add_column(column, overflow="fold")
+    for result in report.checks:
+        table.add_row(result.name, Text(result.status, style=colours[result.status]), Text(result.summary))
+    return table
 
 
 def _settings_problems(error: ValidationError) -> str:

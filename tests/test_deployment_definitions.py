@@ -176,9 +176,15 @@ def test_the_nightly_drift_runs_on_the_policys_cron_for_every_catalogued_model(s
 
 
 def test_the_health_check_waits_for_every_served_deployment(served: dict[str, Definition]) -> None:
-    """``up`` reports the deployments process healthy once these exist (the nightly ones follow the
-    catalog and are not waited for)."""
-    assert set(DEPLOYMENTS) == {name for name in served if not name.startswith("drift/nightly-")}
+    """``up`` reports the deployments process healthy once these exist (the scheduled nightly ones
+    are not waited for: the drift ones follow the catalog, and none is started by hand)."""
+    assert set(DEPLOYMENTS) == {name for name in served if "/nightly-" not in name}
+
+
+def test_the_nightly_compliance_runs_on_the_policys_retention_cron(spec: dict[str, Any]) -> None:
+    (nightly,) = [d for d in spec["deployments"] if d["name"] == "nightly-compliance"]
+    policy = load_policy(ROOT / "config" / "policy.yaml")
+    assert [(s["cron"], s["timezone"]) for s in nightly["schedules"]] == [(policy.retention.schedule, "UTC")]
 
 
 def test_each_deployment_goes_to_the_pool_chosen_at_deploy_time(spec: dict[str, Any]) -> None:
@@ -217,4 +223,5 @@ def test_runs_get_the_private_keys_of_the_role_they_sign_as(spec: dict[str, Any]
         "rollback": "govdeploy-serving-key",
         "drift": None,
         "nightly-credit-risk": None,
+        "nightly-compliance": None,
     }

@@ -178,9 +178,13 @@ class DriftPolicy(StrictModel):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        if len(value.split()) != 5:
-            raise ValueError(f"schedule {value!r} is not a 5-field cron expression, e.g. '0 2 * * *'")
-        return value
+        return _cron(value)
+
+
+def _cron(value: str) -> str:
+    if len(value.split()) != 5:
+        raise ValueError(f"schedule {value!r} is not a 5-field cron expression, e.g. '0 2 * * *'")
+    return value
 
 
 class AlertsPolicy(StrictModel):
@@ -201,10 +205,17 @@ class AlertsPolicy(StrictModel):
 
 
 class RetentionPolicy(StrictModel):
-    """How long evidence is kept."""
+    """How long evidence is kept, and when the nightly ``compliance`` flow deletes the I/O log's days
+    past ``io_log_days`` and runs the compliance checks."""
 
     audit_days: PositiveInt = 2555
     io_log_days: PositiveInt = 90
+    schedule: str = "0 3 * * *"
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return _cron(value)
 
 
 class KeysPolicy(StrictModel):

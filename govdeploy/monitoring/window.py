@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from govdeploy.config.catalog import ModelSpec
 from govdeploy.errors import DataError
+from govdeploy.monitoring.retention import check_window_start
 from govdeploy.release.reference import PREDICTION
 from govdeploy.trust.request_ids import RequestIds
 
@@ -50,12 +51,19 @@ class Window:
         return joined
 
 
-def window_bounds(hours: float, end: str | None, start: str | None = None) -> tuple[datetime, datetime]:
-    """[start, end) in UTC from ISO 8601 times; ``end`` defaults to now, ``start`` to ``end - hours``."""
+def window_bounds(
+    hours: float, end: str | None, start: str | None = None, io_log_days: int | None = None
+) -> tuple[datetime, datetime]:
+    """[start, end) in UTC from ISO 8601 times; ``end`` defaults to now, ``start`` to ``end - hours``.
+
+    With ``io_log_days`` (the policy's ``retention.io_log_days``) a start older than the retention
+    is refused: those records are deleted, and the window would miss them without a word."""
     stop = _utc(end, "end") if end else datetime.now(UTC)
     begin = _utc(start, "start") if start else stop - timedelta(hours=hours)
     if begin >= stop:
         raise DataError(f"the window start {begin.isoformat()} is not before its end {stop.isoformat()}")
+    if io_log_days is not None:
+        check_window_start(begin, io_log_days)
     return begin, stop
 
 
