@@ -100,15 +100,19 @@ def test_a_canary_step_nobody_followed_up_gets_no_traffic_at_the_gateway(
     older than the policy's step limit sends nothing to its challenger, and says why."""
     candidate = train_as("dana", model=MODEL, rows=2000, seed=66)
     promote_now(stack, candidate, alias="challenger")
+    assert _reload(stack)["challenger"] == candidate["version"]  # loaded and verified at weight 0
     long_ago = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
     monkeypatch.setattr(serving_records, "now", lambda: long_ago)  # the step was signed 10 min ago
-    rollout.set_weight(stack, MODEL, candidate["version"], 50, "test")
+    stale = rollout.set_weight(stack, MODEL, candidate["version"], 50, "test")
     monkeypatch.undo()
     info = _reload(stack)
-    assert (info["challenger"], info["challenger_weight"]) == (candidate["version"], 0), info
-    assert any("its canary has not moved for" in p for p in info["problems"]), info["problems"]
+    # canary-watch (every minute) ends such a canary durably too; it may get there first
+    if rollout.serving_now(stack, MODEL) == stale:
+        assert (info["challenger"], info["challenger_weight"]) == (candidate["version"], 0), info
+        assert any("its canary has not moved for" in p for p in info["problems"]), info["problems"]
     assert served_versions(stack) == {champion["version"]}
-    assert canary_abort(model=MODEL, reason="stale")["aborted"] == candidate["version"]
+    assert canary_abort(model=MODEL, reason="stale")["aborted"] in (candidate["version"], None)
+    assert rollout.serving_now(stack, MODEL).challenger is None  # type: ignore[union-attr]
 
 
 def test_abort_ends_a_canary_by_hand(stack: Settings, champion: dict[str, Any]) -> None:
@@ -214,7 +218,13 @@ def test_prefect_stopped_mid_canary_leaves_no_challenger_serving_once_it_is_back
     assert record is not None and (record.champion, record.challenger) == (champion["version"], None)
     assert record.action == "canary-abort"
     assert served_versions(stack) == {champion["version"]}
-    ending = [r.action for r in records(stack, MODEL) if r.version == candidate["version"]]
-    assert {"canary.aborted", "canary.orphaned"} & set(ending), ending
+    # the run's fail-safe, canary-watch, or (when the restart cut the fail-safe short after its
+    # signed record) the next deployments process records how the canary ended
+    outcomes = {"canary.aborted", "canary.orphaned", "run.abandoned"}
+
+    def ending() -> list[str]:
+        return [r.action for r in records(stack, MODEL) if r.version == candidate["version"]]
+
+    assert poll(lambda: outcomes & set(ending()), timeout=120, interval=2.0), ending()
     state = flow_runs.read_run(run_id).state
     assert state is None or not state.is_completed()  # the run never claims success
