@@ -7,9 +7,10 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from govdeploy.backends.storage import s3_client
 from govdeploy.config.settings import Settings
 from govdeploy.monitoring.iorecords import read_batches
 from govdeploy.polling import poll
+from govdeploy.serving import gateway_client
 from govdeploy.serving.rollout import publish, serving_now
 from govdeploy.stack import process
 from govdeploy.trust.keys import master_key
@@ -293,6 +295,55 @@ def test_two_gateway_processes_agree_on_the_serving_state(
         # the second one picks it up by polling
         poll(lambda: answers() == {newer["version"]}, timeout=30)
         assert answers() == {newer["version"]}
+
+
+def test_three_replicas_converge_share_the_kill_switch_and_add_up_their_metrics(
+    stack: Settings, served: dict[str, Any], tmp_path: Path
+) -> None:
+    """Three gateway processes, each with a state directory of its own: a kill sent to one holds on
+    all within one refresh (it is in the signed serving record), a revive sent to another ends it
+    everywhere, a reload fans out to all, and a canary reads their metrics summed."""
+    refresh = 0.5
+    with ExitStack() as running:
+        urls = []
+        for n in range(3):
+            state = tmp_path / f"replica-{n}"
+            shutil.copytree(stack.keys_dir, state / "keys")
+            env = {"GOVDEPLOY_STATE_DIR": str(state), "GOVDEPLOY_REFRESH_SECONDS": str(refresh)}
+            urls.append(running.enter_context(extra_gateway(tmp_path, env)).url)
+        replicas = stack.model_copy(update={"gateway_replicas": urls})
+        deployer, bench = key(stack, "deployer"), key(stack, "bench")
+
+        def statuses() -> list[int]:
+            return [
+                httpx.post(
+                    f"{url}/v1/models/{MODEL}/predict", json={"inputs": ROW}, headers=bench
+                ).status_code
+                for url in urls
+            ]
+
+        assert poll(lambda: statuses() == [200, 200, 200], timeout=30)
+        before = gateway_client.model_metrics(replicas, MODEL)[served["version"]].requests
+        for n, url in enumerate(urls):
+            for _ in range(n + 2):
+                httpx.post(f"{url}/v1/models/{MODEL}/predict", json={"inputs": ROW}, headers=bench)
+        after = gateway_client.model_metrics(replicas, MODEL)[served["version"]].requests
+        assert after - before == 2 + 3 + 4
+
+        killed = httpx.post(
+            f"{urls[0]}/v1/models/{MODEL}/kill", json={"reason": "replicas"}, headers=deployer
+        )
+        try:
+            assert killed.status_code == 200, killed.text
+            started = time.monotonic()
+            assert poll(lambda: statuses() == [503, 503, 503], timeout=10, interval=0.1)
+            assert time.monotonic() - started < 2 * refresh + 2  # within one refresh (and some slack)
+        finally:
+            revived = httpx.post(f"{urls[2]}/v1/models/{MODEL}/revive", headers=deployer)
+        assert revived.status_code == 200, revived.text
+        assert poll(lambda: statuses() == [200, 200, 200], timeout=10, interval=0.1)
+        assert gateway_client.reload(replicas, MODEL) is None
+    assert gateway_client.reload(stack, MODEL) is None  # the session's gateway saw the kill too
 
 
 @dataclass
