@@ -323,11 +323,13 @@ def test_three_replicas_converge_share_the_kill_switch_and_add_up_their_metrics(
             ]
 
         assert poll(lambda: statuses() == [200, 200, 200], timeout=30)
-        before = gateway_client.model_metrics(replicas, MODEL)[served["version"]].requests
+        champion = httpx.post(f"{urls[0]}/v1/models/{MODEL}/predict", json={"inputs": ROW}, headers=bench)
+        version = champion.json()["version"]  # the serving champion (earlier tests may have promoted)
+        before = gateway_client.model_metrics(replicas, MODEL)[version].requests
         for n, url in enumerate(urls):
             for _ in range(n + 2):
                 httpx.post(f"{url}/v1/models/{MODEL}/predict", json={"inputs": ROW}, headers=bench)
-        after = gateway_client.model_metrics(replicas, MODEL)[served["version"]].requests
+        after = gateway_client.model_metrics(replicas, MODEL)[version].requests
         assert after - before == 2 + 3 + 4
 
         killed = httpx.post(
