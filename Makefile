@@ -44,7 +44,8 @@ status: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
-## bench: gateway vs `mlflow models serve` (needs the stack with a champion: run `make demo` first, and wrk)
+## bench: gateway vs Seldon MLServer (adaptive batching, its own venv made on the first run) and
+## `mlflow models serve` (needs the stack with a champion: run `make demo` first, and wrk)
 bench: $(STAMP)
 	$(PY) benchmarks/serving.py
 

@@ -1,31 +1,50 @@
-"""Serving benchmark: the governed gateway against `mlflow models serve`, side by side.
+"""Serving benchmark: the governed gateway against Seldon MLServer and `mlflow models serve`.
 
-Needs the local stack with a promoted champion (`make demo` leaves one). Starts, on free ports,
-`mlflow models serve` (1 worker) on the champion's verified model files and a dedicated gateway with
-every control on (API key auth, rate limits, I/O logging, metrics, canary routing), loads each with
-wrk (32 connections, one row per request) and prints requests/s, p50/p99, the ratio, and the
-gateway's I/O records against its responses.
+Needs the local stack with a promoted champion (`make demo` leaves one) and wrk (`apt-get update &&
+apt-get install -y wrk` on Debian). The peers serve the champion's verified model files, one after
+the other, each alone on a free port:
 
-    .venv/bin/python benchmarks/serving.py [--seconds 20] [--connections 32]
+- `mlflow models serve` (1 worker) on the verified model directory;
+- Seldon MLServer 1.7 with adaptive batching (32 rows, 3 ms), 1 and 2 inference workers, in its own
+  virtual environment (benchmarks/mlserver.py; created under <state>/bench/ on the first run);
+- the gateway with every control on (API keys, rate limits, encrypted I/O log, metrics, canary
+  routing, alerts) in --gateway-workers processes (default: every core).
+
+Each is loaded with wrk (2 threads, 32 connections, one row per request); the script prints
+requests/s, p50/p99, errors and the CPU milliseconds the peer's processes spent per request, the
+ratios gateway / MLServer (its best) and gateway / mlflow, and the gateway's I/O records (read
+back after SIGTERM) against the prediction responses its /metrics counted. Another job on the
+machine makes the figures noisy: --rounds N runs every peer N times, interleaved, and reports the
+median round of each.
+
+    .venv/bin/python benchmarks/serving.py [--seconds 20] [--connections 32] [--rounds 3]
+        [--gateway-workers N] [--no-mlflow]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
-import signal
-import subprocess
+import statistics
 import sys
 import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: `benchmarks` imports
+
+from benchmarks import mlserver
+from benchmarks.load import Load, check_wrk, free_port, server, stop, wrk
 from govdeploy.backends import registry
-from govdeploy.config.settings import get_settings
+from govdeploy.backends.model_files import load_sklearn_model
+from govdeploy.config.settings import Settings, get_settings
 from govdeploy.monitoring.iorecords import read_batches
 from govdeploy.polling import poll
 from govdeploy.stack.components import client_env
@@ -45,188 +64,181 @@ ROW = {
     "region": "north",
 }
 MODEL = "credit-risk"
+GATEWAY = "govdeploy gateway"
 
 
-def free_port() -> int:
-    import socket
+@dataclass
+class Bench:
+    settings: Settings
+    args: argparse.Namespace
+    work: Path
+    env: dict[str, str]
+    model: Any = None  # the champion's fitted pipeline, for MLServer
+    results: dict[str, list[Load]] = field(default_factory=dict)
+    records: list[tuple[int, float]] = field(default_factory=list)  # (I/O records, responses counted)
+    answers: dict[str, float] = field(default_factory=dict)  # each peer's score of ROW
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def wait_for(url: str, timeout: float = 120) -> None:
-    if not poll(lambda: _answers(url), timeout=timeout):
-        raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
+    def load(self, name: str, group: int, url: str, body: dict[str, Any], headers: dict[str, str]) -> None:
+        result = wrk(group, url, body, headers, self.args.seconds, self.args.connections)
+        self.results.setdefault(name, []).append(result)
+        print(f"  {name}: {result.rps:.0f} req/s, p99 {result.p99:.0f} ms", flush=True)
 
 
-def wrk(
-    url: str, body: dict[str, object], headers: dict[str, str], seconds: int, connections: int
-) -> dict[str, float]:
-    script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}"]
-    lines += [
-        f'wrk.headers["{k}"] = "{v}"' for k, v in {"Content-Type": "application/json", **headers}.items()
-    ]
-    script.write_text("\n".join(lines) + "\n")
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    script.unlink()
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": float(_find(r"Requests/sec:\s+([\d.]+)", out)),
-        "p50": _ms(_find(r"50%\s+([\d.]+\w+)", out)),
-        "p99": _ms(_find(r"99%\s+([\d.]+\w+)", out)),
-        "requests": float(_find(r"(\d+) requests in", out)),
-        "errors": float(errors.group(1)) if errors else 0.0,
-    }
+def mlflow_peer(bench: Bench) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(bench.work / "model")]
+    command += ["-h", "127.0.0.1", "-p", str(port), "--env-manager", "local"]
+    with server(command, bench.env, f"http://127.0.0.1:{port}/ping", bench.work / "mlflow.log") as proc:
+        url = f"http://127.0.0.1:{port}/invocations"
+        answer = httpx.post(url, json={"dataframe_records": [ROW]}, timeout=30).json()
+        bench.answers["mlflow models serve (a class, it serves predict)"] = float(answer["predictions"][0])
+        bench.load("mlflow models serve", proc.pid, url, {"dataframe_records": [ROW]}, {})
 
 
-def _find(pattern: str, text: str) -> str:
-    match = re.search(pattern, text)
-    if match is None:
-        raise SystemExit(f"wrk output lacks {pattern!r}:\n{text}")
-    return match.group(1)
+def mlserver_peer(bench: Bench, workers: int) -> None:
+    program = mlserver.environment(bench.settings.state_dir / "bench" / "mlserver-venv")
+    ports = (free_port(), free_port(), free_port())
+    repository = mlserver.model_repository(
+        bench.work / f"mlserver-{workers}", bench.model, MODEL, ports, workers
+    )
+    base = f"http://127.0.0.1:{ports[0]}"
+    command = [str(program), "start", str(repository)]
+    name = f"MLServer, batching, {workers} worker{'s' if workers > 1 else ''}"
+    log = bench.work / f"mlserver-{workers}.log"
+    with server(command, bench.env, f"{base}/v2/models/{MODEL}/ready", log) as proc:
+        url, body = f"{base}/v2/models/{MODEL}/infer", mlserver.v2_request(ROW)
+        bench.answers[name] = mlserver.probability(httpx.post(url, json=body, timeout=30).json())
+        bench.load(name, proc.pid, url, body, {})
 
 
-def _ms(value: str) -> float:
-    number, unit = float(_find(r"([\d.]+)", value)), re.sub(r"[\d.]+", "", value)
-    return number * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+def gateway_peer(bench: Bench) -> None:
+    settings, port = bench.settings, free_port()
+    state = bench.work / f"gateway-{time.monotonic_ns()}"
+    shutil.copytree(settings.keys_dir, state / "keys")
+    env = {**bench.env, "GOVDEPLOY_STATE_DIR": str(state), "GOVDEPLOY_GATEWAY_PORT": str(port)}
+    env["GOVDEPLOY_GATEWAY_WORKERS"] = str(bench.args.gateway_workers)
+    command = [sys.executable, "-m", "govdeploy.serving.gateway.run", "--log-level", "warning"]
+    base = f"http://127.0.0.1:{port}"
+    auditor = {"X-API-Key": (settings.keys_dir / "api" / "auditor.key").read_text()}
+    with server(command, env, f"{base}/healthz", bench.work / "gateway.log") as proc:
+        _every_worker_ready(base, bench.args.gateway_workers, auditor)
+        url = f"{base}/v1/models/{MODEL}/predict"
+        headers = {"X-API-Key": (settings.keys_dir / "api" / "bench.key").read_text()}
+        answer = httpx.post(url, json={"inputs": ROW}, headers=headers, timeout=30)
+        if answer.status_code != 200:
+            log = (bench.work / "gateway.log").read_text()[-2000:]
+            raise SystemExit(f"the gateway answered {answer.status_code}: {answer.text}\n{log}")
+        bench.answers[GATEWAY] = answer.json()["predictions"][0]
+        bench.load(GATEWAY, proc.pid, url, {"inputs": ROW}, headers)
+        time.sleep(1)  # responses wrk stopped waiting for are still answered (and counted)
+        answered = _predictions_counted(httpx.get(f"{base}/metrics", headers=auditor).text)
+        code = stop(proc)
+    if code not in (0, -15):
+        print(f"  the gateway exited with {code}; see {bench.work / 'gateway.log'}")
+    records = [r for r in read_batches(state / "iolog", master_key(settings.keys_dir)) if r.kind == "predict"]
+    bench.records.append((len(records), answered))
+
+
+def _every_worker_ready(base: str, workers: int, headers: dict[str, str]) -> None:
+    """Wait until every worker process answered /healthz (each on a new connection)."""
+    seen: set[int] = set()
+
+    def ready() -> bool:
+        answer = httpx.get(f"{base}/healthz", headers={**headers, "Connection": "close"}, timeout=10)
+        seen.add(answer.json()["worker"]["pid"])
+        return len(seen) == workers
+
+    if not poll(ready, timeout=120, interval=0.05):
+        raise SystemExit(f"only {len(seen)} of {workers} gateway workers answered within 120 s")
+
+
+def _predictions_counted(metrics: str) -> float:
+    pattern = r"^govdeploy_requests_total\{[^}]*\} ([\d.e+]+)$"
+    return sum(float(value) for value in re.findall(pattern, metrics, re.M))
+
+
+def median(loads: list[Load]) -> Load:
+    """The round of median throughput."""
+    return sorted(loads, key=lambda load: load.rps)[(len(loads) - 1) // 2]
+
+
+def report(bench: Bench) -> None:
+    print(f"\n{'':34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU ms/req':>12}")
+    chosen = {name: median(loads) for name, loads in bench.results.items()}
+    for name, load in chosen.items():
+        spread = "" if len(bench.results[name]) == 1 else f"  ({_spread(bench.results[name])})"
+        print(
+            f"{name:34}{load.rps:>9.0f}{load.p50:>9.1f}{load.p99:>9.1f}{load.errors:>8.0f}"
+            f"{load.cpu_ms_per_request:>12.2f}{spread}"
+        )
+    ours = chosen[GATEWAY]
+    peers = {name: load for name, load in chosen.items() if name.startswith("MLServer")}
+    for name, peer in [*peers.items(), *((n, p) for n, p in chosen.items() if n.startswith("mlflow"))]:
+        lower = "lower" if ours.p99 < peer.p99 else "HIGHER"
+        ratio = ours.rps / peer.rps
+        print(f"gateway / {name}: {ratio:.2f}x throughput, p99 {lower} ({ours.p99:.0f} vs {peer.p99:.0f} ms)")
+    whole = all(records == answered for records, answered in bench.records)
+    for records, answered in bench.records:
+        verdict = "equal" if records == answered else "MISMATCH"
+        print(f"gateway I/O records: {records}; prediction responses: {answered:.0f} ({verdict})")
+    if peers:
+        best = max(peers.values(), key=lambda load: load.rps)
+        met = ours.rps >= 2 * best.rps and ours.p99 < best.p99 and whole
+        goal = "goal (>= 2x MLServer's best with a lower p99, records == responses)"
+        print(f"{goal}: {'met' if met else 'NOT met'}")
+    scores = ", ".join(f"{name} {score:.6f}" for name, score in bench.answers.items())
+    print(f"score of the same row: {scores}")
+
+
+def _spread(loads: list[Load]) -> str:
+    rates = [load.rps for load in loads]
+    p99 = statistics.median(load.p99 for load in loads)
+    return f"{min(rates):.0f}-{max(rates):.0f} req/s over {len(rates)} rounds, median p99 {p99:.0f} ms"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--gateway-workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--no-mlflow", action="store_true", help="leave `mlflow models serve` out")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    check_wrk()
     settings = get_settings()
     os.environ.update(client_env(settings))  # the stack's URLs and credentials
     version = registry.alias_version(MODEL, registry.CHAMPION, settings.mlflow_url)
     if version is None:
         raise SystemExit(f"{MODEL} has no champion on {settings.mlflow_url}: run 'make demo' first")
     work = Path(tempfile.mkdtemp(prefix="govdeploy-bench-"))
-    procs: list[subprocess.Popen[bytes]] = []
+    # `mlflow models serve` execs `uvicorn` from PATH
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    bench = Bench(
+        settings, args, work, {**os.environ, "MLFLOW_TRACKING_URI": settings.mlflow_url, "PATH": path}
+    )
     try:
+        roots = load_roots(settings)
         with verified_directory(
-            MODEL,
-            version,
-            roots=load_roots(settings),
-            level="release",
-            tracking_uri=settings.mlflow_url,
-        ) as (directory, _):
+            MODEL, version, roots=roots, level="release", tracking_uri=settings.mlflow_url
+        ) as (
+            directory,
+            _,
+        ):
             shutil.copytree(directory, work / "model")
-        peer_port, gateway_port = free_port(), free_port()
-        # `mlflow models serve` execs `uvicorn` from PATH
-        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        env = {**os.environ, "MLFLOW_TRACKING_URI": settings.mlflow_url, "PATH": path}
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "mlflow",
-                    "models",
-                    "serve",
-                    "-m",
-                    str(work / "model"),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(peer_port),
-                    "--env-manager",
-                    "local",
-                ],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        state = work / "state"
-        shutil.copytree(settings.keys_dir, state / "keys")
-        gateway_env = {**env, "GOVDEPLOY_STATE_DIR": str(state), "GOVDEPLOY_GATEWAY_PORT": str(gateway_port)}
-        gateway = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "govdeploy.serving.gateway.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(gateway_port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            env=gateway_env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(gateway)
-        wait_for(f"http://127.0.0.1:{peer_port}/ping")
-        wait_for(f"http://127.0.0.1:{gateway_port}/healthz")
+            bench.model = load_sklearn_model(directory, f"{MODEL} v{version}").model
+        mlserver.environment(settings.state_dir / "bench" / "mlserver-venv")  # before the clock
         print(
-            f"model {MODEL} v{version}; wrk -t2 -c{args.connections} -d{args.seconds}s, one row per request"
+            f"model {MODEL} v{version}; wrk -t2 -c{args.connections} -d{args.seconds}s, one row per request; "
+            f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before the first run",
+            flush=True,
         )
-        peer = wrk(
-            f"http://127.0.0.1:{peer_port}/invocations",
-            {"dataframe_records": [ROW]},
-            {},
-            args.seconds,
-            args.connections,
-        )
-        key = (settings.keys_dir / "api" / "bench.key").read_text()
-        ours = wrk(
-            f"http://127.0.0.1:{gateway_port}/v1/models/{MODEL}/predict",
-            {"inputs": ROW},
-            {"X-API-Key": key},
-            args.seconds,
-            args.connections,
-        )
-        metrics = httpx.get(
-            f"http://127.0.0.1:{gateway_port}/metrics",
-            headers={"X-API-Key": (settings.keys_dir / "api" / "auditor.key").read_text()},
-        ).text
-        answered = sum(
-            float(m) for m in re.findall(r"^govdeploy_requests_total\{[^}]*\} ([\d.e+]+)$", metrics, re.M)
-        )
-        gateway.send_signal(signal.SIGTERM)
-        gateway.wait(timeout=60)
-        records = [
-            r for r in read_batches(state / "iolog", master_key(settings.keys_dir)) if r.kind == "predict"
-        ]
-        print(f"{'':24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-        for name, result in (("mlflow models serve", peer), ("govdeploy gateway", ours)):
-            print(
-                f"{name:24}{result['rps']:>10.1f}{result['p50']:>10.1f}{result['p99']:>10.1f}{result['errors']:>8.0f}"
-            )
-        lower = "lower" if ours["p99"] < peer["p99"] else "HIGHER"
-        print(
-            f"throughput ratio (gateway / peer): {ours['rps'] / peer['rps']:.1f}x; "
-            f"p99 {lower} ({ours['p99']:.0f} vs {peer['p99']:.0f} ms)"
-        )
-        print(
-            f"gateway I/O records written: {len(records)}; prediction responses: {answered:.0f} "
-            f"({'equal' if len(records) == answered else 'MISMATCH'}); wrk counted {ours['requests']:.0f}"
-        )
+        peers: list[Callable[[Bench], None]] = [] if args.no_mlflow else [mlflow_peer]
+        peers += [lambda b: mlserver_peer(b, 1), lambda b: mlserver_peer(b, 2), gateway_peer]
+        for round_ in range(args.rounds):
+            for peer in peers[round_ % len(peers) :] + peers[: round_ % len(peers)]:
+                peer(bench)
+        report(bench)
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -701,20 +701,12 @@ def drift(
 def gateway(
     port: Annotated[int | None, typer.Option(help="Port (default GOVDEPLOY_GATEWAY_PORT).")] = None,
 ) -> None:
-    """Run the serving gateway in the foreground (govdeploy up runs it in the background)."""
-    import uvicorn
+    """Run the serving gateway in the foreground (govdeploy up runs it in the background), in
+    GOVDEPLOY_GATEWAY_WORKERS processes."""
+    from govdeploy.serving.gateway.run import main as run_gateway
 
-    settings = get_settings()
-    _use_stack(settings)
-    uvicorn.run(
-        "govdeploy.serving.gateway.main:app",
-        host=settings.host,
-        port=port or settings.gateway_port,
-        log_level="info",
-        access_log=False,
-        http="govdeploy.serving.gateway.server:HeaderDeadline",  # closes slow-header connections
-        timeout_keep_alive=settings.keep_alive_seconds,
-    )
+    _use_stack(get_settings())
+    run_gateway(["--port", str(port)] if port else [])
 
 
 @app.command()

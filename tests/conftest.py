@@ -30,7 +30,15 @@ SERVER_MARKERS = ("integration", "e2e")
 SERVER_FIXTURES = frozenset({"stack", "stack_settings"})
 SERVER_PROGRAMS = frozenset({"moto_server", "mlflow", "prefect", "uvicorn", "gunicorn", "postgres", "pg_ctl"})
 SERVER_MODULES = frozenset(
-    {"mlflow", "prefect", "uvicorn", "moto.server", "govdeploy.stack.s3_emulator", "flows.serve"}
+    {
+        "mlflow",
+        "prefect",
+        "uvicorn",
+        "moto.server",
+        "govdeploy.stack.s3_emulator",
+        "flows.serve",
+        "govdeploy.serving.gateway.run",
+    }
 )
 
 

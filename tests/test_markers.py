@@ -20,6 +20,7 @@ def test_server_commands_are_recognised() -> None:
         ["/usr/bin/setpriv", "--reuid=postgres", "--", "/usr/lib/postgresql/15/bin/postgres"]
     )
     assert starts_a_server([sys.executable, "-m", "mlflow", "server", "--port", "5"])
+    assert starts_a_server([sys.executable, "-m", "govdeploy.serving.gateway.run", "--port", "9"])
     assert starts_a_server([sys.executable, "-m", "uvicorn", "govdeploy.serving.gateway.main:app"])
     assert starts_a_server("prefect server start")
     assert not starts_a_server(["sleep", "30"])

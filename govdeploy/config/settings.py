@@ -155,6 +155,13 @@ class Settings(BaseSettings):
         le=1000,
         description="Gateway replicas behind one load balancer: each admits 1/N of every rate limit.",
     )
+    gateway_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Worker processes of one gateway, sharing its port (e.g. the machine's cores); each "
+        "admits its share of every rate limit, /metrics adds them up.",
+    )
     max_body_bytes: int = Field(default=1_048_576, gt=0, description="Larger request bodies get 413.")
     max_rows_per_request: int = Field(default=1000, gt=0)
     batch_max_rows: int = Field(default=64, gt=0, description="Rows the gateway scores in one model call.")

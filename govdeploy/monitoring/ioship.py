@@ -26,6 +26,8 @@ from govdeploy.monitoring.iorecords import BATCH_SUFFIX, batch_time
 logger = logging.getLogger(__name__)
 
 UNSHIPPED_SUFFIX = ".unshipped"  # marker beside a batch the bucket does not have yet
+# a younger marker without its batch may be of a batch another writer on the spool writes now
+MARKER_GRACE_SECONDS = 60.0
 Alert = Callable[[str], None]
 
 
@@ -102,7 +104,8 @@ class ShipBacklog:
         return max(0.0, (datetime.now(UTC) - batch_time(oldest.parent.name, oldest.name)).total_seconds())
 
     def load(self) -> None:
-        """Queue the batches earlier writers left unshipped (once); drop markers of batches never written.
+        """Queue the batches earlier writers left unshipped (once); drop markers of batches never written
+        (a minute old: writers of other processes may share the spool, and ship what they wrote).
 
         Not while a batch of this writer is being written (its marker is there before its batch)."""
         with self._cond:
@@ -116,7 +119,7 @@ class ShipBacklog:
             return
         paths = [marker.with_name(marker.name.removesuffix(UNSHIPPED_SUFFIX)) for marker in found]
         for path in paths:
-            if not path.exists():
+            if not path.exists() and _named_before(path, MARKER_GRACE_SECONDS):
                 discard(_marker(path))
         waiting = [path for path in paths if path.exists()]
         with self._cond:
@@ -242,6 +245,15 @@ class ShipBacklog:
 
     def _wait(self) -> float | None:
         return max(0.01, self._next_try - time.monotonic()) if self._paths else None
+
+
+def _named_before(path: Path, seconds: float) -> bool:
+    """Whether the batch ``path`` was named (by the time in its name) over ``seconds`` ago."""
+    try:
+        written = batch_time(path.parent.name, path.name)
+    except ValueError:
+        return True
+    return (datetime.now(UTC) - written).total_seconds() > seconds
 
 
 def _order(path: Path) -> tuple[str, str]:

@@ -9,7 +9,9 @@ batch written, so a failed batch leaves no file and its retry takes the same seq
 
 from __future__ import annotations
 
+import os
 import secrets
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from govdeploy.monitoring.iofiles import discard, write_atomic
 from govdeploy.monitoring.iorecords import WRITER_HEX, IORecord, batch_key, batch_name, encode_batch
 from govdeploy.monitoring.ioship import ShipBacklog
 
-PROBE_NAME = ".probe"
+PROBE_NAME = ".probe"  # then "-<pid>-<thread>": writers of several processes may share a spool
 
 
 class BatchSpool:
@@ -63,7 +65,7 @@ class BatchSpool:
 
 def probe(directory: Path) -> None:
     """Check that ``directory`` can still be written: a small file written, synced and removed."""
-    path = directory / PROBE_NAME
+    path = directory / f"{PROBE_NAME}-{os.getpid()}-{threading.get_ident()}"
     try:
         write_atomic(path, b"probe")
         path.unlink()

@@ -351,32 +351,24 @@ def deployments(settings: Settings, code: str) -> Component:
 
 
 def gateway(settings: Settings, code: str) -> Component:
-    """The governed serving gateway (verified models, access control, I/O logs, metrics)."""
+    """The governed serving gateway (verified models, access control, I/O logs, metrics), in
+    ``gateway_workers`` processes; slow-header connections are closed, idle keep-alive ones after
+    ``keep_alive_seconds`` (``govdeploy.serving.gateway.run``). Another worker count is another
+    configuration: ``up`` restarts a gateway that runs with a different one."""
+    workers = str(settings.gateway_workers)
+    own = {
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "GOVDEPLOY_GATEWAY_WORKERS": workers,
+        "GOVDEPLOY_KEEP_ALIVE_SECONDS": str(settings.keep_alive_seconds),
+    }
     return Component(
         name="gateway",
         port=settings.gateway_port,
         url=settings.gateway_url,
-        command=[
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "govdeploy.serving.gateway.main:app",
-            "--host",
-            settings.host,
-            "--port",
-            str(settings.gateway_port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            # slow-header connections are closed, idle keep-alive ones after a few seconds
-            "--http",
-            "govdeploy.serving.gateway.server:HeaderDeadline",
-            "--timeout-keep-alive",
-            str(settings.keep_alive_seconds),
-        ],
-        env=_env(settings, {"PYTHONPATH": str(PROJECT_ROOT)}, client=True),
+        command=[sys.executable, "-m", "govdeploy.serving.gateway.run", "--log-level", "warning"],
+        env=_env(settings, own, client=True),
         healthy=http_ok(f"{settings.gateway_url}/healthz", expect='"ok"'),
-        code=code,
+        code=code if settings.gateway_workers == 1 else f"{code}-{workers}w",
         credentials=credentials.fingerprint(settings.keys_dir),
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -233,6 +234,89 @@ def test_records_equal_responses_after_a_burst_and_sigterm(
     assert set(local) <= {item["Key"].removeprefix("iolog/") for item in shipped}
 
 
+def test_two_workers_add_up_their_metrics_and_lose_no_record_on_sigterm(
+    stack: Settings, served: dict[str, Any], tmp_path: Path
+) -> None:
+    """One gateway of two worker processes on one port: a burst over many connections reaches both,
+    /metrics (whichever worker answers) counts every response, and after SIGTERM every response,
+    answered or refused, has its I/O record, written by both workers' writers."""
+    state = tmp_path / "state"
+    shutil.copytree(stack.keys_dir, state / "keys")
+    headers = {**key(stack, "bench"), "Connection": "close"}  # a new connection, any worker, each time
+    auditor = key(stack, "auditor")
+    bodies = [{"inputs": ROW}, {"inputs": [ROW, ROW]}, {"inputs": {**ROW, "income": "bad"}}, {"nope": 1}]
+    with extra_gateway(tmp_path, {"GOVDEPLOY_STATE_DIR": str(state)}, workers=2) as gateway:
+
+        def ask(i: int) -> int:
+            url = f"{gateway.url}/v1/models/{MODEL}/predict"
+            return httpx.post(url, json=bodies[i % 4], headers=headers, timeout=30).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(ask, range(240)))
+        pids: set[int] = set()
+
+        def worker_pid() -> int:
+            answer = httpx.get(f"{gateway.url}/healthz", headers={**auditor, "Connection": "close"})
+            return int(answer.json()["worker"]["pid"])
+
+        # both workers answer on the one port (whichever accepts a new connection first)
+        assert poll(lambda: pids.add(worker_pid()) or len(pids) == 2, timeout=30, interval=0.01)
+
+        def predictions_counted() -> float:
+            text = httpx.get(f"{gateway.url}/metrics", headers=auditor).text
+            return sum(
+                float(value)
+                for value in re.findall(
+                    r'^govdeploy_responses_total\{route="predict",[^}]*\} ([\d.e+]+)$', text, re.M
+                )
+            )
+
+        counted = [predictions_counted()]
+        assert poll(lambda: counted.append(predictions_counted()) or counted[-1] == len(statuses), timeout=10)
+    assert gateway.exit_code in (0, -15)
+    assert statuses.count(200) == 120 and statuses.count(422) == 120
+    assert "Traceback" not in gateway.log.read_text()
+    records = read_batches(state / "iolog", master_key(stack.keys_dir))
+    predictions = [r for r in records if r.kind == "predict"]
+    assert sorted(r.status for r in predictions) == sorted(statuses)
+    assert len(records) == len(statuses) + len(counted)  # the /metrics reads are recorded too (not /healthz)
+    writers = {p.name.split("-")[1] for p in (state / "iolog").rglob("*.enc")}
+    assert len(writers) >= 2  # each worker wrote its own batches
+    assert not list((state / "gateway").glob("run-*"))  # the launcher removed its run directory
+
+
+def test_a_kill_sent_to_one_worker_holds_on_both_before_the_answer(
+    stack: Settings, served: dict[str, Any], tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    shutil.copytree(stack.keys_dir, state / "keys")
+    deployer, bench = key(stack, "deployer"), {**key(stack, "bench"), "Connection": "close"}
+    env = {"GOVDEPLOY_STATE_DIR": str(state), "GOVDEPLOY_REFRESH_SECONDS": "3600"}  # no help from polling
+    with extra_gateway(tmp_path, env, workers=2) as gateway:
+
+        def statuses() -> set[int]:
+            url = f"{gateway.url}/v1/models/{MODEL}/predict"
+            with ThreadPoolExecutor(4) as pool:
+                return set(
+                    pool.map(
+                        lambda _: httpx.post(url, json={"inputs": ROW}, headers=bench).status_code, range(16)
+                    )
+                )
+
+        assert statuses() == {200}
+        killed = httpx.post(
+            f"{gateway.url}/v1/models/{MODEL}/kill", json={"reason": "workers"}, headers=deployer
+        )
+        try:
+            assert killed.status_code == 200 and killed.json()["problems"] == [], killed.text
+            assert statuses() == {503}
+        finally:
+            revived = httpx.post(f"{gateway.url}/v1/models/{MODEL}/revive", headers=deployer, timeout=60)
+        assert revived.status_code == 200 and revived.json()["problems"] == [], revived.text
+        assert statuses() == {200}
+    assert gateway_client.reload(stack, MODEL) is None  # the session's gateway follows the revive
+
+
 def test_a_read_only_io_log_refuses_predictions_and_loses_no_record(
     stack: Settings, served: dict[str, Any], tmp_path: Path, freeze: Any
 ) -> None:
@@ -357,8 +441,9 @@ class GatewayProcess:
 
 
 @contextmanager
-def extra_gateway(tmp_path: Path, env: dict[str, str]) -> Iterator[GatewayProcess]:
-    """A gateway process of its own on a free port; stopped with SIGTERM (its exit code recorded)."""
+def extra_gateway(tmp_path: Path, env: dict[str, str], workers: int = 1) -> Iterator[GatewayProcess]:
+    """A gateway process of its own on a free port; stopped with SIGTERM (its exit code recorded).
+    With ``workers`` above 1, the launcher and that many worker processes (as ``govdeploy up`` runs it)."""
     port = free_port()
     handle = GatewayProcess(f"http://127.0.0.1:{port}", tmp_path / f"gateway-{port}.log")
     command = [
@@ -373,7 +458,14 @@ def extra_gateway(tmp_path: Path, env: dict[str, str]) -> Iterator[GatewayProces
         "--log-level",
         "warning",
     ]
-    environment = {**os.environ, **env, "GOVDEPLOY_GATEWAY_PORT": str(port)}
+    if workers > 1:
+        command = [sys.executable, "-m", "govdeploy.serving.gateway.run", "--log-level", "warning"]
+    environment = {
+        **os.environ,
+        **env,
+        "GOVDEPLOY_GATEWAY_PORT": str(port),
+        "GOVDEPLOY_GATEWAY_WORKERS": str(workers),
+    }
     child = process.spawn("gateway", command, environment, handle.log, tmp_path)
     try:
         process.wait_healthy("gateway", child, lambda: _healthy(handle.url), 60, handle.log)

@@ -58,15 +58,17 @@ class MicroBatcher:
         size = len(batch[0].rows)
         deadline = time.monotonic() + self.max_wait
         while size < self.max_rows:
-            remaining = deadline - time.monotonic()
             try:
-                item = (
-                    self.queue.get_nowait()
-                    if remaining <= 0
-                    else await asyncio.wait_for(self.queue.get(), remaining)
-                )
-            except (asyncio.QueueEmpty, TimeoutError):
-                break
+                item = self.queue.get_nowait()  # what waits already: no timer for it
+            except asyncio.QueueEmpty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(remaining):
+                        item = await self.queue.get()
+                except TimeoutError:
+                    break
             batch.append(item)
             size += len(item.rows)
         return batch

@@ -1,4 +1,5 @@
-"""The gateway ASGI app: ``uvicorn govdeploy.serving.gateway.main:app`` (``govdeploy gateway``).
+"""The gateway ASGI app: ``uvicorn govdeploy.serving.gateway.main:app`` (``govdeploy gateway``), or in
+several worker processes ``python -m govdeploy.serving.gateway.run`` (``govdeploy up``).
 
 Every response but the health check becomes one I/O record (access and predictions alike), written
 durably in encrypted batches: after a burst or a SIGTERM, records == responses. Whatever a request
@@ -15,11 +16,14 @@ authenticated, so that only that principal may send its ground truth.
 
 It runs with the HTTP protocol ``govdeploy.serving.gateway.server:HeaderDeadline`` (uvicorn
 ``--http``), which closes connections whose request headers come too slowly; ``server.LimitedBody``
-enforces the body limits.
+enforces the body limits. Predictions take a lean route (``models.predict_route``), matched before
+FastAPI's; once started, what the process made so far is frozen out of the garbage collector's
+sight (``gc.freeze``), so that no full collection of it stalls the event loop.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import time
@@ -188,6 +192,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.gateway = gateway
         app.state.request_ids = RequestIds.from_master(master_key(chosen.keys_dir))
         gateway.start()
+        # what startup made (modules, the models) lives as long as the process: out of the garbage
+        # collector's sight, so that no full collection stops the event loop for a third of a second
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -212,6 +220,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RecordEveryResponse)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
+    # the hot path, matched before the documented FastAPI route of the same path
+    app.add_route("/v1/models/{name}/predict", models.predict_route, ["POST"], include_in_schema=False)
     app.include_router(models.router)
     app.include_router(ops.router)
     app.include_router(docs)

@@ -3,13 +3,22 @@
 Label values come only from known names, never from what a client sent: model names of the
 catalog, versions that verified, the model's input fields (``inputs.metric_field`` puts every other
 field under ``other``), a fixed set of route kinds (``route_kind``) and HTTP status codes.
+
+With several worker processes (``govdeploy.serving.gateway.workers``) every worker writes its values
+to files in the run's metrics directory (prometheus_client's multiprocess mode,
+``PROMETHEUS_MULTIPROC_DIR``), and ``render`` adds up every worker's, whichever worker answers. The
+metrics are counters and histograms only (a gauge would need a ``multiprocess_mode``).
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from govdeploy.errors import ConfigError
 
 MODEL_ACTIONS = frozenset({"predict", "feedback", "kill", "revive", "reload"})
 _MODEL_ROUTE = re.compile(r"/v1/models/[^/]+(?:/(?P<action>[^/]+))?/?")
@@ -28,7 +37,15 @@ def route_kind(path: str) -> str:
 
 
 class GatewayMetrics:
-    def __init__(self) -> None:
+    """The gateway's metrics; ``multiprocess``: the directory every worker process writes them to."""
+
+    def __init__(self, multiprocess: Path | None = None) -> None:
+        if multiprocess is not None and not getattr(values.ValueClass, "_multiprocess", False):
+            raise ConfigError(
+                f"the metrics of this worker process would not reach {multiprocess}: "
+                "PROMETHEUS_MULTIPROC_DIR must be set before prometheus_client is imported"
+            )
+        self.multiprocess = multiprocess
         self.registry = CollectorRegistry()
         self.responses = Counter(
             "govdeploy_responses",
@@ -93,4 +110,9 @@ class GatewayMetrics:
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The exposition text: this process's metrics, or every worker process's added up."""
+        if self.multiprocess is None:
+            return generate_latest(self.registry)
+        combined = CollectorRegistry()
+        MultiProcessCollector(combined, path=str(self.multiprocess))
+        return generate_latest(combined)

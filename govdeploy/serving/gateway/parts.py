@@ -1,8 +1,14 @@
-"""The gateway's parts, built once per process from settings and config.
+"""The gateway's parts, built once per process (each worker process builds its own) from settings
+and config.
 
 ``Gateway.problems`` is what ``/healthz`` reports: the I/O log's (records that cannot be written,
 a stalled or full queue, records lost, a shipping backlog too large or too old) and the serving
-state's refresh (the last one failed, or none succeeded for ``refresh_max_missed`` periods).
+state's refresh (the last one failed, or none succeeded for ``refresh_max_missed`` periods), of the
+worker process that answers.
+
+With several worker processes (``govdeploy.serving.gateway.workers``) each admits its share of every
+rate limit, and a reload, kill or revive one of them applied reaches the others before it answers
+(``everywhere``).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from govdeploy.serving import rollout
 from govdeploy.serving.gateway.access import KeyRing, RateLimiter, load_access
 from govdeploy.serving.gateway.metrics import GatewayMetrics
 from govdeploy.serving.gateway.state import ServingState
+from govdeploy.serving.gateway.workers import STEP_SECONDS, Siblings, siblings_dir, worker_processes
 from govdeploy.trust.audit_trail import audit_log
 from govdeploy.trust.keys import master_key
 
@@ -78,31 +85,70 @@ class Gateway:
     notifier: AlertNotifier
     stopping: threading.Event = field(default_factory=threading.Event)
     refresh_health: RefreshHealth = field(default_factory=RefreshHealth)
+    workers: int = 1  # worker processes of this gateway, this one among them
+    siblings: Siblings | None = None  # None: this process runs alone
+    kills_seen: dict[str, str] | None = None  # the siblings' local kills as last applied here
 
     def start(self) -> None:
         self.writer.start()
         self.notifier.start()
+        requested = self.siblings.requested() if self.siblings else 0
         self.refresh()
-        threading.Thread(target=self._poll, name="registry-poll", daemon=True).start()
+        if self.siblings is not None:
+            self.siblings.confirm(requested)
+        threading.Thread(target=self._poll, args=(requested,), name="registry-poll", daemon=True).start()
 
     def refresh(self) -> None:
         """Refresh the serving state once, recording when it succeeded or failed, and why."""
         try:
             self.state.refresh()
+            kills = self.siblings.local_kills() if self.siblings else None
         except BaseException as exc:
             self.refresh_health.failed(exc)
             self.metrics.refresh_failures.inc()
             raise
+        if kills is not None and kills != self.kills_seen:  # a sibling held or ended a local kill
+            for name, served in self.state.models.items():
+                served.local_kill = kills.get(name)
+            self.kills_seen = kills
         self.refresh_health.succeeded()
 
-    def _poll(self) -> None:
-        while not self.stopping.wait(self.settings.refresh_seconds):
+    def _poll(self, tried: int) -> None:
+        """Refresh every ``refresh_seconds``, and at once when a sibling worker asks (then confirm)."""
+        period = self.settings.refresh_seconds
+        due = time.monotonic() + period
+        while not self.stopping.wait(STEP_SECONDS if self.siblings else period):
+            requested = self.siblings.requested() if self.siblings else 0
+            if self.siblings is not None and requested <= tried and time.monotonic() < due:
+                continue
+            tried, due = max(tried, requested), time.monotonic() + period
+            if self._refresh_logged() and self.siblings is not None:
+                self.siblings.confirm(requested)
+
+    def _refresh_logged(self) -> bool:
+        try:
+            self.refresh()
+            return True
+        except GovdeployError as exc:  # the registry is down: keep serving what is verified
+            log.warning("registry refresh failed, serving state unchanged: %s", exc)
+        except Exception:  # any other failure: log it and poll again; the thread never dies
+            log.exception("registry refresh crashed, serving state unchanged")
+        return False
+
+    def hold_kill(self, model: str, reason: str | None) -> None:
+        """Hold (``reason``) or end (None) a kill of ``model`` that is not (yet) in the serving record,
+        on every worker process of this gateway."""
+        if self.siblings is not None:  # first, so that no refresh here undoes it meanwhile
             try:
-                self.refresh()
-            except GovdeployError as exc:  # the registry is down: keep serving what is verified
-                log.warning("registry refresh failed, serving state unchanged: %s", exc)
-            except Exception:  # any other failure: log it and poll again; the thread never dies
-                log.exception("registry refresh crashed, serving state unchanged")
+                self.siblings.set_local_kill(model, reason)
+            except OSError as exc:  # it holds here still (a refresh applies only what changed)
+                log.error("the kill of %s could not be passed to the other worker processes: %s", model, exc)
+        self.state.models[model].local_kill = reason
+
+    async def everywhere(self) -> str | None:
+        """After a reload, kill or revive applied here: have every other worker process refresh now,
+        and wait for them; None, or which did not confirm in time."""
+        return None if self.siblings is None else await self.siblings.everywhere()
 
     def problems(self) -> list[str]:
         """Why the gateway is not healthy now (I/O log, serving-state refresh); empty when it is."""
@@ -212,12 +258,15 @@ def _refusal_recorder(settings: Settings, metrics: GatewayMetrics) -> Callable[[
 def build_gateway(settings: Settings) -> Gateway:
     catalog = load_catalog(settings.models_path)
     master = master_key(settings.keys_dir)
-    metrics = GatewayMetrics()
+    workers = worker_processes(settings)
+    shared = siblings_dir() if workers > 1 else None
+    metrics = GatewayMetrics(multiprocess=shared.parent / "metrics" if shared else None)
     policy = load_policy(settings.policy_path)
     return Gateway(
         settings=settings,
         keys=KeyRing.from_config(load_access(settings.access_path), settings.keys_dir),
-        limiter=RateLimiter(share=settings.gateway_replica_count),
+        # behind one load balancer, every worker process of every replica admits its share
+        limiter=RateLimiter(share=settings.gateway_replica_count * workers),
         writer=build_writer(settings, master),
         state=ServingState(
             settings,
@@ -231,4 +280,6 @@ def build_gateway(settings: Settings) -> Gateway:
         token_secret=hmac.new(master, b"govdeploy-io-tokens", hashlib.sha256).digest(),
         monitor=AnomalyMonitor(policy.alerts),
         notifier=AlertNotifier(settings.alert_webhook),
+        workers=workers,
+        siblings=Siblings(shared, workers) if shared else None,
     )

@@ -39,7 +39,8 @@ class LimitedBody:
         if self.complete:  # only a disconnect can come now: wait for it as long as it takes
             return await self.receive()
         try:
-            message = await asyncio.wait_for(self.receive(), self.timeout)
+            async with asyncio.timeout(self.timeout):  # a timer, not a task per message (wait_for)
+                message = await self.receive()
         except TimeoutError:
             raise HTTPException(408, f"request body not received within {self.timeout:g} s") from None
         if message["type"] == "http.request":

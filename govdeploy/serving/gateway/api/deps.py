@@ -50,24 +50,31 @@ def _refuse_anonymous(request: Request, gateway: Gateway) -> HTTPException:
     return HTTPException(401, "missing or invalid API key (header X-API-Key)")
 
 
+async def authorize(request: Request, roles: tuple[str, ...]) -> Principal:
+    """The caller of ``request`` by its X-API-Key, admitted within its rate limit and holding one of
+    ``roles``; else 401 (or 429 per client address), 429 with ``Retry-After``, or 403."""
+    gateway: Gateway = request.app.state.gateway
+    principal = gateway.keys.authenticate(request.headers.get("x-api-key"))
+    if principal is None:
+        raise _refuse_anonymous(request, gateway)
+    request.state.principal = principal.id
+    # from now on the request id says whom it answered (see RequestIds): feedback checks it
+    request_ids: RequestIds = request.app.state.request_ids
+    request.state.request_id = request_ids.rebind(request.state.request_id, principal.id)
+    wait = gateway.limiter.admit(principal)
+    if wait:
+        raise too_many(wait, f"rate limit of {principal.rate_limit_per_minute}/min exceeded")
+    if principal.roles.isdisjoint(roles):
+        raise HTTPException(403, f"principal {principal.id} lacks role {' or '.join(roles)}")
+    return principal
+
+
 def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits a valid API key holding one of ``roles``, within its rate limit."""
 
+    # the header is declared for the API docs; ``authorize`` reads it from the request
     async def check(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> Principal:
-        gateway: Gateway = request.app.state.gateway
-        principal = gateway.keys.authenticate(x_api_key)
-        if principal is None:
-            raise _refuse_anonymous(request, gateway)
-        request.state.principal = principal.id
-        # from now on the request id says whom it answered (see RequestIds): feedback checks it
-        request_ids: RequestIds = request.app.state.request_ids
-        request.state.request_id = request_ids.rebind(request.state.request_id, principal.id)
-        wait = gateway.limiter.admit(principal)
-        if wait:
-            raise too_many(wait, f"rate limit of {principal.rate_limit_per_minute}/min exceeded")
-        if not principal.roles & set(roles):
-            raise HTTPException(403, f"principal {principal.id} lacks role {' or '.join(roles)}")
-        return principal
+        return await authorize(request, roles)
 
     return check
 

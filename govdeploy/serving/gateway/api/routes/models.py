@@ -23,6 +23,7 @@ from govdeploy.serving.gateway.api.deps import (
     PredictCaller,
     ReaderCaller,
     RequestIdsDep,
+    authorize,
     charge_rows,
 )
 from govdeploy.serving.gateway.inputs import (
@@ -38,6 +39,7 @@ from govdeploy.serving.gateway.state import ServedModel, Slot
 from govdeploy.trust.request_ids import RequestIds
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
+PREDICT = ("predict",)
 
 
 def served_model(gateway: Gateway, name: str) -> ServedModel:
@@ -77,10 +79,18 @@ class Prediction(BaseModel):
     request_id: str
 
 
+async def predict_route(request: Request) -> Response:
+    """``POST /v1/models/{name}/predict`` as served: ``predict`` with its caller authorised here, not
+    by FastAPI's parameter and dependency machinery, which costs more than the rest of the request
+    path (``main.create_app`` registers it before the routes of this module)."""
+    caller = await authorize(request, PREDICT)
+    return await predict(request.path_params["name"], request, caller)
+
+
 @router.post("/{name}/predict", response_model=Prediction)
 async def predict(name: str, request: Request, caller: PredictCaller) -> Response:
     """Score one row or a batch with the serving version (the gateway comes from the app state, not a
-    dependency: this is the hot path)."""
+    dependency: this is the hot path). Declared here for the API docs; served by ``predict_route``."""
     gateway: Gateway = request.app.state.gateway
     served = served_model(gateway, name)
     request.state.io.update(kind="predict", model=name)
@@ -244,18 +254,19 @@ async def kill_request(request: Request, gateway: Gateway) -> KillRequest:
 async def kill(name: str, request: Request, gateway: GatewayDep, caller: DeployerCaller) -> ServingInfo:
     """Kill switch: the model answers 503 with the reason until revived. Body: ``{"reason": "..."}``.
 
-    It holds on this gateway at once; written into the signed serving record, it holds on every
-    gateway and across restarts. If the record cannot be written, this gateway keeps it, the
-    answer lists why, and an alert is raised."""
+    It holds on this gateway (on each of its worker processes) before the answer; written into the
+    signed serving record, it holds on every gateway and across restarts. If the record cannot be
+    written, this gateway keeps it, the answer lists why, and an alert is raised."""
     served = served_model(gateway, name)
     body = await kill_request(request, gateway)
-    served.local_kill = body.reason
+    await asyncio.to_thread(gateway.hold_kill, name, body.reason)
     problem = await asyncio.to_thread(gateway.switch, name, body.reason, caller.id)
     if problem is None and served.killed == body.reason:
-        served.local_kill = None  # the record holds it now
+        await asyncio.to_thread(gateway.hold_kill, name, None)  # the record holds it now
+    lagging = await gateway.everywhere()
     payload = {"reason": body.reason, "durable": problem is None, "problem": problem}
     await asyncio.to_thread(gateway.audit, "deployment.killed", caller.id, name, payload)
-    info = serving_info(gateway, name)
+    info = _with_problem(serving_info(gateway, name), lagging)
     if problem is not None:
         alert = {"event": "govdeploy.gateway.kill_not_durable", "model": name, **payload}
         await asyncio.to_thread(post_alert, gateway.settings.alert_webhook, alert)
@@ -269,18 +280,27 @@ async def kill(name: str, request: Request, gateway: GatewayDep, caller: Deploye
 async def revive(name: str, gateway: GatewayDep, caller: DeployerCaller) -> ServingInfo:
     """End the kill switch, in the signed serving record first: a revive that cannot be written
     changes nothing (503), since every other gateway would still follow the kill."""
-    served = served_model(gateway, name)
+    served_model(gateway, name)
     problem = await asyncio.to_thread(gateway.switch, name, None, caller.id)
     if problem is not None:
         raise HTTPException(503, f"model {name} stays shut down: the revive could not be recorded: {problem}")
-    served.local_kill = None
+    await asyncio.to_thread(gateway.hold_kill, name, None)
+    lagging = await gateway.everywhere()
     await asyncio.to_thread(gateway.audit, "deployment.revived", caller.id, name, {})
-    return serving_info(gateway, name)
+    return _with_problem(serving_info(gateway, name), lagging)
 
 
 @router.post("/{name}/reload")
 async def reload(name: str, gateway: GatewayDep, caller: DeployerCaller) -> ServingInfo:
-    """Reconcile with the registry now instead of at the next poll."""
+    """Reconcile with the registry now instead of at the next poll (every worker process of this
+    gateway, before the answer)."""
     served_model(gateway, name)
     await asyncio.to_thread(gateway.state.refresh)
-    return serving_info(gateway, name)
+    lagging = await gateway.everywhere()
+    return _with_problem(serving_info(gateway, name), lagging)
+
+
+def _with_problem(info: ServingInfo, problem: str | None) -> ServingInfo:
+    if problem is not None:
+        info.problems.append(problem)
+    return info

@@ -1,7 +1,12 @@
-"""Health (200 or 503 with the problems, for probes and ``govdeploy status``) and metrics."""
+"""Health (200 or 503 with the problems, for probes and ``govdeploy status``) and metrics.
+
+With several worker processes, /healthz answers for the worker that takes the request (each
+refuses predictions itself when its I/O log fails) and /metrics for all of them added up.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
@@ -44,6 +49,7 @@ async def healthz(gateway: GatewayDep, x_api_key: Annotated[str | None, Header()
         "io_backlog_batches": backlog.size if backlog else 0,
         "io_backlog_oldest_seconds": round(backlog.oldest_age(), 1) if backlog else 0.0,
         "refresh_failures": gateway.refresh_health.failures,
+        "worker": {"pid": os.getpid(), "of": gateway.workers},  # the figures above are this worker's
         "model_calls": calls,
     }
     return JSONResponse(body, status_code=code)

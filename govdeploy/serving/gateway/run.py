@@ -1,0 +1,62 @@
+"""Run the gateway: ``python -m govdeploy.serving.gateway.run [--port P] [--log-level L]``
+(``govdeploy up`` runs it so).
+
+With ``GOVDEPLOY_GATEWAY_WORKERS`` at 1, one uvicorn process. Above 1, uvicorn's supervisor and that
+many worker processes sharing the listening socket, each running the app's lifespan (its own
+gateway: ``govdeploy.serving.gateway.workers``). This process first makes the run directory the
+workers share and sets ``PROMETHEUS_MULTIPROC_DIR`` for them; on SIGTERM it stops every worker
+safely (each flushes its I/O records) and waits for them, then removes the run directory.
+
+Either way with the HTTP protocol that closes slow-header connections
+(``govdeploy.serving.gateway.server:HeaderDeadline``) and the settings' keep-alive time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+
+import uvicorn
+
+from govdeploy.config.settings import get_settings
+from govdeploy.serving.gateway.workers import MULTIPROC_ENV, prepare_run
+
+APP = "govdeploy.serving.gateway.main:app"
+PROTOCOL = "govdeploy.serving.gateway.server:HeaderDeadline"
+# a worker that does not answer uvicorn's health ping this long is killed (and restarted): long
+# enough that a busy worker is never killed with I/O records still queued
+WORKER_HEALTHCHECK_SECONDS = 30
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the govdeploy serving gateway.")
+    parser.add_argument("--port", type=int, help="port (default GOVDEPLOY_GATEWAY_PORT)")
+    parser.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    workers = settings.gateway_workers
+    run = prepare_run(settings, os.getpid()) if workers > 1 else None
+    if run is not None:
+        os.environ[MULTIPROC_ENV] = str(run / "metrics")  # inherited by every worker
+    try:
+        uvicorn.run(
+            APP,
+            host=settings.host,
+            port=args.port or settings.gateway_port,
+            workers=workers,
+            log_level=args.log_level,
+            access_log=False,
+            http=PROTOCOL,
+            timeout_keep_alive=settings.keep_alive_seconds,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        )
+    finally:
+        if run is not None:
+            shutil.rmtree(run, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
