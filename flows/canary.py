@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from prefect import flow
 
 from govdeploy.backends.locks import model_change
 from govdeploy.config.governance import Governance
 from govdeploy.errors import RolloutError
+from govdeploy.trust.audit import AuditRecord
 from tasks.audit import audit_event
 from tasks.canary import (
     alert_orphan,
@@ -23,6 +26,7 @@ from tasks.governance import catalogued_models, load_config
 
 # how long a change waits for the one before it (a canary holds the lock for all its steps)
 CHANGE_WAIT_SECONDS = 900.0
+T = TypeVar("T")
 
 
 @flow(name="canary", log_prints=True)
@@ -47,8 +51,9 @@ def _steps(model: str, version: str, bake_seconds: float | None, config: Governa
     bake = min(float(policy.bake_seconds), bake_seconds or float(policy.bake_seconds))
     retention = config.policy.retention.audit_days
 
-    def audit(action: str, payload: dict[str, Any]) -> None:
-        audit_event(
+    def audit(action: str, payload: dict[str, Any], engine: bool = True) -> AuditRecord:
+        record = audit_event if engine else audit_event.fn  # .fn: the same work without Prefect
+        return record(
             action,
             payload,
             model=model,
@@ -70,19 +75,7 @@ def _steps(model: str, version: str, bake_seconds: float | None, config: Governa
     except Exception as exc:
         reason = f"canary step failed: {type(exc).__name__}: {exc}"
         payload = {"reason": reason, "steps": [s["weight"] for s in steps], "champion": champion}
-        try:
-            roll_back_canary(model, version, [reason])
-            audit("canary.aborted", payload)
-        except Exception:  # Prefect itself failed: the same work without its engine (S3, the trail)
-            roll_back_canary.fn(model, version, [reason])
-            audit_event.fn(
-                "canary.aborted",
-                payload,
-                model=model,
-                version=version,
-                policy_digest=config.digest,
-                retention_days=retention,
-            )
+        fail_safe(model, version, payload, audit)
         raise
     if steps and not steps[-1]["passed"]:
         # Stage 3a: automatic rollback
@@ -95,6 +88,36 @@ def _steps(model: str, version: str, bake_seconds: float | None, config: Governa
     previous = complete(model, version)
     audit("canary.promoted", {"previous": previous, "steps": [s["weight"] for s in steps]})
     return {"model": model, "version": version, "champion": version, "previous": previous, "steps": steps}
+
+
+def fail_safe(model: str, version: str, payload: dict[str, Any], audit: Callable[..., AuditRecord]) -> None:
+    """After a failed step: announce the abort (``canary.aborting``), abort (the signed serving
+    record names the announcement, so a run killed before its last record still leaves both ends in
+    the trail) and record it (``canary.aborted``). Each step, when Prefect itself fails, is done again
+    without its engine (S3, the trail); an announcement that cannot be written at all does not keep
+    the champion from getting all traffic back."""
+    reason = payload["reason"]
+    intent = _without_engine_if_needed(
+        lambda engine: audit("canary.aborting", payload, engine), required=False
+    )
+    seq = str(intent.seq) if intent else None
+    _without_engine_if_needed(
+        lambda engine: (roll_back_canary if engine else roll_back_canary.fn)(model, version, [reason], seq)
+    )
+    _without_engine_if_needed(lambda engine: audit("canary.aborted", payload, engine))
+
+
+def _without_engine_if_needed(step: Callable[[bool], T], required: bool = True) -> T | None:
+    try:
+        return step(True)
+    except Exception:
+        try:
+            return step(False)
+        except Exception:
+            if required:
+                raise
+            logging.getLogger("govdeploy.canary").exception("the canary abort could not be announced")
+            return None
 
 
 @flow(name="canary-abort", log_prints=True)

@@ -68,12 +68,14 @@ def observe_step(
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def roll_back_canary(model: str, challenger: str | None, reasons: list[str]) -> str | None:
-    """All traffic back to the champion and the challenger removed (one signed record); the gateway
-    drops it at once; an event for automations. Returns the challenger removed (None: there was no
-    canary)."""
+def roll_back_canary(
+    model: str, challenger: str | None, reasons: list[str], intent: str | None = None
+) -> str | None:
+    """All traffic back to the champion and the challenger removed (one signed record, naming
+    ``intent``, the audit record announcing it, when there is one); the gateway drops it at once; an
+    event for automations. Returns the challenger removed (None: there was no canary)."""
     settings = get_settings()
-    aborted = rollout.abort_canary(settings, model, settings.user)
+    aborted = rollout.abort_canary(settings, model, settings.user, audit_record=intent)
     if aborted is None:
         return None
     record, challenger = aborted

@@ -224,8 +224,11 @@ def set_weight(settings: Settings, model: str, version: str, weight: int, issuer
     )
 
 
-def abort_canary(settings: Settings, model: str, issuer: str) -> tuple[ServingRecord, str] | None:
-    """All traffic back to the champion and the challenger removed; returns the record and the
+def abort_canary(
+    settings: Settings, model: str, issuer: str, audit_record: str | None = None
+) -> tuple[ServingRecord, str] | None:
+    """All traffic back to the champion and the challenger removed (the record names
+    ``audit_record``, the audit record announcing the abort, if any); returns the record and the
     challenger it removed, None when there was no canary."""
     now = serving_now(settings, model)
     if now is None or now.challenger is None:
@@ -238,6 +241,7 @@ def abort_canary(settings: Settings, model: str, issuer: str) -> tuple[ServingRe
         weight=0,
         action="canary-abort",
         issuer=issuer,
+        audit_record=audit_record,
     )
     return record, now.challenger
 

@@ -77,9 +77,12 @@ def test_a_failing_step_returns_all_traffic_to_the_champion(
         "canary-abort",
     )
     assert served_versions(stack) == {champion["version"]}
-    assert _actions(stack, candidate["version"])[-1] == "canary.aborted"
+    assert _actions(stack, candidate["version"])[-2:] == ["canary.aborting", "canary.aborted"]
     aborted = [r for r in records(stack, MODEL) if r.action == "canary.aborted"][-1]
     assert "gateway metrics unreadable" in aborted.payload["reason"]
+    # the signed abort names its announcement: a run killed after it still has both ends in the trail
+    announced = [r for r in records(stack, MODEL) if r.action == "canary.aborting"][-1]
+    assert record.audit_record == str(announced.seq) and announced.seq < aborted.seq
 
 
 def test_an_orphaned_canary_is_ended_by_the_watch(stack: Settings, champion: dict[str, Any]) -> None:
