@@ -52,7 +52,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER 10001:10001
 EXPOSE 8080
 # The gateway; its health route is /healthz. It listens on every interface of its container (the
-# GOVDEPLOY_HOST setting is for the loopback-only local stack): publish it behind TLS.
-CMD ["uvicorn", "govdeploy.serving.gateway.main:app", "--host", "0.0.0.0", "--port", "8080", \
-     "--log-level", "warning", "--no-access-log", \
-     "--http", "govdeploy.serving.gateway.server:HeaderDeadline", "--timeout-keep-alive", "5"]
+# GOVDEPLOY_HOST setting is for the loopback-only local stack): publish it behind TLS. It runs
+# GOVDEPLOY_GATEWAY_WORKERS processes (default 1; set it to the container's cores).
+CMD ["python", "-m", "govdeploy.serving.gateway.run", "--host", "0.0.0.0", "--port", "8080", \
+     "--log-level", "warning"]

@@ -191,9 +191,13 @@ def test_the_stack_secrets_the_services_read_are_the_ones_bootstrap_writes(
 def test_the_gateways_health_check_is_its_health_route_on_its_port(
     services: dict[str, dict[str, Any]],
 ) -> None:
+    from govdeploy.serving.gateway import run
     from govdeploy.serving.gateway.api.routes import ops
 
     gateway = services["gateway"]
+    command = _words(gateway["command"])
+    assert command[:3] == ["python", "-m", "govdeploy.serving.gateway.run"]  # the launcher of its workers
+    assert run.parser().parse_args(command[3:]).host == "0.0.0.0"
     port = _argument(gateway, "--port")
     assert _environment(gateway)["GOVDEPLOY_GATEWAY_PORT"] == port
     assert f"127.0.0.1:{port}:{port}" in gateway["ports"]

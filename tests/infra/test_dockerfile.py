@@ -15,6 +15,7 @@ import pytest
 from dockerfile_parse import DockerfileParser
 
 from govdeploy.config.settings import Settings
+from govdeploy.serving.gateway import run
 from tests.infra.manifests import ROOT, unknown_govdeploy_variables
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -79,7 +80,9 @@ def test_the_image_runs_as_a_non_root_user(parsed: DockerfileParser) -> None:
 def test_the_default_command_is_the_gateway_on_the_exposed_port(parsed: DockerfileParser) -> None:
     (command,) = _instructions(parsed, "CMD")
     argv = json.loads(command)  # exec form: no shell between the signal and the gateway
-    assert argv[:2] == ["uvicorn", "govdeploy.serving.gateway.main:app"]
+    assert argv[:3] == ["python", "-m", "govdeploy.serving.gateway.run"]
+    args = run.parser().parse_args(argv[3:])  # arguments the launcher takes
+    assert args.host == "0.0.0.0"
     port = argv[argv.index("--port") + 1]
     assert _instructions(parsed, "EXPOSE") == [port]
     assert int(port) == Settings.model_fields["gateway_port"].default

@@ -18,6 +18,7 @@ import yaml
 from prefect.utilities.schema_tools import ValidationError, is_valid_schema, validate
 
 from govdeploy.config.settings import Settings
+from govdeploy.serving.gateway import run
 from govdeploy.serving.gateway.api.routes import ops
 from tests.infra.manifests import (
     IMAGE,
@@ -196,6 +197,10 @@ def _gateway_pod() -> dict[str, Any]:
 
 def test_the_gateway_is_probed_on_its_health_route_and_port() -> None:
     (container,) = _gateway_pod()["containers"]
+    assert container["command"][:3] == ["python", "-m", "govdeploy.serving.gateway.run"]
+    assert run.parser().parse_args(container["command"][3:]).host == "0.0.0.0"
+    # one worker process per requested core
+    assert int(_env(container)["GOVDEPLOY_GATEWAY_WORKERS"]) == int(container["resources"]["requests"]["cpu"])
     port = int(_argument(container, "--port"))
     assert int(_env(container)["GOVDEPLOY_GATEWAY_PORT"]) == port
     named = {p["name"]: p["containerPort"] for p in container["ports"]}

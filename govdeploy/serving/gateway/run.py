@@ -1,5 +1,5 @@
-"""Run the gateway: ``python -m govdeploy.serving.gateway.run [--port P] [--log-level L]``
-(``govdeploy up`` runs it so).
+"""Run the gateway: ``python -m govdeploy.serving.gateway.run [--host H] [--port P] [--log-level L]``
+(``govdeploy up``, ``govdeploy gateway``, the container image and the manifests run it so).
 
 With ``GOVDEPLOY_GATEWAY_WORKERS`` at 1, one uvicorn process. Above 1, uvicorn's supervisor and that
 many worker processes sharing the listening socket, each running the app's lifespan (its own
@@ -29,13 +29,21 @@ PROTOCOL = "govdeploy.serving.gateway.server:HeaderDeadline"
 WORKER_HEALTHCHECK_SECONDS = 30
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
+    """The launcher's arguments (the container image and the manifests pass them too)."""
     parser = argparse.ArgumentParser(description="Run the govdeploy serving gateway.")
+    parser.add_argument(
+        "--host", help="address to listen on (default GOVDEPLOY_HOST; 0.0.0.0 in a container)"
+    )
     parser.add_argument("--port", type=int, help="port (default GOVDEPLOY_GATEWAY_PORT)")
     parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     settings = get_settings()
     workers = settings.gateway_workers
     run = prepare_run(settings, os.getpid()) if workers > 1 else None
@@ -44,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         uvicorn.run(
             APP,
-            host=settings.host,
+            host=args.host or settings.host,
             port=args.port or settings.gateway_port,
             workers=workers,
             log_level=args.log_level,
