@@ -396,35 +396,60 @@ class RotatedRole(StrEnum):
     candidate = "candidate"
     release = "release"
     serving = "serving"
+    audit = "audit"
+    approver = "approver"
 
 
 @keys_app.command("rotate")
 def keys_rotate(
-    role: Annotated[RotatedRole, typer.Option(help="The role whose development key is replaced.")],
+    role: Annotated[RotatedRole, typer.Option(help="The role whose key is replaced.")],
+    approver: Annotated[
+        str | None, typer.Option(help="With --role approver: the approver id in approvers.yaml.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="With --role approver: a new file for the approver's new private key (0600)."),
+    ] = None,
 ) -> None:
-    """Replace a role's development signing key: new signatures use a new key from now on; the old
-    one stays pinned (retired) to verify what it signed before; the audit trail records both.
+    """Replace a key: new signatures use a new key from now on; the old one stays listed (retired)
+    to verify what it signed before, and signs nothing new; the audit trail records both.
 
-    Example: govdeploy keys rotate --role release
+    Examples:
+      govdeploy keys rotate --role release
+      govdeploy keys rotate --role audit
+      govdeploy keys rotate --role approver --approver alice --out ~/keys/alice-2.key
     """
     from govdeploy.config.policy import load_policy
     from govdeploy.config.trust import Role
+    from govdeploy.trust.approver_rotation import rotate_approver
     from govdeploy.trust.audit_trail import audit_log
     from govdeploy.trust.rotation import rotate
 
     settings = get_settings()
+    if (role == RotatedRole.approver) != (approver is not None and out is not None):
+        raise typer.BadParameter("--approver and --out go with --role approver, and only with it")
     try:
-        retention = load_policy(settings.policy_path).retention.audit_days
-        done = rotate(settings, cast(Role, role.value), audit_log(settings, retention))
+        log = audit_log(settings, load_policy(settings.policy_path).retention.audit_days)
+        if approver is not None and out is not None:
+            done = rotate_approver(settings, approver, out.expanduser().resolve(), log)
+        else:
+            done = rotate(settings, cast(Role, role.value), log)
     except GovdeployError as exc:
         raise CommandFailed("keys rotate", exc) from exc
+    whose = f"approver {done.approver}'s" if done.approver else f"the {done.role}"
+    pinned = settings.approvers_path if done.approver else settings.trust_path
     console.print(
-        f"[green]rotated[/green] the {done.role} key at {done.at.isoformat()} "
-        f"(audit record {done.audit_seq})\n"
+        f"[green]rotated[/green] {whose} key at {done.at.isoformat()} (audit record {done.audit_seq})\n"
         f"  retired  sha256 {done.retired}\n  current  sha256 {done.current}\n"
-        f"  {settings.trust_path} pins both; commit it with the rotation",
+        f"  {pinned} lists both; commit it with the rotation",
         soft_wrap=True,
     )
+    if done.approver and out is not None:
+        console.print(f"  new private key {out} (and {out.with_suffix('.pub')}): hand it to {done.approver}")
+    if done.role == "audit" and settings.audit_public_key is not None:
+        console.print(
+            f"  append the new audit public key to GOVDEPLOY_AUDIT_PUBLIC_KEY={settings.audit_public_key}"
+        )
 
 
 @app.command()

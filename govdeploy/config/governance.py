@@ -3,7 +3,10 @@ approver and access configuration it runs under.
 
 Loaded together so that the files are also checked against each other. ``Governance.digest`` is one
 digest over all of them; every decision records it (as its ``policy_digest``), so a change of any
-file a decision depended on shows in the record.
+file a decision depended on shows in the record. That includes the advisory mirror the
+vulnerability gate scans (``gates.vulnerabilities.file``, relative to the policy's directory) when
+the policy names one and it is present: a decision records which advisory data it used (a mirror
+that is missing is the gate's failure to report, not the digest's).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ class Governance(BaseModel):
 
     @property
     def digest(self) -> str:
-        """SHA-256 over the digests of the policy, catalog, approvers, access and suite files."""
+        """SHA-256 over the digests of the policy, catalog, approvers, access and suite files, and of
+        the advisory mirror when there is one."""
         return hashlib.sha256(json.dumps(self.file_digests, sort_keys=True).encode()).hexdigest()
 
 
@@ -51,7 +55,31 @@ def load_governance(config_dir: Path, model: str, policy_path: Path | None = Non
         "access.yaml": file_digest(config_dir / "access.yaml"),
         f"expectations/{Path(suite.path).name}": suite.digest,
     }
+    digests |= advisory_digests(policy, policy_path or config_dir / "policy.yaml")
     return Governance(model=model, policy=policy, spec=spec, suite=suite, file_digests=digests)
+
+
+def advisory_digests(policy: Policy, policy_path: Path) -> dict[str, str]:
+    """``{"advisories/<name>": sha256}`` of the mirror the vulnerability gate scans, if the policy
+    names one and it exists; empty otherwise."""
+    gate = policy.gates.vulnerabilities
+    if gate is None or gate.file is None:
+        return {}
+    mirror = policy_path.parent / gate.file
+    if not mirror.exists():
+        return {}
+    return {f"advisories/{Path(gate.file).name}": mirror_digest(mirror)}
+
+
+def mirror_digest(path: Path) -> str:
+    """SHA-256 of an advisory mirror: a file's (a JSON file or a zip) bytes, or a directory's
+    ``.json`` files by their names relative to it (whatever directory it was copied to)."""
+    if not path.is_dir():
+        return file_digest(path)
+    digest = hashlib.sha256()
+    for member in sorted(path.rglob("*.json")):
+        digest.update(member.relative_to(path).as_posix().encode() + b"\0" + file_digest(member).encode())
+    return digest.hexdigest()
 
 
 def check_consistency(policy: Policy, model: str, spec: ModelSpec) -> None:

@@ -48,21 +48,16 @@ def _before(earlier: datetime | None, later: datetime | None) -> bool:
     return earlier is None or later is None or earlier < later
 
 
-class TrustedKey(StrictModel):
-    key_file: str | None = None
-    public_key: str | None = None
+class KeyDates(StrictModel):
+    """The dates of a pinned key (trusted role keys and approvers' keys alike); see the module
+    docstring for what each means."""
+
     valid_from: AwareDatetime | None = None
     retired_at: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None
 
     @model_validator(mode="after")
-    def _one_key(self) -> TrustedKey:
-        if (self.key_file is None) == (self.public_key is None):
-            raise ValueError("give exactly one of key_file and public_key (inline PEM)")
-        if self.key_file is not None and (
-            Path(self.key_file).is_absolute() or ".." in Path(self.key_file).parts
-        ):
-            raise ValueError(f"key_file {self.key_file!r} must be relative to the keys directory")
+    def _dates_in_order(self) -> KeyDates:
         if not _before(self.valid_from, self.valid_until):
             raise ValueError(f"valid_from {self.valid_from} is not before valid_until {self.valid_until}")
         if not _before(self.valid_from, self.retired_at):
@@ -90,6 +85,39 @@ class TrustedKey(StrictModel):
 
     def retired(self, moment: datetime) -> bool:
         return self.retired_at is not None and self.retired_at <= moment
+
+    def why_not(self, moment: datetime) -> str:
+        """Why the key may not sign at ``moment`` (empty when it may)."""
+        when = moment.isoformat(timespec="seconds")
+        if self.valid_from is not None and moment < self.valid_from:
+            return f"dated {when}, before the key's valid_from {self.valid_from.isoformat()}"
+        if self.retired_at is not None and self.retired_at <= moment:
+            return (
+                f"dated {when}, after the key was retired at {self.retired_at.isoformat()}: a retired "
+                "key signs nothing new"
+            )
+        if self.valid_until is not None and self.valid_until <= moment:
+            return f"dated {when}, after the key's valid_until {self.valid_until.isoformat()}"
+        return ""
+
+    def dates(self) -> KeyDates:
+        """Only the dates (what an evidence pack carries beside a public key)."""
+        return KeyDates(valid_from=self.valid_from, retired_at=self.retired_at, valid_until=self.valid_until)
+
+
+class TrustedKey(KeyDates):
+    key_file: str | None = None
+    public_key: str | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> TrustedKey:
+        if (self.key_file is None) == (self.public_key is None):
+            raise ValueError("give exactly one of key_file and public_key (inline PEM)")
+        if self.key_file is not None and (
+            Path(self.key_file).is_absolute() or ".." in Path(self.key_file).parts
+        ):
+            raise ValueError(f"key_file {self.key_file!r} must be relative to the keys directory")
+        return self
 
     @property
     def name(self) -> str:

@@ -1,5 +1,7 @@
 """Gathering the evidence of one version from this deployment: its files verified (release level
-when released, candidate otherwise), tags, gate run, signed serving records and audit trail."""
+when released, candidate otherwise), tags, gate run, signed serving records and audit trail, and
+the public keys with their dates that an auditor needs offline (``key_index``): every trusted key of
+the signing roles, every audit key, and the approvers' keys that verified the approval statements."""
 
 from __future__ import annotations
 
@@ -8,14 +10,18 @@ from pathlib import Path
 
 from govdeploy.backends import registry, storage
 from govdeploy.backends.decision_runs import read_decision_run
+from govdeploy.config.approvers import load_approvers
 from govdeploy.config.catalog import load_catalog
 from govdeploy.config.settings import Settings
 from govdeploy.errors import ConfigError, GovdeployError
 from govdeploy.evidence.pack import Collected
 from govdeploy.trust import serving_records
 from govdeploy.trust.anchors import Anchor
+from govdeploy.trust.approval_ledger import ApprovalsDocument
+from govdeploy.trust.approver_keys import approver_keys, statement_signer
 from govdeploy.trust.audit import AuditRecord
 from govdeploy.trust.audit_trail import anchors, audit_public_key, records
+from govdeploy.trust.key_dates import dates_of
 from govdeploy.trust.keys import fingerprint, trusted_keys
 from govdeploy.trust.roots import load_roots
 from govdeploy.trust.serving_content import ServingRecord, record_digest
@@ -130,10 +136,7 @@ def collect(settings: Settings, name: str, version: str) -> Collected:
     )
     documents, served = _serving(settings, name, version)
     trail, anchored = _audit(settings, name, version)
-    keys: dict[str, bytes] = {}
-    for role in ("candidate", "release", "serving"):
-        for i, path in enumerate(trusted_keys(settings, role), start=1):
-            keys[f"{role}-{i}.pub"] = path.read_bytes()
+    keys, index = key_index(settings, artifacts.get("approvals.json"))
     try:
         catalog = load_catalog(settings.models_path).get(name).model_dump(mode="json")
     except ConfigError:
@@ -150,10 +153,47 @@ def collect(settings: Settings, name: str, version: str) -> Collected:
         serving=documents,
         serving_records=served,
         keys=keys,
+        key_index=index,
         audit_records=trail,
         anchors=anchored,
         catalog=catalog,
     )
+
+
+def key_index(settings: Settings, approvals: bytes | None) -> tuple[dict[str, bytes], dict[str, object]]:
+    """The trusted keys of the signing roles as files (``<role>-<n>.pub``), and the index of every
+    key's dates: those files', every audit key (PEM and dates) and the approvers' keys that verified
+    the approval statements of ``approvals`` (an approvals.json)."""
+    keys: dict[str, bytes] = {}
+    dates: dict[str, object] = {}
+    for role in ("candidate", "release", "serving"):
+        for i, path in enumerate(trusted_keys(settings, role), start=1):
+            keys[f"{role}-{i}.pub"] = path.read_bytes()
+            dates[f"{role}-{i}.pub"] = dates_of(path).model_dump(mode="json")
+    audit = audit_public_key(settings).keys.as_json()
+    return keys, {"files": dates, "audit": audit, "approvers": _approver_keys(settings, approvals)}
+
+
+def _approver_keys(settings: Settings, approvals: bytes | None) -> dict[str, list[dict[str, object]]]:
+    """Approver id → the keys (PEM and dates) under which their statements verify."""
+    if not approvals:
+        return {}
+    try:
+        statements = ApprovalsDocument.model_validate_json(approvals).approvals
+    except ValueError:
+        return {}
+    ring = approver_keys(load_approvers(settings.approvers_path), settings.keys_dir)
+    found: dict[str, dict[str, dict[str, object]]] = {}
+    for signed in statements:
+        approver = signed.statement.approver
+        try:
+            key = statement_signer(
+                ring.get(approver, []), signed.statement, signed.signature, signed.statement.issued_at, ""
+            )
+        except GovdeployError:
+            continue  # not counted by the release either; verify reports the statement
+        found.setdefault(approver, {})[key.fingerprint] = key.as_json()
+    return {approver: list(keys.values()) for approver, keys in found.items()}
 
 
 def _pem(key: object) -> bytes:

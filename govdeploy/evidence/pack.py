@@ -13,7 +13,10 @@ Layout of a pack (every file listed with its SHA-256 in ``manifest.json``, signe
 - ``approvals/statements.json``: the signed approval statements the release carries;
 - ``serving/records/``: the signed serving records naming the version, ``serving/periods.json``;
 - ``audit/records.jsonl`` (the trail from the version's first record on) and ``audit/anchors.json``;
-- ``keys/``: the public keys the signatures verify under;
+- ``keys/``: the public keys the signatures verify under, and ``keys/trusted.json``: the dates of
+  each (``files``), every audit key with its dates (``audit``) and the approvers' keys that verified
+  the approval statements (``approvers``), so that each signed thing is checked offline under the
+  key that could sign at its signed time;
 - ``report.json``, ``report.html``, ``controls.json``.
 """
 
@@ -42,6 +45,7 @@ FORMAT = "govdeploy-evidence/1"
 MANIFEST = "manifest.json"
 MANIFEST_SIG = "manifest.sig"
 AUDIT_KEY = "keys/audit.pub"
+KEY_INDEX = "keys/trusted.json"
 RECORDS = "audit/records.jsonl"
 ANCHORS = "audit/anchors.json"
 SERVING_DIR = "serving/records/"
@@ -66,6 +70,7 @@ class Collected:
     serving: list[bytes] = field(default_factory=list)  # signed serving record documents naming it
     serving_records: list[ServingRecord] = field(default_factory=list)  # their verified content
     keys: dict[str, bytes] = field(default_factory=dict)  # pack path under keys/ -> PEM
+    key_index: dict[str, Any] | None = None  # keys/trusted.json (collect.key_index)
     audit_records: list[AuditRecord] = field(default_factory=list)
     anchors: list[Anchor] = field(default_factory=list)
     catalog: dict[str, Any] | None = None
@@ -153,6 +158,8 @@ def pack_files(collected: Collected) -> dict[str, bytes]:
         files[ANCHORS] = _json([{"seq": a.seq, "hash": a.hash, "time": a.time} for a in collected.anchors])
     for name, pem in collected.keys.items():
         files[f"keys/{name}"] = pem
+    if collected.key_index is not None:
+        files[KEY_INDEX] = _json(collected.key_index)
     if collected.catalog is not None:
         files["catalog/model.json"] = _json(collected.catalog)
     return files

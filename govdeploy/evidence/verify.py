@@ -1,5 +1,7 @@
 """Verifying an evidence pack offline: the signed manifest, every file's digest, the audit chain
-proof, the serving records' signatures and the model-signing bundles. Nothing is fetched."""
+proof, the serving records' signatures, the approval statements and the model-signing bundles.
+Nothing is fetched. Whatever carries a signed time (audit records, serving records, statements) is
+checked under the key that could sign at that time (``govdeploy.evidence.verify_keys``)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from pydantic import ValidationError
 
 from govdeploy.errors import GovdeployError
 from govdeploy.evidence.pack import ANCHORS, AUDIT_KEY, MANIFEST, MANIFEST_SIG, RECORDS, SERVING_DIR, UNSIGNED
+from govdeploy.evidence.verify_keys import PackKeys, audit_ring, check_statements, pinned_files, read_index
 from govdeploy.trust.audit import AuditRecord, record_hash
+from govdeploy.trust.audit_keys import AuditKeys
 from govdeploy.trust.keys import fingerprint, load_ed25519_public
 from govdeploy.trust.manifests import file_digests, signed_manifest
 from govdeploy.trust.serving_records import verify_record
@@ -71,8 +75,17 @@ def verify_pack(directory: Path, public_key_pem: bytes | None = None) -> PackRep
         (directory / AUDIT_KEY).read_bytes()
     ) != report.fingerprint:
         report.problems.append(f"{AUDIT_KEY} is not the key the manifest was checked under")
-    _check_audit(directory, key, report)
-    _check_serving(directory, present, report)
+    index = read_index(directory)
+    report.problems += [index.problem] if index.problem else []
+    ring, manifest_problems = audit_ring(key, str(manifest.get("exported_at")), index)
+    report.problems += manifest_problems
+    _check_audit(directory, ring, report)
+    _check_serving(directory, present, index, report)
+    statements, said = check_statements(
+        directory, str(manifest.get("model")), str(manifest.get("version")), index
+    )
+    report.problems += statements
+    report.summary += [said] if said else []
     _check_bundles(directory, present, report)
     report.summary.insert(
         0,
@@ -117,7 +130,7 @@ def _digest_problems(directory: Path, listed: dict[str, str]) -> list[str]:
     return problems
 
 
-def _check_audit(directory: Path, key: ed25519.Ed25519PublicKey, report: PackReport) -> None:
+def _check_audit(directory: Path, ring: AuditKeys, report: PackReport) -> None:
     path = directory / RECORDS
     if not path.is_file():
         report.warnings.append("the pack holds no audit records")
@@ -145,10 +158,9 @@ def _check_audit(directory: Path, key: ed25519.Ed25519PublicKey, report: PackRep
             report.problems.append(
                 f"audit record {record.seq} ({record.action}) was edited: its hash does not match"
             )
-        try:
-            key.verify(base64.b64decode(record.signature), bytes.fromhex(record.hash))
-        except (InvalidSignature, ValueError):
-            report.problems.append(f"audit record {record.seq} has no valid signature of the audit key")
+        signature = ring.problem(record)
+        if signature:
+            report.problems.append(f"audit {signature}")
         anchor = anchors.get(record.seq)
         if anchor is not None and (anchor.get("hash") != record.hash or anchor.get("time") != record.time):
             report.problems.append(f"audit record {record.seq} differs from its anchor")
@@ -167,9 +179,10 @@ def _check_audit(directory: Path, key: ed25519.Ed25519PublicKey, report: PackRep
         )
 
 
-def _check_serving(directory: Path, present: set[str], report: PackReport) -> None:
+def _check_serving(directory: Path, present: set[str], index: PackKeys, report: PackReport) -> None:
     documents = sorted(name for name in present if name.startswith(SERVING_DIR))
-    keys = [directory / name for name in sorted(present) if name.startswith("keys/serving")]
+    names = [name for name in sorted(present) if name.startswith("keys/serving")]
+    keys = pinned_files(directory, names, index)
     verified = 0
     for name in documents:
         try:
@@ -183,7 +196,7 @@ def _check_serving(directory: Path, present: set[str], report: PackReport) -> No
     if documents:
         report.summary.append(
             f"{verified} of {len(documents)} signed serving records verify under the pack's "
-            f"serving keys ({len(keys)})"
+            f"serving keys ({len(keys)}), each under a key valid when it was issued"
         )
 
 

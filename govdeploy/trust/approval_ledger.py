@@ -13,8 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import BaseModel, ValidationError
 
 from govdeploy.config.approvers import Approvers
@@ -27,8 +25,8 @@ from govdeploy.trust.approvals import (
     SignedStatement,
     read_approval_token,
 )
-from govdeploy.trust.keys import approver_keys
-from govdeploy.trust.statements import verify_signature
+from govdeploy.trust.approver_keys import approver_keys, statement_signer
+from govdeploy.trust.key_dates import DatedKey
 from govdeploy.trust.validity import DEFAULT_CLOCK_SKEW_SECONDS, check_window
 
 
@@ -51,7 +49,7 @@ class ApprovalLedger:
     keys_dir: Path
     approved: list[SignedStatement] = field(default_factory=list)
     seen_nonces: set[str] = field(default_factory=set)
-    keys: dict[str, ed25519.Ed25519PublicKey] = field(default_factory=dict)
+    keys: dict[str, list[DatedKey]] = field(default_factory=dict)
     # False when re-checking the approvals of a past release: a statement had to be unexpired when
     # it was collected (the release signature attests that), not when the release is loaded later
     check_expiry: bool = True
@@ -133,10 +131,11 @@ class ApprovalLedger:
             self.approvers.get(statement.approver)
         except ConfigError as exc:
             raise ApprovalError(str(exc)) from None
-        verify_signature(
+        statement_signer(
             self.keys[statement.approver],
             statement,
             signed.signature,
+            statement.issued_at,
             f"the signature does not verify with the registered key of approver {statement.approver!r}",
         )
 
@@ -168,15 +167,13 @@ class ApprovalLedger:
     def _same_person(self, approver: str) -> bool:
         """Whether ``approver`` (by id, email or key) is one of those who approved already."""
         email = str(self.approvers.get(approver).email).casefold()
-        raw = self.keys[approver].public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        raw = {key.key.public_bytes_raw() for key in self.keys[approver]}
         for other in self.approved_by:
-            other_raw = self.keys[other].public_bytes(
-                serialization.Encoding.Raw, serialization.PublicFormat.Raw
-            )
+            other_raw = {key.key.public_bytes_raw() for key in self.keys[other]}
             if (
                 other == approver
                 or str(self.approvers.get(other).email).casefold() == email
-                or other_raw == raw
+                or raw & other_raw
             ):
                 return True
         return False

@@ -42,7 +42,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import BaseModel, Field, ValidationError
 
@@ -53,6 +52,7 @@ from govdeploy.trust.anchors import S3Anchors as S3Anchors
 from govdeploy.trust.audit_bounds import SENSITIVE_BYTES, bounded, cap_text
 from govdeploy.trust.audit_bounds import canonical as canonical
 from govdeploy.trust.audit_file import Tail, TornLine, read_tail
+from govdeploy.trust.audit_keys import AuditKeys
 
 GENESIS = "0" * 64
 REPAIRED = "audit.repaired"
@@ -99,10 +99,13 @@ Sealer = Callable[[bytes, str], dict[str, Any]]
 
 class LocalCopy:
     """This machine's copy of the shared chain: brought up to date from the claims in the bucket,
-    each checked under the audit public key (no private key needed: readers sync too)."""
+    each checked under the audit public keys, by its time (no private key needed: readers sync too)."""
 
-    def __init__(self, path: Path, public_key: ed25519.Ed25519PublicKey, anchors: AnchorStore) -> None:
+    def __init__(
+        self, path: Path, public_key: ed25519.Ed25519PublicKey | AuditKeys, anchors: AnchorStore
+    ) -> None:
         self.path, self.public_key, self.anchors = path, public_key, anchors
+        self.keys = AuditKeys.of(public_key)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -128,7 +131,7 @@ class LocalCopy:
         highest = last.seq if last else 0
         for claimed in self.anchors.after(highest):
             highest = max(highest, claimed.seq)
-            record = _claimed_record(claimed.anchor, last, self.public_key)
+            record = _claimed_record(claimed.anchor, last, self.keys)
             if record is not None:
                 self._commit(record)
                 last = record
@@ -146,13 +149,22 @@ class AuditLog(LocalCopy):
 
     Personal data goes in ``sensitive``: it is sealed (encrypted, bound to the record id) by
     ``sealer`` and stored under ``payload["sealed"]``, so the log holds only ciphertext of it.
+    ``keys`` (default: this writer's own key) check what other writers claimed; a writer whose key
+    they hold as retired signs nothing new (AuditError).
     """
 
     def __init__(
-        self, path: Path, key: ed25519.Ed25519PrivateKey, anchors: AnchorStore, sealer: Sealer | None = None
+        self,
+        path: Path,
+        key: ed25519.Ed25519PrivateKey,
+        anchors: AnchorStore,
+        sealer: Sealer | None = None,
+        keys: AuditKeys | None = None,
     ) -> None:
-        super().__init__(path, key.public_key(), anchors)
+        super().__init__(path, keys or key.public_key(), anchors)
         self.key, self.sealer = key, sealer
+        self.signer: ed25519.Ed25519PublicKey = key.public_key()
+        self.public_key = self.signer
 
     def append(
         self,
@@ -239,9 +251,11 @@ class AuditLog(LocalCopy):
         )
 
     def _chain(self, entry: dict[str, Any], last: AuditRecord | None, after: int) -> AuditRecord:
+        moment = datetime.now(UTC)
+        self.keys.check_signer(self.signer, moment)
         record = AuditRecord(
             seq=max(after, last.seq if last else 0) + 1,
-            time=datetime.now(UTC).isoformat(timespec="microseconds"),
+            time=moment.isoformat(timespec="microseconds"),
             prev=last.hash if last else GENESIS,
             **entry,
         )
@@ -274,9 +288,7 @@ class AuditLog(LocalCopy):
             os.fsync(log.fileno())
 
 
-def _claimed_record(
-    anchor: Anchor | None, last: AuditRecord | None, public_key: ed25519.Ed25519PublicKey
-) -> AuditRecord | None:
+def _claimed_record(anchor: Anchor | None, last: AuditRecord | None, keys: AuditKeys) -> AuditRecord | None:
     """The record an anchor claimed after ``last``, checked; None when the object is not a record
     of this chain (a burned number). AuditError when a signed record does not continue the chain:
     the bucket and this log disagree, nothing more is appended."""
@@ -284,8 +296,9 @@ def _claimed_record(
         return None
     try:
         record = AuditRecord.model_validate_json(anchor.record)
-        public_key.verify(base64.b64decode(record.signature), bytes.fromhex(record.hash))
-    except (ValidationError, InvalidSignature, ValueError):
+    except ValidationError:
+        return None
+    if keys.problem(record) is not None:
         return None
     if record.seq != anchor.seq or record_hash(record) != record.hash or anchor.hash != record.hash:
         return None

@@ -1,9 +1,11 @@
 """The audit trail of this deployment: its log file, signing key and bucket anchors.
 
-``verify_trail`` checks the log under the audit public key pinned in the settings
-(``GOVDEPLOY_AUDIT_PUBLIC_KEY``), not under the one beside the log, which whoever rewrites the log
-can replace as well. Unpinned, it falls back to the development key ``<keys>/audit.pub``: a
-warning on the local emulator, a problem on any endpoint not positively identified as one. The
+``verify_trail`` checks the log under the audit public keys pinned in the settings
+(``GOVDEPLOY_AUDIT_PUBLIC_KEY``), not under those beside the log, which whoever rewrites the log
+can replace as well; each record under the key that could sign at its time, so the chain verifies
+across a rotation of the audit key (``govdeploy.trust.audit_keys``). Unpinned, it falls back to the
+audit role of ``trust.yaml``, whose ``key_file`` lies beside the log: a warning on the local
+emulator, a problem on any endpoint not positively identified as one. The
 anchors are checked as the bucket keeps them (``verify_stored``) against the policy's retention,
 and the report says plainly when the endpoint is an emulator that enforces no Object Lock.
 """
@@ -13,25 +15,24 @@ from __future__ import annotations
 import json
 import logging
 import unicodedata
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import BaseModel, ValidationError
 
 from govdeploy.backends.storage import s3_client
 from govdeploy.config.policy import load_policy
 from govdeploy.config.settings import Settings
-from govdeploy.config.trust import load_trust
-from govdeploy.errors import AuditError, ConfigError
-from govdeploy.trust.anchors import S3Anchors, check_bucket
+from govdeploy.errors import AuditError
+from govdeploy.trust.anchors import AnchorStore, S3Anchors, check_bucket
 from govdeploy.trust.audit import AuditLog, AuditRecord, LocalCopy
+from govdeploy.trust.audit_keys import AuditKey as AuditKey
+from govdeploy.trust.audit_keys import audit_public_key as audit_public_key
 from govdeploy.trust.audit_verify import VerifyReport, read_records, verify_stored
 from govdeploy.trust.encryption import Envelope, open_envelope, seal
-from govdeploy.trust.keys import load_ed25519_private, load_ed25519_public, master_key, read_public
+from govdeploy.trust.keys import load_ed25519_private, master_key, signing_key
 
 DEFAULT_RETENTION_DAYS = 2555
 PROBE_PATH = "/moto-api/config"
@@ -46,14 +47,20 @@ def anchors(settings: Settings, retention_days: int = DEFAULT_RETENTION_DAYS) ->
     return S3Anchors(s3_client(settings), settings.bucket, retention_days)
 
 
-def audit_log(settings: Settings, retention_days: int = DEFAULT_RETENTION_DAYS) -> AuditLog:
-    key = load_ed25519_private(settings.keys_dir / "audit.key", "audit signing key")
+def audit_log(
+    settings: Settings, retention_days: int = DEFAULT_RETENTION_DAYS, store: AnchorStore | None = None
+) -> AuditLog:
+    """The trail's writer: the audit key of the keys directory, once checked to be a key of the audit
+    role that may sign now (a retired key signs nothing new: ConfigError); its anchors in ``store``,
+    by default the bucket's."""
+    key = load_ed25519_private(signing_key(settings, "audit"), "audit signing key")
     master = master_key(settings.keys_dir)
     return AuditLog(
         settings.audit_log_path,
         key,
-        anchors(settings, retention_days),
+        store or anchors(settings, retention_days),
         sealer=lambda data, record_id: seal(data, master, record_id).model_dump(),
+        keys=audit_public_key(settings).keys,
     )
 
 
@@ -72,33 +79,6 @@ def unseal(settings: Settings, record: AuditRecord) -> dict[str, Any] | None:
     plain = open_envelope(envelope, master_key(settings.keys_dir), record.id)
     data: dict[str, Any] = json.loads(plain)
     return data
-
-
-@dataclass(frozen=True)
-class AuditKey:
-    key: ed25519.Ed25519PublicKey
-    path: Path
-    pinned: bool
-
-
-def audit_public_key(settings: Settings) -> AuditKey:
-    """The pinned audit public key: ``GOVDEPLOY_AUDIT_PUBLIC_KEY``, else the audit role's inline
-    ``public_key`` in ``trust.yaml``; (unpinned) a ``key_file`` of that role, beside the log."""
-    if settings.audit_public_key is None:
-        entry = load_trust(settings.trust_path).keys("audit")[0]
-        if entry.public_key is not None:
-            where = f"{settings.trust_path} roles.audit"
-            return AuditKey(load_ed25519_public(entry.public_key.encode(), where), settings.trust_path, True)
-        path = settings.keys_dir / str(entry.key_file)
-        return AuditKey(load_ed25519_public(read_public(path, "audit public key"), str(path)), path, False)
-    path = settings.audit_public_key
-    if not path.is_file():
-        raise ConfigError(
-            f"GOVDEPLOY_AUDIT_PUBLIC_KEY={path} does not exist; point it at the PEM public key of "
-            "the audit signing key, kept outside the state directory"
-        )
-    pem = read_public(path, "pinned audit public key")
-    return AuditKey(load_ed25519_public(pem, f"GOVDEPLOY_AUDIT_PUBLIC_KEY={path}"), path, True)
 
 
 def key_findings(key: AuditKey, kind: EndpointKind, state_dir: Path) -> tuple[list[str], list[str]]:
@@ -194,7 +174,7 @@ def verify_trail(settings: Settings, now: datetime | None = None) -> VerifyRepor
             f"the anchors in bucket {settings.bucket} at {settings.s3_url} could not be read ({exc}); "
             "start the stack ('govdeploy up') or check the bucket and its credentials"
         ) from exc
-    report = verify_stored(settings.audit_log_path, key.key, stored, retention, now)
+    report = verify_stored(settings.audit_log_path, key.keys, stored, retention, now)
     answer = probe(settings.s3_url)
     kind = classify_endpoint(answer, stored.server)
     key_problems, key_warnings = key_findings(key, kind, settings.state_dir)
@@ -209,7 +189,7 @@ def records(settings: Settings, model: str | None = None) -> list[AuditRecord]:
     with what writers on other machines claimed in the bucket. When the bucket cannot be read, the
     local copy as it is (logged)."""
     try:
-        LocalCopy(settings.audit_log_path, audit_public_key(settings).key, anchors(settings)).sync()
+        LocalCopy(settings.audit_log_path, audit_public_key(settings).keys, anchors(settings)).sync()
     except Exception as exc:  # botocore's errors, a bad key: reading goes on with the local copy
         log.warning("audit records of other writers not copied in (%s); reading the local copy", exc)
     found = read_records(settings.audit_log_path)

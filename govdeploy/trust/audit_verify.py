@@ -7,11 +7,9 @@ numbers skipped because their anchor keys hold something that is not a record.
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import BaseModel, Field, ValidationError
 
@@ -19,6 +17,7 @@ from govdeploy.errors import AuditError
 from govdeploy.trust.anchors import Anchor, StoredAnchors, check_stored
 from govdeploy.trust.audit import GENESIS, REPAIRED, AuditRecord, record_hash
 from govdeploy.trust.audit_file import TornLine, read_lines
+from govdeploy.trust.audit_keys import AuditKeys
 
 
 def read_records(path: Path) -> list[AuditRecord]:
@@ -50,8 +49,12 @@ class VerifyReport(BaseModel):
         return not self.problems
 
 
-def verify(path: Path, public_key: ed25519.Ed25519PublicKey, anchors: list[Anchor]) -> VerifyReport:
-    """Check chain, hashes, signatures and anchors' content; every problem found is listed.
+def verify(
+    path: Path, public_key: ed25519.Ed25519PublicKey | AuditKeys, anchors: list[Anchor]
+) -> VerifyReport:
+    """Check chain, hashes, signatures and anchors' content; every problem found is listed. Each
+    record is checked under the audit key (of ``public_key``, one key or the dated ring) that could
+    sign at its time: across a rotation, old records under the old key, new ones under the new.
 
     An unterminated last line is torn (an append that did not finish): it is no record, so it is a
     warning, with its byte offset; records it cut off show as anchors without a record."""
@@ -64,8 +67,9 @@ def verify(path: Path, public_key: ed25519.Ed25519PublicKey, anchors: list[Ancho
         except ValidationError:
             problems.append(f"line {number} is not an audit record (edited or corrupted)")
     prev, seq, skipped = GENESIS, 0, list[int]()
+    keys = AuditKeys.of(public_key)
     for record in records:
-        problems += _check_record(record, seq, prev, public_key)
+        problems += _check_record(record, seq, prev, keys)
         skipped += range(seq + 1, record.seq)
         prev, seq = record.hash, max(seq, record.seq)
     problems += _check_anchors(records, anchors)
@@ -97,7 +101,7 @@ def _repairs(records: list[AuditRecord]) -> list[str]:
 
 def verify_stored(
     path: Path,
-    public_key: ed25519.Ed25519PublicKey,
+    public_key: ed25519.Ed25519PublicKey | AuditKeys,
     stored: StoredAnchors,
     retention_days: int,
     now: datetime | None = None,
@@ -109,9 +113,7 @@ def verify_stored(
     return report
 
 
-def _check_record(
-    record: AuditRecord, before: int, prev: str, public_key: ed25519.Ed25519PublicKey
-) -> list[str]:
+def _check_record(record: AuditRecord, before: int, prev: str, keys: AuditKeys) -> list[str]:
     problems = []
     if record.seq <= before:
         problems.append(
@@ -124,11 +126,8 @@ def _check_record(
         problems.append(
             f"record {record.seq} ({record.action}) was edited: its hash does not match its content"
         )
-    try:
-        public_key.verify(base64.b64decode(record.signature), bytes.fromhex(record.hash))
-    except (InvalidSignature, ValueError):
-        problems.append(f"record {record.seq} has no valid signature of the audit key")
-    return problems
+    signature = keys.problem(record)
+    return problems + ([signature] if signature else [])
 
 
 def _check_anchors(records: list[AuditRecord], anchors: list[Anchor]) -> list[str]:

@@ -31,10 +31,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from govdeploy.config.approvers import Approvers
 from govdeploy.config.settings import Settings
 from govdeploy.config.trust import DATES, Role, TrustedKey, load_trust
 from govdeploy.errors import ConfigError
+from govdeploy.trust.key_dates import PinnedKey
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 
@@ -184,33 +184,6 @@ def init_api_keys(keys_dir: Path, principal_ids: list[str]) -> list[str]:
     return created
 
 
-def approver_public_key(approvers: Approvers, approver_id: str, keys_dir: Path) -> ed25519.Ed25519PublicKey:
-    """The configured public key of an approver."""
-    spec = approvers.get(approver_id)
-    if spec.public_key is not None:
-        return load_ed25519_public(spec.public_key.encode(), f"public key of approver {approver_id!r}")
-    path = keys_dir / str(spec.public_key_file)
-    return load_ed25519_public(read_public(path, f"public key of approver {approver_id!r}"), str(path))
-
-
-def approver_keys(approvers: Approvers, keys_dir: Path) -> dict[str, ed25519.Ed25519PublicKey]:
-    """Every approver's public key; ConfigError when one key is registered under two ids."""
-    keys = {
-        approver_id: approver_public_key(approvers, approver_id, keys_dir)
-        for approver_id in approvers.approvers
-    }
-    seen: dict[bytes, str] = {}
-    for approver_id, key in keys.items():
-        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        if raw in seen:
-            raise ConfigError(
-                f"approvers {seen[raw]!r} and {approver_id!r} have the same public key; one key counts "
-                "once in a quorum: give each person their own key in approvers.yaml"
-            )
-        seen[raw] = approver_id
-    return keys
-
-
 def signing_key(settings: Settings, role: Role) -> Path:
     """The private key this process signs ``role`` statements with (a mounted secret, or the
     development key in the keys directory), once checked to be a key the role may sign with now:
@@ -281,10 +254,11 @@ def trusted_keys(settings: Settings, role: Role, signed_at: datetime | None = No
 
     Retired keys are included, after the current ones: they keep verifying what they signed. With
     ``signed_at`` (material that carries a signed time: serving records, audit records) only the
-    keys that could sign at that time."""
+    keys that could sign at that time. Each is a ``PinnedKey``: a path that carries its dates, so
+    that what carries a signed time (``serving_records.verify_record``) is checked against them."""
     trust = load_trust(settings.trust_path)
     trust.keys(role)
-    found = []
+    found: list[Path] = []
     for entry in trust.verifying(role, signed_at=signed_at):
         what = f"trusted {role} key"
         path = settings.keys_dir / entry.key_file if entry.key_file else _inline_pem(entry.public_key or "")
@@ -292,7 +266,7 @@ def trusted_keys(settings: Settings, role: Role, signed_at: datetime | None = No
             load_ed25519_public(_read(path, what), str(path))
         else:
             load_ecdsa_public(path, what)
-        found.append(path)
+        found.append(PinnedKey.of(path, entry.dates()))
     return found
 
 

@@ -16,7 +16,8 @@ from govdeploy.config.approvers import Approvers, load_approvers
 from govdeploy.config.policy import ApprovalPolicy, load_policy
 from govdeploy.config.settings import Settings
 from govdeploy.config.trust import Role
-from govdeploy.trust.keys import approver_keys, trusted_keys
+from govdeploy.trust.approver_keys import approver_keys
+from govdeploy.trust.keys import trusted_keys
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,13 @@ and in ``trust.yaml`` at one moment T, a whole second:
   (the bucket of the anchors is out of reach), the files are put back as they were and nothing
   rotated.
 
-Rotated roles: ``candidate``, ``release``, ``serving``. ``audit`` is refused: the audit trail is
-verified under one pinned key (``audit verify``, ``GOVDEPLOY_AUDIT_PUBLIC_KEY``), so records signed
-before a rotation would no longer verify. Approvers' keys are personal and live in
-``approvers.yaml``, not here. A role whose private key comes from a secret store (``GOVDEPLOY_<ROLE>_KEY``)
-is rotated there (SECURITY.md).
+Rotated roles: ``candidate``, ``release``, ``serving`` (ECDSA P-256) and ``audit`` (Ed25519). The
+audit trail verifies each record under the audit key that could sign at its time
+(``govdeploy.trust.audit_keys``), so the chain verifies across the rotation; the ``key.rotated``
+record of an audit rotation is the first one signed with the new key. Where the audit keys are
+pinned with ``GOVDEPLOY_AUDIT_PUBLIC_KEY``, append the new public key to that file. Approvers' keys
+are personal and live in ``approvers.yaml``: ``govdeploy.trust.approver_rotation``. A role whose
+private key comes from a secret store (``GOVDEPLOY_<ROLE>_KEY``) is rotated there (SECURITY.md).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from govdeploy.config.files import read_text
 from govdeploy.config.policy import load_policy
@@ -45,27 +48,31 @@ from govdeploy.config.trust import (
 )
 from govdeploy.errors import AuditError, ConfigError
 from govdeploy.trust.audit import AuditLog
-from govdeploy.trust.keys import entry_pem, fingerprint, load_ecdsa_private, pem_private, pem_public
+from govdeploy.trust.keys import (
+    PrivateKey,
+    entry_pem,
+    fingerprint,
+    load_ecdsa_private,
+    load_ed25519_private,
+    pem_private,
+    pem_public,
+)
 
-ROTATED: tuple[Role, ...] = ("candidate", "release", "serving")
+ROTATED: tuple[Role, ...] = ("candidate", "release", "serving", "audit")
 ACTION = "key.rotated"
 
 
 @dataclass(frozen=True)
 class Rotation:
-    role: Role
+    role: Role | Literal["approver"]
     retired: str  # fingerprint of the retired key
     current: str  # fingerprint of the new key
     at: datetime  # retired_at of the old key, valid_from of the new one
     audit_seq: int
+    approver: str | None = None  # the approver whose key rotated (role approver)
 
 
 def _refuse(settings: Settings, role: Role) -> None:
-    if role == "audit":
-        raise ConfigError(
-            "the audit key is not rotated by 'keys rotate': 'audit verify' checks every record under "
-            "one pinned key, so the records signed before a rotation would stop verifying"
-        )
     if role not in ROTATED:
         raise ConfigError(f"role {role!r} is not one of {', '.join(ROTATED)}")
     secret = {"candidate": settings.candidate_key, "release": settings.release_key}.get(role)
@@ -76,7 +83,7 @@ def _refuse(settings: Settings, role: Role) -> None:
         )
 
 
-def _whole_second(at: datetime | None) -> datetime:
+def whole_second(at: datetime | None) -> datetime:
     """T: ``at``, else the next whole second, waited for (statements carry whole seconds)."""
     if at is not None:
         return at
@@ -109,7 +116,7 @@ def _rotated(
     return TrustConfig.model_validate({**trust.model_dump(), "roles": {**trust.roles, role: keys}})
 
 
-def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace ``path`` atomically with ``data`` (created with ``mode``)."""
     partial = path.with_name(path.name + ".rotating")
     partial.unlink(missing_ok=True)
@@ -121,16 +128,37 @@ def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
     partial.replace(path)
 
 
-def _mode(path: Path) -> int:
+def file_mode(path: Path) -> int:
     return path.stat().st_mode & 0o777 if path.exists() else 0o644
 
 
-def _restore(saved: dict[Path, tuple[bytes | None, int]]) -> None:
+def restore(saved: dict[Path, tuple[bytes | None, int]]) -> None:
     for path, (data, mode) in saved.items():
         if data is None:
             path.unlink(missing_ok=True)
         else:
-            _write(path, data, mode)
+            write_atomic(path, data, mode)
+
+
+def _private(role: Role, path: Path) -> PrivateKey:
+    if role == "audit":
+        return load_ed25519_private(path, "development audit key")
+    return load_ecdsa_private(path, f"development {role} key")
+
+
+def _generate(role: Role) -> PrivateKey:
+    return (
+        ed25519.Ed25519PrivateKey.generate() if role == "audit" else ec.generate_private_key(ec.SECP256R1())
+    )
+
+
+def _recorder(audit: AuditLog, old: PrivateKey, new: PrivateKey, at: datetime) -> AuditLog:
+    """The writer of the rotation's record: ``audit``, but for the audit role the new key (from T on
+    the old one signs nothing), checking claims under the audit keys as they are after T."""
+    if not isinstance(new, ed25519.Ed25519PrivateKey) or not isinstance(old, ed25519.Ed25519PrivateKey):
+        return audit
+    keys = audit.keys.rotated(old.public_key(), new.public_key(), at)
+    return AuditLog(audit.path, new, audit.anchors, audit.sealer, keys)
 
 
 def rotate(settings: Settings, role: Role, audit: AuditLog, at: datetime | None = None) -> Rotation:
@@ -139,35 +167,35 @@ def rotate(settings: Settings, role: Role, audit: AuditLog, at: datetime | None 
     rotated) when the audit record cannot be written."""
     _refuse(settings, role)
     private_path = settings.keys_dir / f"{role}.key"
-    old_key = load_ecdsa_private(private_path, f"development {role} key")
+    old_key = _private(role, private_path)
     old_pem = pem_public(old_key)
     trust_text = read_text(settings.trust_path, "trusted keys")
     trust = load_trust(settings.trust_path)
-    moment = _whole_second(at)
+    moment = whole_second(at)
     index = _current_entry(trust, settings, role, fingerprint(old_pem), moment)
-    new_key = ec.generate_private_key(ec.SECP256R1())
+    new_key = _generate(role)
     new_pem = pem_public(new_key)
     rotated = _rotated(trust, role, index, old_pem, new_pem, moment)
     key_file = trust.roles[role][index].key_file
     changes = {private_path: (pem_private(new_key), 0o600)}
     if key_file is not None:
-        changes[settings.keys_dir / key_file] = (new_pem, _mode(settings.keys_dir / key_file))
+        changes[settings.keys_dir / key_file] = (new_pem, file_mode(settings.keys_dir / key_file))
     changes[settings.trust_path] = (
         dump_trust(rotated, header_of(trust_text)).encode(),
-        _mode(settings.trust_path),
+        file_mode(settings.trust_path),
     )
     saved = {p: (p.read_bytes() if p.exists() else None, mode) for p, (_, mode) in changes.items()}
     for path, (data, mode) in changes.items():
-        _write(path, data, mode)
+        write_atomic(path, data, mode)
     retired, current = fingerprint(old_pem), fingerprint(new_pem)
     try:
-        record = audit.append(
+        record = _recorder(audit, old_key, new_key, moment).append(
             ACTION,
             settings.user,
             {"role": role, "retired_key": retired, "new_key": current, "at": moment.isoformat()},
         )
     except Exception as exc:  # the anchors' bucket (botocore's errors), the log file
-        _restore(saved)
+        restore(saved)
         raise AuditError(
             f"the {role} key was not rotated: its audit record could not be written ({exc}); start the "
             "stack ('govdeploy up') and rotate again"

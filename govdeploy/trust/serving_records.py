@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from govdeploy.backends import storage
 from govdeploy.errors import SignatureError, StorageError
 from govdeploy.trust.audit import canonical
+from govdeploy.trust.key_dates import UNDATED, dates_of, parse_moment
 from govdeploy.trust.keys import load_ecdsa_private, load_ecdsa_public
 
 # SeenRecords and accept are re-exported: the gateway's serving state (govdeploy.serving.gateway.state)
@@ -72,15 +73,30 @@ def _parse(document: bytes) -> tuple[ServingRecord, bytes]:
 
 
 def verify_record(document: bytes, trusted_keys: list[Path]) -> ServingRecord:
-    """The record, if its signature verifies with one of ``trusted_keys``; SignatureError otherwise."""
+    """The record, if its signature verifies with one of ``trusted_keys`` that could sign at the
+    record's ``issued_at`` (a ``PinnedKey`` carries its dates: a retired key verifies only what it
+    signed before its retirement); SignatureError otherwise, naming the key and its dates when the
+    signature is good but the key could not sign then."""
     record, signature = _parse(document)
+    issued = parse_moment(record.issued_at)
+    refusal = ""
     for path in trusted_keys:
         key = load_ecdsa_public(path)
         try:
             key.verify(signature, canonical(record.model_dump()), ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             continue
-        return record
+        dates = dates_of(path)
+        if dates == UNDATED or (issued is not None and dates.signs_at(issued)):
+            return record
+        if not refusal:
+            why = dates.why_not(issued) if issued else f"issued_at {record.issued_at!r} is no ISO 8601 time"
+            refusal = f"{path.name} {why}"
+    if refusal:
+        raise SignatureError(
+            f"the serving record #{record.sequence} of {record.model} is signed by a trusted serving key "
+            f"that could not sign it: {refusal}; {REPUBLISH} with the current serving key"
+        )
     raise SignatureError(f"the serving record of {record.model} is not signed by a trusted key")
 
 

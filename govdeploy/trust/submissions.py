@@ -25,10 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from govdeploy.config.approvers import Approvers
 from govdeploy.errors import ApprovalError, ConfigError
+from govdeploy.trust.approver_keys import approver_key_ring, statement_signer
 from govdeploy.trust.audit import canonical
-from govdeploy.trust.keys import approver_public_key
 from govdeploy.trust.nonces import UsedNonces, new_use
-from govdeploy.trust.statements import fresh, sign_token, verify_signature
+from govdeploy.trust.statements import fresh, sign_token
 from govdeploy.trust.validity import (
     DEFAULT_CLOCK_SKEW_SECONDS,
     Name,
@@ -121,13 +121,14 @@ def verify_submission(
 def _check_signature(signed: SignedSubmission, approvers: Approvers, keys_dir: Path) -> None:
     statement = signed.statement
     try:
-        key = approver_public_key(approvers, statement.submitted_by, keys_dir)
+        keys = approver_key_ring(approvers, statement.submitted_by, keys_dir)
     except ConfigError as exc:
         raise ApprovalError(f"submission by {statement.submitted_by!r} refused: {exc}") from None
-    verify_signature(
-        key,
+    statement_signer(
+        keys,
         statement,
         signed.signature,
+        statement.issued_at,
         f"the submission does not verify with the registered key of {statement.submitted_by!r}",
     )
 

@@ -3,98 +3,20 @@ use the new keys, a retired key signs nothing new, and the audit trail records e
 
 from __future__ import annotations
 
-import shutil
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from govdeploy.config.settings import Settings
 from govdeploy.config.trust import header_of, load_trust
 from govdeploy.errors import AuditError, ConfigError, SignatureError
-from govdeploy.trust.audit import AuditLog
 from govdeploy.trust.audit_verify import read_records, verify
-from govdeploy.trust.keys import fingerprint, init_keys, load_ed25519_private, signing_key, trusted_keys
+from govdeploy.trust.keys import fingerprint, init_keys, signing_key, trusted_keys
 from govdeploy.trust.rotation import rotate, rotation_due
-from govdeploy.trust.serving_content import ServingRecord
 from govdeploy.trust.serving_records import sign_record, verify_record
-from govdeploy.trust.signatures import (
-    Identity,
-    ReleaseClaims,
-    artifact_digest,
-    sign_directory,
-    verify_directory,
-    write_identity,
-    write_release_claims,
-)
+from govdeploy.trust.signatures import verify_directory
 from tests.conftest import CONFIG_DIR
-from tests.govdeploy.trust.anchor_stores import MemoryAnchors
-
-
-@dataclass
-class World:
-    settings: Settings
-    audit: AuditLog
-    anchors: MemoryAnchors
-    root: Path
-
-    def keep(self, role: str) -> Path:
-        """A copy of the role's current private key (what a stolen or forgotten copy would be)."""
-        kept = self.root / "kept" / f"{role}-{len(list((self.root / 'kept').glob('*')))}.key"
-        kept.parent.mkdir(exist_ok=True)
-        shutil.copy(self.settings.keys_dir / f"{role}.key", kept)
-        return kept
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> World:
-    shutil.copytree(CONFIG_DIR, tmp_path / "config")
-    settings = Settings(state_dir=tmp_path / "state", config_dir=tmp_path / "config")
-    init_keys(settings.keys_dir, [])
-    anchors = MemoryAnchors()
-    key = load_ed25519_private(settings.keys_dir / "audit.key")
-    return World(settings, AuditLog(tmp_path / "audit.jsonl", key, anchors), anchors, tmp_path)
-
-
-def model_dir(where: Path, level: str) -> Path:
-    where.mkdir(parents=True)
-    (where / "MLmodel").write_text("flavors: {}\n")
-    (where / "model.skops").write_bytes(where.name.encode() * 100)
-    write_identity(
-        where,
-        Identity(
-            model="m", version="1", model_id="m-1", run_id="r", submitted_by="dana", submission_proven=True
-        ),
-    )
-    if level == "release":
-        (where / "approvals.json").write_text("{}")
-        write_release_claims(
-            where, ReleaseClaims(model="m", version="1", artifact_digest=artifact_digest(where))
-        )
-    return where
-
-
-def signed(world: World, level: str, name: str) -> Path:
-    directory = model_dir(world.root / "models" / name, level)
-    sign_directory(directory, signing_key(world.settings, level), level)  # type: ignore[arg-type]
-    return directory
-
-
-def record(issued_at: datetime, sequence: int) -> ServingRecord:
-    return ServingRecord(
-        model="m",
-        champion="1",
-        challenger=None,
-        challenger_weight=0,
-        issued_at=issued_at.isoformat(timespec="seconds"),
-        issuer="rollout",
-        sequence=sequence,
-    )
-
-
-def pub(world: World, role: str) -> Path:
-    return world.settings.keys_dir / f"{role}.pub"
+from tests.govdeploy.trust.rotation_world import World, pub, record, signed
 
 
 def test_every_signing_role_rotates(world: World) -> None:
@@ -182,14 +104,6 @@ def test_a_key_rotated_twice_still_verifies_what_it_signed_first(world: World) -
     assert roles.count("retired_at:") == 2 and roles.count("valid_from:") == 2
 
 
-def test_the_audit_key_is_not_rotated(world: World) -> None:
-    trust, key = world.settings.trust_path.read_bytes(), (world.settings.keys_dir / "audit.key").read_bytes()
-    with pytest.raises(ConfigError, match="the audit key is not rotated by 'keys rotate'"):
-        rotate(world.settings, "audit", world.audit)
-    assert world.settings.trust_path.read_bytes() == trust
-    assert (world.settings.keys_dir / "audit.key").read_bytes() == key
-
-
 def test_a_key_from_a_secret_store_is_rotated_there(world: World) -> None:
     secret = world.keep("release")
     settings = Settings(
@@ -257,7 +171,7 @@ def test_the_command_rotates_and_names_both_keys(world: World, monkeypatch: pyte
         assert result.exit_code == 0, (result.output, result.exception)
         assert "rotated the serving key at" in result.output and f"retired  sha256 {old}" in result.output
         assert f"current  sha256 {fingerprint(pub(world, 'serving').read_bytes())}" in result.output
-        refused = CliRunner().invoke(cli.app, ["keys", "rotate", "--role", "audit"])
-        assert refused.exit_code == 2 and "audit" in refused.output
+        refused = CliRunner().invoke(cli.app, ["keys", "rotate", "--role", "approver"])
+        assert refused.exit_code == 2 and "--approver and --out go with --role approver" in refused.output
     finally:
         get_settings.cache_clear()
