@@ -7,7 +7,9 @@ STAMP := $(VENV)/.installed
 LOCK := requirements/lock.txt
 DEV_LOCK := requirements/dev-lock.txt
 
-.PHONY: demo test test-unit up down status lint lock bench bench-drift bench-signing clean
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: demo test test-unit up down status lint lock bench bench-drift bench-signing clean chromium
 
 $(STAMP): $(LOCK) $(DEV_LOCK) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,11 +24,16 @@ demo: $(STAMP)
 
 ## test: install, then lint, type-check, check compliance of the shipped config (no server needed)
 ## and run the whole test suite (starts its own servers)
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/govdeploy compliance check
 	$(PY) -m pytest -q -ra
+
+## chromium: Debian's browser, which tests/flows/test_approver_view.py drives through the Prefect UI
+## (installed once, when missing)
+chromium:
+	@test -x $(CHROMIUM) || { apt-get update && apt-get install -y chromium; }
 
 ## test-unit: only the tests that start no server
 test-unit: $(STAMP)

@@ -106,7 +106,7 @@ def release(
         candidate.submission_proven,
         config.digest,
     )
-    approvals = wait_for_approvals(request, report, config, approval_timeout_seconds)
+    approvals = wait_for_approvals(request, report, config, approval_timeout_seconds, canary)
 
     # Stage 6: signed promotion (release signature over the approved bytes, then the signed serving
     # record that commits it, announced first in the audit trail)

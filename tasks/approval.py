@@ -3,7 +3,9 @@
 ``wait_for_approvals`` pauses the flow run (it must be called from a flow): approvers resume it
 from the Prefect UI form or with ``govdeploy approve``; each input is checked by the approval
 ledger and recorded in the audit trail, and the run keeps waiting for valid approvals until the
-quorum, an authorised rejection, or the timeout.
+quorum, an authorised rejection, or the timeout. What the approver sees is
+``govdeploy.release.approval_view``: the form's description (a refusal on top, re-paused within a
+second), a status artifact and a log line per attempt on the run page.
 """
 
 from __future__ import annotations
@@ -13,11 +15,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
 from prefect.runtime import flow_run
-from pydantic import Field
 
 from govdeploy.backends import registry
 from govdeploy.config.approvers import load_approvers
@@ -28,17 +26,15 @@ from govdeploy.monitoring.alerts import post_alert
 from govdeploy.release import approval, promotion
 from govdeploy.release.gate import GateReport
 from govdeploy.serving import rollout
-from govdeploy.trust.approval_ledger import ApprovalLedger, Outcome, require_proven_submitter
+from govdeploy.trust.approval_ledger import ApprovalLedger, require_proven_submitter
 from govdeploy.trust.approvals import ApprovalRequest, SignedStatement
 from govdeploy.trust.keys import signing_key
 from govdeploy.trust.roots import load_roots
+from tasks.approval_form import ApprovalForm, ApprovalInput
+from tasks.artifacts import approver_view
 from tasks.audit import audit_event
 
-
-class ApprovalInput(RunInput):
-    token: str = Field(
-        description="Signed approval token: govdeploy approval-token RUN_ID --approver ID --key KEYFILE"
-    )
+__all__ = ["ApprovalInput", "approval_request", "promote_version", "wait_for_approvals"]
 
 
 def approval_request(
@@ -57,67 +53,11 @@ def approval_request(
     )
 
 
-def approval_markdown(request: ApprovalRequest, report: GateReport, ledger: ApprovalLedger, last: str) -> str:
-    """What an approver sees in the Prefect UI before signing."""
-    policy = ledger.policy
-    checks = "\n".join(
-        f"| {'pass' if c.passed else '**FAIL**'} | {c.name} | {c.value} | {c.threshold} |"
-        for c in report.checks
-    )
-    run = request.flow_run_id
-    return (
-        f"## Approve release of {request.model} v{request.version}?\n\n"
-        f"- artifact digest: `{request.artifact_digest}`\n- policy digest: `{request.policy_digest}`\n"
-        f"- submitted (trained) by: **{request.submitted_by}** "
-        + ("(signed submission)" if request.submission_proven else "(**claimed, not proven**)")
-        + " — cannot approve it\n"
-        f"- quorum: {ledger.required} distinct approvers with a role in {policy.required_roles}; "
-        f"so far: {ledger.approved_by or 'none'}\n"
-        + (f"- last attempt: {last}\n" if last else "")
-        + "\n| result | check | value | threshold |\n|---|---|---|---|\n"
-        + checks
-        + "\n\nApprove from a terminal: `govdeploy approve "
-        + run
-        + " --approver ID --key KEYFILE`, or paste the token printed by `govdeploy approval-token "
-        + run
-        + " --approver ID --key KEYFILE` below. Add `--reject --reason TEXT` to reject."
-    )
-
-
-def _record_attempt(outcome: Outcome, ledger: ApprovalLedger, retention_days: int) -> None:
-    request = ledger.request
-    statement = outcome.signed.statement if outcome.signed else None
-    person = ledger.approvers.get(outcome.approver) if outcome.accepted and outcome.approver else None
-    if not outcome.accepted:
-        action = "approval.refused"
-    else:
-        action = "approval.rejected" if outcome.decision == "reject" else "approval.accepted"
-    audit_event(
-        action,
-        {
-            "reason": outcome.reason,
-            "claimed_approver": statement.approver if statement else None,
-            "decision": statement.decision if statement else None,
-            "nonce": statement.nonce if statement else None,
-            "flow_run_id": request.flow_run_id,
-            "artifact_digest": request.artifact_digest,
-        },
-        model=request.model,
-        version=request.version,
-        policy_digest=request.policy_digest,
-        actor=outcome.approver if outcome.accepted and outcome.approver else "unverified",
-        retention_days=retention_days,
-        sensitive={"name": person.name, "email": str(person.email)} if person else None,
-    )
-
-
-def wait_for_approvals(
-    request: ApprovalRequest, report: GateReport, config: Governance, timeout_seconds: int | None = None
-) -> list[SignedStatement]:
-    """Pause until the quorum of valid signed approvals; raise ApprovalError on rejection or timeout."""
+def _open_ledger(request: ApprovalRequest, config: Governance) -> ApprovalLedger:
+    """The ledger of this release; an approver list that cannot count, or a release the policy
+    refuses, leaves an ``approval.not_started`` record."""
     settings = get_settings()
-    retention = config.policy.retention.audit_days
-    try:  # an approver list that cannot count, or a release the policy refuses, leaves a record
+    try:
         ledger = ApprovalLedger(
             request,
             config.policy.approval,
@@ -133,41 +73,29 @@ def wait_for_approvals(
             model=request.model,
             version=request.version,
             policy_digest=request.policy_digest,
-            retention_days=retention,
+            retention_days=config.policy.retention.audit_days,
         )
         raise
+    return ledger
+
+
+def wait_for_approvals(
+    request: ApprovalRequest,
+    report: GateReport,
+    config: Governance,
+    timeout_seconds: int | None = None,
+    canary: bool = False,
+) -> list[SignedStatement]:
+    """Pause until the quorum of valid signed approvals; raise ApprovalError on rejection or timeout.
+
+    ``canary`` is the release's own request for a canary: the form tells what approval starts."""
+    ledger = _open_ledger(request, config)
+    retention = config.policy.retention.audit_days
     seconds = approval.window_seconds(config.policy.approval, timeout_seconds)
-    logger = get_run_logger()
-
-    def ask(attempt: int, remaining: int, last: str) -> str | None:
-        logger.info(
-            "waiting %d s for approvals of %s v%s (%s); approve with: "
-            "govdeploy approve %s --approver ID --key KEYFILE",
-            remaining,
-            request.model,
-            request.version,
-            ledger.approved_by or "none yet",
-            request.flow_run_id,
-        )
-        try:
-            received = pause_flow_run(
-                wait_for_input=ApprovalInput.with_initial_data(
-                    description=approval_markdown(request, report, ledger, last)
-                ),
-                timeout=remaining,
-                poll_interval=1,
-                key=f"approval-{attempt}",
-            )
-        except FlowPauseTimeout:
-            return None
-        return str(received.token)
-
-    def record(outcome: Outcome) -> None:
-        _record_attempt(outcome, ledger, retention)
-        (logger.info if outcome.accepted else logger.warning)("approval attempt: %s", outcome.reason)
-
+    form = ApprovalForm(approver_view(request, report, config.policy, canary), ledger, retention)
+    form.publish()
     try:
-        return approval.collect_approvals(ledger, seconds, ask, record)
+        return approval.collect_approvals(ledger, seconds, form.ask, form.record)
     except ApprovalTimeoutError as exc:
         announce_timeout(request, str(exc), retention)
         raise

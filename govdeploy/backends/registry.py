@@ -169,6 +169,18 @@ def set_version_tags(name: str, version: str, tags: dict[str, str], tracking_uri
             client(tracking_uri).set_model_version_tag(name, version, key, value)
 
 
+# MLflow stores a version's description in a column of 5000 characters
+MAX_DESCRIPTION_CHARS = 5000
+
+
+def set_version_description(name: str, version: str, description: str, tracking_uri: str) -> None:
+    """Replace a version's description (markdown for people; tools read the tags), cut to fit."""
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        description = description[: MAX_DESCRIPTION_CHARS - 2] + " …"
+    with registry_call(f"describe model {name!r} version {version}", tracking_uri):
+        client(tracking_uri).update_model_version(name, version, description=description)
+
+
 def model_tag(name: str, key: str, tracking_uri: str) -> str | None:
     """A tag of the registered model (not of a version), or None when the model or tag is missing."""
     from mlflow.exceptions import MlflowException
