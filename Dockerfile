@@ -46,6 +46,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOME=/home/govdeploy \
     MPLCONFIGDIR=/tmp/matplotlib \
     PREFECT_HOME=/tmp/prefect \
+    MLFLOW_DISABLE_TELEMETRY=true \
     GOVDEPLOY_PROJECT_DIR=/app \
     GOVDEPLOY_CONFIG_DIR=/app/config \
     GOVDEPLOY_STATE_DIR=/var/lib/govdeploy

@@ -67,9 +67,9 @@ def _unreachable(action: str, tracking_uri: str, exc: BaseException) -> Registry
 
 
 def http_limits(settings: Settings) -> dict[str, str]:
-    """MLflow's HTTP retry and timeout variables: the operator's where set, else bounded by
-    ``dependency_retries`` and ``dependency_timeout_seconds`` (MLflow's defaults retry a dead server
-    for minutes)."""
+    """MLflow's HTTP retry and timeout variables, and its telemetry off: the operator's where set,
+    else bounded by ``dependency_retries`` and ``dependency_timeout_seconds`` (MLflow's defaults
+    retry a dead server for minutes)."""
     bounded = {
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(settings.dependency_retries),
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -77,6 +77,11 @@ def http_limits(settings: Settings) -> dict[str, str]:
         # artifact downloads stream to disk in 1 MiB chunks: MLflow's multipart download holds
         # ranges of 100 MB each in memory, on several threads (a 400 MB model: +300 MB RSS)
         "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
+        # no usage telemetry to MLflow's collector: a governed deployment sends nothing out, and on
+        # a closed network the telemetry thread gives up by deleting an environment variable while
+        # requests reads the environment (a model download failed: KeyError
+        # '_MLFLOW_TELEMETRY_SESSION_ID')
+        "MLFLOW_DISABLE_TELEMETRY": "true",
     }
     return {name: os.environ.get(name, value) for name, value in bounded.items()}
 

@@ -165,7 +165,8 @@ def _env(settings: Settings, extra: dict[str, str], client: bool = False) -> dic
     dropped = FOREIGN_CREDENTIALS if client else (*FOREIGN_CREDENTIALS, *CLIENT_CREDENTIALS)
     inherited = {name: value for name, value in os.environ.items() if name not in dropped}
     base = client_env(settings) if client else _locations(settings)
-    return {**inherited, **base, "PYTHONUNBUFFERED": "1", **extra}
+    quiet = {"MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true")}  # servers too
+    return {**inherited, **quiet, **base, "PYTHONUNBUFFERED": "1", **extra}
 
 
 def s3(settings: Settings) -> Component:

@@ -30,6 +30,7 @@ MLFLOW_LIMITS = (
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
     "MLFLOW_HTTP_REQUEST_TIMEOUT",
     "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD",
+    "MLFLOW_DISABLE_TELEMETRY",
 )
 
 
@@ -62,12 +63,16 @@ def test_mlflow_limits_come_from_settings_unless_the_operator_set_them(own_limit
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "7",
         "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
     }
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "300"
     assert registry.http_limits(settings)["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "300"
     limits = components.client_env(settings)
     assert limits["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "300"
     assert limits["PREFECT_CLIENT_MAX_RETRIES"] == "3"
+    # nothing reports usage to MLflow's collector: not the clients, not the servers the stack runs
+    assert limits["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    assert components.mlflow(settings).env["MLFLOW_DISABLE_TELEMETRY"] == "true"
 
 
 def test_the_s3_client_times_out_and_retries_as_configured(own_limits: None) -> None:
