@@ -26,24 +26,22 @@ newline. Appending always works whatever was written before:
   and cut off; the records claimed in the bucket (the torn one too, if its claim was made) are
   copied back from there, and an ``audit.repaired`` record saying what was found continues the
   chain.
+
+The records and the local copy's catch-up are in ``govdeploy.trust.audit_copy``.
 """
 
 from __future__ import annotations
 
 import base64
-import fcntl
-import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from pydantic import BaseModel, Field, ValidationError
 
 from govdeploy.errors import AuditError, GovdeployError
 from govdeploy.trust.anchors import ANCHOR_PREFIX as ANCHOR_PREFIX
@@ -51,97 +49,18 @@ from govdeploy.trust.anchors import Anchor, AnchorStore
 from govdeploy.trust.anchors import S3Anchors as S3Anchors
 from govdeploy.trust.audit_bounds import SENSITIVE_BYTES, bounded, cap_text
 from govdeploy.trust.audit_bounds import canonical as canonical
-from govdeploy.trust.audit_file import Tail, TornLine, read_tail
+from govdeploy.trust.audit_copy import GENESIS as GENESIS
+from govdeploy.trust.audit_copy import AuditRecord as AuditRecord
+from govdeploy.trust.audit_copy import LocalCopy as LocalCopy
+from govdeploy.trust.audit_copy import head_record
+from govdeploy.trust.audit_copy import record_hash as record_hash
+from govdeploy.trust.audit_file import TornLine, read_tail
 from govdeploy.trust.audit_keys import AuditKeys
 
-GENESIS = "0" * 64
 REPAIRED = "audit.repaired"
 # claims lost in a row before an append gives up (each loss means another writer appended)
 MAX_CLAIMS = 50
-
-
-class AuditRecord(BaseModel):
-    seq: int
-    id: str
-    time: str
-    actor: str
-    action: str
-    model: str | None = None
-    version: str | None = None
-    policy_digest: str | None = None
-    payload: dict[str, Any] = Field(default_factory=dict)
-    prev: str
-    hash: str = ""
-    signature: str = ""
-
-    def body(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"hash", "signature"})
-
-
-def record_hash(record: AuditRecord) -> str:
-    return hashlib.sha256(canonical(record.body())).hexdigest()
-
-
-def _head(path: Path, tail: Tail) -> AuditRecord | None:
-    if tail.last is None:
-        return None
-    try:
-        return AuditRecord.model_validate_json(tail.last)
-    except ValidationError as exc:
-        raise AuditError(
-            f"the last complete line of {path} (byte offset {tail.start}) is not an audit record: "
-            "the log was edited or corrupted, nothing is appended after it; run 'govdeploy audit verify'"
-        ) from exc
-
-
 Sealer = Callable[[bytes, str], dict[str, Any]]
-
-
-class LocalCopy:
-    """This machine's copy of the shared chain: brought up to date from the claims in the bucket,
-    each checked under the audit public keys, by its time (no private key needed: readers sync too)."""
-
-    def __init__(
-        self, path: Path, public_key: ed25519.Ed25519PublicKey | AuditKeys, anchors: AnchorStore
-    ) -> None:
-        self.path, self.public_key, self.anchors = path, public_key, anchors
-        self.keys = AuditKeys.of(public_key)
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.with_suffix(".lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def sync(self) -> AuditRecord | None:
-        """Copy the records other writers claimed into the local file; the head after it."""
-        with self._locked():
-            tail = read_tail(self.path)
-            if tail.torn:  # a crash mid-line: the next append repairs it
-                return _head(self.path, tail)
-            return self._catch_up(_head(self.path, tail))[0]
-
-    def _catch_up(self, last: AuditRecord | None) -> tuple[AuditRecord | None, int]:
-        """Append the records claimed after ``last`` (each checked); the new head, and the highest
-        number claimed (burned numbers included)."""
-        highest = last.seq if last else 0
-        for claimed in self.anchors.after(highest):
-            highest = max(highest, claimed.seq)
-            record = _claimed_record(claimed.anchor, last, self.keys)
-            if record is not None:
-                self._commit(record)
-                last = record
-        return last, highest
-
-    def _commit(self, record: AuditRecord) -> None:
-        with self.path.open("ab") as out:
-            out.write(record.model_dump_json().encode() + b"\n")
-            out.flush()
-            os.fsync(out.fileno())
 
 
 class AuditLog(LocalCopy):
@@ -189,9 +108,9 @@ class AuditLog(LocalCopy):
                     found: dict[str, Any] = {"torn_offset": tail.torn.offset, "torn_bytes": tail.torn.length}
                     found |= {"torn_sha256": tail.torn.sha256, "quarantined_to": self._torn_name(tail.torn)}
                     repaired = self._entry(REPAIRED, "govdeploy", found, None, None, None, None)
-                    self._claim_next(repaired, _head(self.path, tail))
+                    self._claim_next(repaired, head_record(self.path, tail))
                     tail = read_tail(self.path)
-                return self._claim_next(entry, _head(self.path, tail))
+                return self._claim_next(entry, head_record(self.path, tail))
         except GovdeployError:
             raise
         except Exception as exc:  # disk full, permissions, a value the sealer refuses: never a bare crash
@@ -286,26 +205,3 @@ class AuditLog(LocalCopy):
             os.fsync(out.fileno())
             log.truncate(torn.offset)
             os.fsync(log.fileno())
-
-
-def _claimed_record(anchor: Anchor | None, last: AuditRecord | None, keys: AuditKeys) -> AuditRecord | None:
-    """The record an anchor claimed after ``last``, checked; None when the object is not a record
-    of this chain (a burned number). AuditError when a signed record does not continue the chain:
-    the bucket and this log disagree, nothing more is appended."""
-    if anchor is None or anchor.record is None:
-        return None
-    try:
-        record = AuditRecord.model_validate_json(anchor.record)
-    except ValidationError:
-        return None
-    if keys.problem(record) is not None:
-        return None
-    if record.seq != anchor.seq or record_hash(record) != record.hash or anchor.hash != record.hash:
-        return None
-    if record.prev != (last.hash if last else GENESIS):
-        raise AuditError(
-            f"record {record.seq} claimed in the bucket is signed by the audit key but does not chain to "
-            f"record {last.seq if last else 0} of this log: the log and the bucket disagree; run "
-            "'govdeploy audit verify' and restore the log"
-        )
-    return record
